@@ -1,0 +1,1 @@
+"""PostgreSQL: typed SQLAlchemy 2 models, engine/session helpers and Alembic migrations."""

@@ -1,0 +1,299 @@
+"""The core tables. Schema changes only through Alembic migrations in ``db/migrations``.
+
+Units are in the column names: energy in integer Wh, money in integer minor units.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# OCPP transaction ids come from this sequence (in SteVe relay mode, SteVe's id is used instead).
+transaction_id_seq = Sequence("transaction_id_seq", start=1, metadata=MetaData(naming_convention=NAMING))
+
+Tz = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = transaction_id_seq.metadata
+    type_annotation_map = {dict[str, Any]: JSONB, datetime: Tz}
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Tariff(Base):
+    __tablename__ = "tariffs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    price_per_kwh_minor: Mapped[int] = mapped_column(Integer, default=0)
+    price_per_minute_minor: Mapped[int] = mapped_column(Integer, default=0)
+    price_per_session_minor: Mapped[int] = mapped_column(Integer, default=0)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        CheckConstraint(
+            "price_per_kwh_minor >= 0 AND price_per_minute_minor >= 0 "
+            "AND price_per_session_minor >= 0",
+            name="prices_non_negative",
+        ),
+    )
+
+
+class Charger(Base):
+    __tablename__ = "chargers"
+    charge_box_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    tariff_id: Mapped[int | None] = mapped_column(ForeignKey("tariffs.id"))
+    # Security profile 1 (HTTP Basic). NULL: the charger connects without a password.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    auto_registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    vendor: Mapped[str | None] = mapped_column(String(50))
+    model: Mapped[str | None] = mapped_column(String(50))
+    serial_number: Mapped[str | None] = mapped_column(String(50))
+    firmware_version: Mapped[str | None] = mapped_column(String(50))
+    registration_status: Mapped[str] = mapped_column(String(16), default="Accepted")
+    # The gateway process holding the socket (its Temporal task queue is gateway-<instance>).
+    gateway_instance: Mapped[str | None] = mapped_column(String(64))
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[datetime | None] = mapped_column()
+    last_boot_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Connector(Base):
+    __tablename__ = "connectors"
+    charge_box_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.charge_box_id", ondelete="CASCADE"), primary_key=True
+    )
+    # 0 is the charge point itself, as in OCPP StatusNotification.
+    connector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), default="Unavailable")
+    error_code: Mapped[str] = mapped_column(String(32), default="NoError")
+    info: Mapped[str | None] = mapped_column(String(50))
+    vendor_error_code: Mapped[str | None] = mapped_column(String(50))
+    status_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class EvCard(Base):
+    __tablename__ = "ev_cards"
+    id_tag: Mapped[str] = mapped_column(String(20), primary_key=True)
+    parent_id_tag: Mapped[str | None] = mapped_column(ForeignKey("ev_cards.id_tag"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    max_concurrent_sessions: Mapped[int] = mapped_column(Integer, default=1)
+    lost_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (CheckConstraint("id_tag <> parent_id_tag", name="not_own_parent"),)
+
+
+class UserMapping(Base):
+    """A user ↔ an idTag ↔ a Lago customer (external id = the user's public id)."""
+
+    __tablename__ = "user_mappings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # BetterAuth's user id (text) and the 8-character Crockford-base32 public id.
+    user_id: Mapped[str] = mapped_column(String(64))
+    public_id: Mapped[str] = mapped_column(String(8))
+    email: Mapped[str | None] = mapped_column(String(320))
+    id_tag: Mapped[str] = mapped_column(ForeignKey("ev_cards.id_tag"))
+    lago_customer_external_id: Mapped[str | None] = mapped_column(String(64))
+    lago_subscription_external_id: Mapped[str | None] = mapped_column(String(64))
+    billing_mode: Mapped[str] = mapped_column(String(16), default="usage")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        # One active mapping per card; history stays as inactive rows.
+        Index(
+            "uq_user_mappings_active_id_tag",
+            "id_tag",
+            unique=True,
+            postgresql_where="is_active",
+        ),
+        Index("ix_user_mappings_user_id", "user_id"),
+    )
+
+
+class Transaction(Base):
+    """The OCPP transaction journal, written by the gateway."""
+
+    __tablename__ = "transactions"
+    id: Mapped[int] = mapped_column(
+        BigInteger, transaction_id_seq, primary_key=True, server_default=transaction_id_seq.next_value()
+    )
+    charge_box_id: Mapped[str] = mapped_column(ForeignKey("chargers.charge_box_id"))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    id_tag: Mapped[str] = mapped_column(String(20))
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    auth_status: Mapped[str] = mapped_column(String(16), default="Accepted")
+    meter_start_wh: Mapped[int] = mapped_column(BigInteger)
+    meter_stop_wh: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column()
+    stopped_at: Mapped[datetime | None] = mapped_column()
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    stop_id_tag: Mapped[str | None] = mapped_column(String(20))
+    reservation_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        # A charger that resends StartTransaction (no answer seen) gets the same transaction id.
+        UniqueConstraint(
+            "charge_box_id", "connector_id", "started_at", "meter_start_wh",
+            name="uq_transactions_start_identity",
+        ),
+        Index("ix_transactions_workflow_id", "workflow_id"),
+        Index("ix_transactions_open", "charge_box_id", "connector_id", postgresql_where="stopped_at IS NULL"),
+    )
+
+
+class OrphanStop(Base):
+    """StopTransaction for a transaction id we do not know: acknowledged, kept to reconcile."""
+
+    __tablename__ = "orphan_stops"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    charge_box_id: Mapped[str] = mapped_column(String(255))
+    transaction_id: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class MeterSample(Base):
+    __tablename__ = "meter_samples"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger)
+    charge_box_id: Mapped[str] = mapped_column(String(255))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    sampled_at: Mapped[datetime] = mapped_column()
+    measurand: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str | None] = mapped_column(String(8))
+    unit: Mapped[str | None] = mapped_column(String(16))
+    context: Mapped[str | None] = mapped_column(String(32))
+    # The value as the charger sent it, and (for energy registers) converted once to Wh.
+    raw_value: Mapped[str] = mapped_column(String(64))
+    energy_wh: Mapped[int | None] = mapped_column(BigInteger)
+    # Why the sample is not billed (outside the transaction window, not monotonic, ...).
+    flag: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (Index("ix_meter_samples_transaction", "transaction_id", "sampled_at"),)
+
+
+class GatewayOutbox(Base):
+    """What the gateway must tell Temporal, written in the same transaction as the journal."""
+
+    __tablename__ = "gateway_outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        Index("ix_gateway_outbox_pending", "workflow_id", "id", postgresql_where="delivered_at IS NULL"),
+    )
+
+
+class ChargingSession(Base):
+    """Read model of each ChargingSessionWorkflow, written by its activities, for API and CLI."""
+
+    __tablename__ = "charging_sessions"
+    workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    charge_box_id: Mapped[str] = mapped_column(String(255))
+    connector_id: Mapped[int | None] = mapped_column(Integer)
+    id_tag: Mapped[str | None] = mapped_column(String(20))
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger)
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    energy_wh: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    started_at: Mapped[datetime | None] = mapped_column()
+    stopped_at: Mapped[datetime | None] = mapped_column()
+    end_reason: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (Index("ix_charging_sessions_id_tag", "id_tag"),)
+
+
+class BillingEvent(Base):
+    """Usage the workflow billed, with a deterministic id (``<workflow id>:<sequence>``)."""
+
+    __tablename__ = "billing_events"
+    transaction_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    sequence: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # periodic | final | compensation
+    energy_wh: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column()
+    lago_customer_external_id: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "sequence", name="uq_billing_events_workflow_sequence"),
+    )
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+
+__all__ = [
+    "AuditLog",
+    "Base",
+    "BillingEvent",
+    "Charger",
+    "ChargingSession",
+    "Connector",
+    "EvCard",
+    "GatewayOutbox",
+    "MeterSample",
+    "OrphanStop",
+    "Site",
+    "Tariff",
+    "Transaction",
+    "UserMapping",
+    "transaction_id_seq",
+]
