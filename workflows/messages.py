@@ -1,0 +1,137 @@
+"""The contract between the gateway, the API and ChargingSessionWorkflow.
+
+Names are pinned: renaming a Python symbol never changes what a running execution answers to.
+Every payload is one pydantic model, so fields can be added later (with defaults) without
+breaking histories. Clients must use :data:`config.temporal.DATA_CONVERTER` (pydantic).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SESSION_WORKFLOW = "ChargingSession"
+
+# Signals (gateway outbox relay → workflow). Each carries the outbox row id as ``event_id`` so
+# a redelivered signal is recognised and ignored.
+SIGNAL_TRANSACTION_STARTED = "transaction_started"
+SIGNAL_METER_PROGRESS = "meter_progress"
+SIGNAL_TRANSACTION_STOPPED = "transaction_stopped"
+SIGNAL_CONNECTOR_STATUS = "connector_status"
+
+# Updates
+UPDATE_PRE_AUTHORIZE = "pre_authorize"
+UPDATE_REMOTE_STOP = "remote_stop"
+
+# Queries
+QUERY_STATUS = "status"
+
+AuthorizationStatus = Literal["Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"]
+SessionOrigin = Literal["tap", "remote", "charger"]
+
+
+def tap_workflow_id(charge_box_id: str, id_tag: str, tapped_at: datetime) -> str:
+    """Minted by the gateway when a card is tapped (Authorize)."""
+    return f"session:{charge_box_id}:tap:{id_tag}:{int(tapped_at.timestamp() * 1000)}"
+
+
+def charger_workflow_id(charge_box_id: str, connector_id: int, started_at: datetime,
+                        meter_start_wh: int) -> str:
+    """Minted for a StartTransaction with no pending tap or remote intent (Authorize skipped).
+
+    Deterministic from the start's identity, so a resent StartTransaction maps to the same run.
+    """
+    stamp = int(started_at.timestamp() * 1000)
+    return f"session:{charge_box_id}:{connector_id}:start:{stamp}:{meter_start_wh}"
+
+
+class SessionInput(BaseModel):
+    """Workflow input. For continue-as-new, ``carry`` holds the state to resume from."""
+
+    charge_box_id: str
+    id_tag: str | None = None
+    connector_id: int | None = None
+    origin: SessionOrigin = "tap"
+    requested_at: datetime | None = None
+    carry: dict[str, object] | None = None
+
+
+class PreAuthorizeInput(BaseModel):
+    id_tag: str
+    charge_box_id: str
+    connector_id: int | None = None
+    # What the gateway decided locally from PostgreSQL; the workflow may only tighten it.
+    local_status: AuthorizationStatus = "Accepted"
+
+
+class PreAuthorizeResult(BaseModel):
+    status: AuthorizationStatus
+    reason: str | None = None
+    parent_id_tag: str | None = None
+    expiry_date: datetime | None = None
+
+
+class TransactionStarted(BaseModel):
+    event_id: int
+    transaction_id: int
+    charge_box_id: str
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    started_at: datetime
+    auth_status: AuthorizationStatus = "Accepted"
+
+
+class MeterProgress(BaseModel):
+    event_id: int
+    transaction_id: int
+    energy_register_wh: int
+    sampled_at: datetime
+    context: str | None = None
+
+
+class TransactionStopped(BaseModel):
+    event_id: int
+    transaction_id: int
+    meter_stop_wh: int
+    stopped_at: datetime
+    reason: str | None = None
+    id_tag: str | None = None
+
+
+class ConnectorStatus(BaseModel):
+    event_id: int
+    connector_id: int
+    status: str
+    error_code: str = "NoError"
+    at: datetime
+
+
+class RemoteStopInput(BaseModel):
+    requested_by: str
+    reason: str | None = None
+
+
+class RemoteStopResult(BaseModel):
+    accepted: bool
+    message: str | None = None
+
+
+class SessionStatus(BaseModel):
+    """What ``polaris sessions show`` and the API read from a running workflow."""
+
+    workflow_id: str
+    state: str
+    charge_box_id: str
+    connector_id: int | None = None
+    id_tag: str | None = None
+    transaction_id: int | None = None
+    meter_start_wh: int | None = None
+    last_register_wh: int | None = None
+    energy_wh: int = 0
+    cost_minor: int = 0
+    currency: str | None = None
+    billing_event_ids: list[str] = Field(default_factory=list)
+    end_reason: str | None = None
