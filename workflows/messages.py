@@ -135,3 +135,40 @@ class SessionStatus(BaseModel):
     currency: str | None = None
     billing_event_ids: list[str] = Field(default_factory=list)
     end_reason: str | None = None
+
+
+# -- Commands to chargers -----------------------------------------------------------------------
+# Activities on the task queue ``gateway-<instance>`` of the gateway process that holds the
+# charger's socket (the charger → instance map is ``chargers.gateway_instance``).
+
+ACTIVITY_SEND_CHARGER_COMMAND = "send_charger_command"
+
+ChargerAction = Literal[
+    "RemoteStartTransaction",
+    "RemoteStopTransaction",
+    "UnlockConnector",
+    "Reset",
+    "ChangeAvailability",
+    "ChangeConfiguration",
+    "GetConfiguration",
+    "TriggerMessage",
+    "ReserveNow",
+    "CancelReservation",
+    "SetChargingProfile",
+    "ClearChargingProfile",
+]
+
+
+class ChargerCommandInput(BaseModel):
+    charge_box_id: str
+    action: ChargerAction
+    # The OCPP request payload in OCPP's own camelCase field names.
+    payload: dict[str, object] = Field(default_factory=dict)
+    timeout_s: float = 30.0
+
+
+class ChargerCommandResult(BaseModel):
+    # The charger's answer payload (camelCase, as sent). Failures raise ApplicationError with
+    # type ``ChargerOffline`` | ``ChargerTimeout`` | ``ChargerCallError`` (non-retryable except
+    # ChargerOffline, which the caller's retry policy decides on).
+    payload: dict[str, object] = Field(default_factory=dict)
