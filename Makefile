@@ -1,0 +1,36 @@
+# Two commands: `make dev` runs the platform, `make test` runs every check. Both bootstrap what
+# they need (a virtualenv in .venv/, the project with its test extra, npm ci for auth/).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test lint typecheck install bench clean
+
+$(STAMP): pyproject.toml auth/package-lock.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	cd auth && npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/polaris dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.gateway_load
+
+clean:
+	rm -rf $(VENV) auth/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""The FastAPI application factory (no globals: settings are passed in)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from api import health
+from api.deps import AppState
+from api.errors import install_error_handlers
+from config.settings import Settings
+from db.engine import make_engine, make_session_factory
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.require_database_url())
+        async with httpx.AsyncClient(timeout=3.0) as http:
+            app.state.polaris = AppState(
+                settings=settings,
+                engine=engine,
+                sessions=make_session_factory(engine),
+                http=http,
+            )
+            try:
+                yield
+            finally:
+                await engine.dispose()
+
+    app = FastAPI(
+        title="Polaris Express API",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    return app

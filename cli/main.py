@@ -1,0 +1,158 @@
+"""The ``polaris`` command.
+
+Every subcommand builds settings once (environment, then ``.polaris/runtime.json`` written by a
+running ``polaris dev``) and passes them down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from config.settings import Settings, load_settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+
+
+def _cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
+    from cli.dev import run_dev
+
+    if settings.env == "dev":
+        settings = settings.model_copy(update={"gateway_auto_register": True})
+    return asyncio.run(run_dev(settings))
+
+
+def _cmd_api(settings: Settings, _: argparse.Namespace) -> int:
+    from api.main import run_api
+
+    asyncio.run(run_api(settings))
+    return 0
+
+
+def _cmd_gateway(settings: Settings, _: argparse.Namespace) -> int:
+    from gateway.main import run_gateway
+
+    return _run_until_signal(run_gateway(settings))
+
+
+def _cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    from worker import run_worker
+
+    return _run_until_signal(run_worker(settings))
+
+
+def _cmd_auth(settings: Settings, _: argparse.Namespace) -> int:
+    from cli import auth_service
+
+    auth_service.ensure_installed()
+    env = auth_service.environment(
+        database_url=settings.require_database_url(),
+        port=settings.auth_port,
+        secret=settings.auth_secret.get_secret_value(),
+        env=settings.env,
+    )
+    argv = auth_service.command()
+    os.execvpe(argv[0], argv, env)
+
+
+def _cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from db.migrate import upgrade
+
+    upgrade(settings.require_database_url())
+    print("migrations applied")
+    return 0
+
+
+def _cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.seed import seed_demo
+
+    return asyncio.run(seed_demo(settings))
+
+
+def _cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.sessions import run_sessions_command
+
+    return asyncio.run(run_sessions_command(settings, args))
+
+
+def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
+    """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
+
+    async def runner() -> None:
+        task = asyncio.create_task(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polaris", description="Polaris Express EV charging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="run the whole platform on this machine (embedded defaults)")
+    sub.add_parser("api", help="run the HTTP API")
+    sub.add_parser("gateway", help="run the OCPP 1.6J gateway")
+    sub.add_parser("worker", help="run a Temporal worker")
+    sub.add_parser("auth", help="run the BetterAuth service (Node)")
+    sub.add_parser("migrate", help="apply database migrations")
+    seed = sub.add_parser("seed", help="load data")
+    seed.add_argument("dataset", choices=["demo"])
+    sessions = sub.add_parser("sessions", help="read charging sessions")
+    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    ls = sessions_sub.add_parser("list", help="list recent sessions")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--json", action="store_true")
+    show = sessions_sub.add_parser("show", help="show one session's story")
+    show.add_argument("workflow_id")
+    show.add_argument("--json", action="store_true")
+    return parser
+
+
+COMMANDS = {
+    "dev": _cmd_dev,
+    "api": _cmd_api,
+    "gateway": _cmd_gateway,
+    "worker": _cmd_worker,
+    "auth": _cmd_auth,
+    "migrate": _cmd_migrate,
+    "seed": _cmd_seed,
+    "sessions": _cmd_sessions,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"polaris: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except RuntimeError as exc:
+        print(f"polaris: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

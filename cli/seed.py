@@ -1,0 +1,153 @@
+"""``polaris seed demo``: idempotent demo data for a new installation.
+
+A site with charger ``DEMO-CP-1`` (2 connectors), a tariff, an EV card ``DEMO-CARD-1`` mapped to
+the driver ``driver@example.com``, and an admin (``POLARIS_ADMIN_EMAIL``, default
+``admin@example.com``) whose password is ``POLARIS_ADMIN_PASSWORD`` or generated and printed once,
+when the admin is first created. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.settings import Settings
+from db.engine import make_engine, make_session_factory
+from db.models import Charger, Connector, EvCard, Site, Tariff, UserMapping
+from domain.ids import new_public_id
+
+DEMO_SITE = "Demo site"
+DEMO_CHARGER = "DEMO-CP-1"
+DEMO_CONNECTORS = (1, 2)
+DEMO_CARD = "DEMO-CARD-1"
+DEMO_DRIVER = "driver@example.com"
+DEMO_TARIFF = "demo-standard"
+
+
+@dataclass(frozen=True)
+class AuthUser:
+    id: str
+    email: str
+    role: str
+    created: bool
+
+
+async def ensure_auth_user(
+    settings: Settings, email: str, *, name: str, role: str, password: str | None = None
+) -> AuthUser:
+    """Create the user in BetterAuth if missing (its internal endpoint is idempotent)."""
+    body: dict[str, str] = {"email": email, "name": name, "role": role}
+    if password is not None:
+        body["password"] = password
+    async with httpx.AsyncClient(base_url=settings.auth_base_url, timeout=10.0) as client:
+        try:
+            response = await client.post(
+                "/internal/users",
+                json=body,
+                headers={"Authorization": f"Bearer {settings.auth_secret.get_secret_value()}"},
+            )
+        except httpx.HTTPError as exc:
+            raise RuntimeError(
+                f"the auth service at {settings.auth_base_url} is not reachable ({exc!r}); "
+                "is `polaris dev` running?"
+            ) from exc
+    if response.status_code >= 400:
+        raise RuntimeError(f"auth service refused to create {email}: HTTP {response.status_code}")
+    data = response.json()
+    return AuthUser(
+        id=str(data["id"]),
+        email=str(data["email"]),
+        role=str(data.get("role", role)),
+        created=bool(data.get("created", False)),
+    )
+
+
+async def _seed_rows(session: AsyncSession, driver: AuthUser) -> None:
+    await session.execute(insert(Site).values(name=DEMO_SITE).on_conflict_do_nothing())
+    site_id = (await session.execute(select(Site.id).where(Site.name == DEMO_SITE))).scalar_one()
+    await session.execute(
+        insert(Tariff)
+        .values(
+            code=DEMO_TARIFF,
+            currency="EUR",
+            price_per_kwh_minor=30,
+            price_per_minute_minor=0,
+            price_per_session_minor=50,
+            is_default=True,
+        )
+        .on_conflict_do_nothing()
+    )
+    tariff_id = (
+        await session.execute(select(Tariff.id).where(Tariff.code == DEMO_TARIFF))
+    ).scalar_one()
+    await session.execute(
+        insert(Charger)
+        .values(charge_box_id=DEMO_CHARGER, site_id=site_id, tariff_id=tariff_id)
+        .on_conflict_do_nothing()
+    )
+    for connector_id in DEMO_CONNECTORS:
+        await session.execute(
+            insert(Connector)
+            .values(charge_box_id=DEMO_CHARGER, connector_id=connector_id)
+            .on_conflict_do_nothing()
+        )
+    await session.execute(
+        insert(EvCard).values(id_tag=DEMO_CARD, label="Demo card").on_conflict_do_nothing()
+    )
+    mapped = (
+        await session.execute(
+            select(UserMapping.id).where(UserMapping.id_tag == DEMO_CARD, UserMapping.is_active)
+        )
+    ).scalar_one_or_none()
+    if mapped is None:
+        existing_public_id = (
+            await session.execute(
+                select(UserMapping.public_id).where(UserMapping.user_id == driver.id).limit(1)
+            )
+        ).scalar_one_or_none()
+        public_id = existing_public_id or new_public_id()
+        session.add(
+            UserMapping(
+                user_id=driver.id,
+                public_id=public_id,
+                email=driver.email,
+                id_tag=DEMO_CARD,
+                lago_customer_external_id=public_id,
+            )
+        )
+
+
+async def seed_demo(settings: Settings) -> int:
+    database_url = settings.require_database_url()
+    admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    generated = admin_password is None
+    if admin_password is None:
+        admin_password = secrets.token_urlsafe(12)
+    admin = await ensure_auth_user(
+        settings, settings.admin_email, name="Administrator", role="admin", password=admin_password
+    )
+    driver = await ensure_auth_user(settings, DEMO_DRIVER, name="Demo Driver", role="customer")
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            await _seed_rows(session, driver)
+    finally:
+        await engine.dispose()
+
+    print(f"site       {DEMO_SITE}")
+    print(f"charger    {DEMO_CHARGER} (connectors {', '.join(map(str, DEMO_CONNECTORS))})")
+    print(f"card       {DEMO_CARD} -> {DEMO_DRIVER}")
+    print(f"tariff     {DEMO_TARIFF}: 0.30 EUR/kWh + 0.50 EUR per session")
+    if admin.created and generated:
+        print(f"admin      {admin.email}  password: {admin_password}  (shown once; keep it)")
+    elif admin.created:
+        print(f"admin      {admin.email}  password from POLARIS_ADMIN_PASSWORD")
+    else:
+        print(f"admin      {admin.email}  (already existed; password unchanged)")
+    return 0

@@ -1,0 +1,242 @@
+"""``polaris sessions list|show``: the operator's view of charging sessions.
+
+``list`` reads the ``charging_sessions`` read model; ``show`` adds the transaction journal, the
+billing events and what Temporal says of the workflow (its status, and where to read its
+history in the web UI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.settings import Settings
+from config.temporal import connect
+from db.engine import make_engine, make_session_factory
+from db.models import BillingEvent, ChargingSession, MeterSample, Transaction
+
+LIST_COLUMNS = (
+    "workflow_id",
+    "state",
+    "charge_box_id",
+    "connector_id",
+    "id_tag",
+    "transaction_id",
+    "energy_wh",
+    "cost",
+    "started_at",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _session_dict(row: ChargingSession) -> dict[str, Any]:
+    return {
+        "workflow_id": row.workflow_id,
+        "state": row.state,
+        "charge_box_id": row.charge_box_id,
+        "connector_id": row.connector_id,
+        "id_tag": row.id_tag,
+        "transaction_id": row.transaction_id,
+        "energy_wh": row.energy_wh,
+        "cost_minor": row.cost_minor,
+        "currency": row.currency,
+        "started_at": _iso(row.started_at),
+        "stopped_at": _iso(row.stopped_at),
+        "end_reason": row.end_reason,
+    }
+
+
+def format_money(amount_minor: int, currency: str | None) -> str:
+    if currency is None:
+        return "-"
+    return f"{amount_minor / 100:.2f} {currency}"
+
+
+async def list_sessions(db: AsyncSession, limit: int) -> list[dict[str, Any]]:
+    rows = (
+        (
+            await db.execute(
+                select(ChargingSession)
+                .order_by(
+                    func.coalesce(ChargingSession.started_at, ChargingSession.updated_at).desc()
+                )
+                .limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return [_session_dict(r) for r in rows]
+
+
+async def session_story(db: AsyncSession, workflow_id: str) -> dict[str, Any] | None:
+    row = await db.get(ChargingSession, workflow_id)
+    if row is None:
+        return None
+    story = _session_dict(row)
+    transactions = (
+        (
+            await db.execute(
+                select(Transaction)
+                .where(Transaction.workflow_id == workflow_id)
+                .order_by(Transaction.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    story["transactions"] = [
+        {
+            "transaction_id": t.id,
+            "meter_start_wh": t.meter_start_wh,
+            "meter_stop_wh": t.meter_stop_wh,
+            "started_at": _iso(t.started_at),
+            "stopped_at": _iso(t.stopped_at),
+            "stop_reason": t.stop_reason,
+        }
+        for t in transactions
+    ]
+    tx_ids = [t.id for t in transactions]
+    story["meter_samples"] = 0
+    if tx_ids:
+        story["meter_samples"] = (
+            await db.execute(
+                select(func.count())
+                .select_from(MeterSample)
+                .where(MeterSample.transaction_id.in_(tx_ids))
+            )
+        ).scalar_one()
+    events = (
+        (
+            await db.execute(
+                select(BillingEvent)
+                .where(BillingEvent.workflow_id == workflow_id)
+                .order_by(BillingEvent.sequence)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    story["billing_events"] = [
+        {
+            "transaction_id": e.transaction_id,
+            "kind": e.kind,
+            "energy_wh": e.energy_wh,
+            "amount_minor": e.amount_minor,
+            "currency": e.currency,
+            "occurred_at": _iso(e.occurred_at),
+            "sent_at": _iso(e.sent_at),
+        }
+        for e in events
+    ]
+    return story
+
+
+async def workflow_facts(settings: Settings, workflow_id: str) -> dict[str, Any]:
+    try:
+        client = await connect(settings)
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except Exception as exc:
+        return {"status": "unknown", "error": f"{type(exc).__name__}: {exc}"[:200]}
+    facts: dict[str, Any] = {
+        "status": desc.status.name if desc.status else "unknown",
+        "run_id": desc.run_id,
+        "history_length": desc.history_length,
+        "started": _iso(desc.start_time),
+        "closed": _iso(desc.close_time),
+    }
+    if "temporal_address" in settings.embedded:
+        facts["ui"] = (
+            f"http://127.0.0.1:{settings.embedded_temporal_ui_port}/namespaces/"
+            f"{settings.temporal_namespace}/workflows/{workflow_id}"
+        )
+    return facts
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    cells = [
+        [
+            str(r["workflow_id"]),
+            r["state"],
+            r["charge_box_id"],
+            str(r["connector_id"] or "-"),
+            r["id_tag"] or "-",
+            str(r["transaction_id"] or "-"),
+            str(r["energy_wh"]),
+            format_money(r["cost_minor"], r["currency"]),
+            r["started_at"] or "-",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(LIST_COLUMNS)]
+    print("  ".join(h.ljust(w) for h, w in zip(LIST_COLUMNS, widths, strict=True)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+def _print_story(story: dict[str, Any]) -> None:
+    print(f"session      {story['workflow_id']}")
+    print(
+        f"state        {story['state']}"
+        + (f" ({story['end_reason']})" if story["end_reason"] else "")
+    )
+    print(f"charger      {story['charge_box_id']} connector {story['connector_id'] or '-'}")
+    print(f"idTag        {story['id_tag'] or '-'}")
+    print(f"transaction  {story['transaction_id'] or '-'}")
+    print(f"energy       {story['energy_wh']} Wh")
+    print(f"cost         {format_money(story['cost_minor'], story['currency'])}")
+    print(f"started      {story['started_at'] or '-'}")
+    print(f"stopped      {story['stopped_at'] or '-'}")
+    for t in story["transactions"]:
+        print(
+            f"journal      tx {t['transaction_id']}: {t['meter_start_wh']} → "
+            f"{t['meter_stop_wh'] if t['meter_stop_wh'] is not None else '…'} Wh "
+            f"({t['stop_reason'] or 'open'})"
+        )
+    print(f"samples      {story['meter_samples']}")
+    for e in story["billing_events"]:
+        print(
+            f"billing      {e['transaction_id']} {e['kind']} {e['energy_wh']} Wh "
+            f"{format_money(e['amount_minor'], e['currency'])}"
+            f" sent={e['sent_at'] or 'no'}"
+        )
+    wf = story["workflow"]
+    print(
+        f"workflow     {wf.get('status')} run {wf.get('run_id', '-')}, "
+        f"{wf.get('history_length', '?')} events"
+    )
+    if "ui" in wf:
+        print(f"history      {wf['ui']}")
+
+
+async def run_sessions_command(settings: Settings, args: argparse.Namespace) -> int:
+    engine = make_engine(settings.require_database_url(), pool_size=1)
+    try:
+        async with make_session_factory(engine)() as db:
+            if args.sessions_command == "list":
+                rows = await list_sessions(db, args.limit)
+                if args.json:
+                    print(json.dumps(rows, indent=2))
+                else:
+                    _print_table(rows)
+                return 0
+            story = await session_story(db, args.workflow_id)
+    finally:
+        await engine.dispose()
+    if story is None:
+        print(f"polaris: no session {args.workflow_id!r}")
+        return 1
+    story["workflow"] = await workflow_facts(settings, args.workflow_id)
+    if args.json:
+        print(json.dumps(story, indent=2))
+    else:
+        _print_story(story)
+    return 0
