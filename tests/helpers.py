@@ -12,7 +12,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def eventually(  # noqa: ASYNC109 - a deadline, not a cancel scope
+async def eventually(
     check: Callable[[], Awaitable[T] | T],
     *,
     timeout: float = 30.0,
