@@ -93,7 +93,8 @@ def _stop(stack: DevStack) -> list[psutil.Process]:
         stack.proc.wait(60)
     except subprocess.TimeoutExpired:
         stack.proc.kill()
-        raise AssertionError("polaris dev did not stop within 60 s:\n" + stack.output()[-4000:])
+        tail = stack.output()[-4000:]
+        raise AssertionError(f"polaris dev did not stop in 60 s:\n{tail}") from None
     return children
 
 
