@@ -1,0 +1,374 @@
+"""The charging-session state machine, as one pure function.
+
+``transition(state, event)`` returns either a :class:`Transition` (the new state and the effects
+the caller must perform) or a :class:`Rejection` (the event does not apply in this state; the
+state is unchanged). It never performs I/O, reads no clock and draws no randomness: times arrive
+inside the events. The workflow (``workflows/charging_session.py``) is the imperative shell that
+feeds events in and performs the effects.
+
+Happy path::
+
+    requested ─pre_authorized→ pre_authorized ─transaction_started→ charging ⇄ suspended
+        charging ─stop_requested→ stopping ─transaction_stopped→ stopped
+        stopped ─billed→ billed ─close→ closed
+
+Failure ends: ``rejected`` (authorization refused, or the charger refused the remote start),
+``expired`` (no start within the connection timeout), ``abandoned`` (the watchdog gave up on a
+silent charger; the last known register is billed). An abandoned session still accepts a
+``late_stop`` (reconciliation: the delta is billed as compensation) until it is closed.
+
+Repeated events that change nothing (a second ``pre_authorized``, a resent start for the same
+transaction, ``stop_requested`` while already stopping) are accepted as no-ops, so every caller
+can be at-least-once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from domain.energy import FLAG_NOT_MONOTONIC, FLAG_REGISTER_BACKWARDS
+from domain.pricing import TariffTerms
+from domain.session_events import (
+    AuthorizationRejected,
+    Bill,
+    Billed,
+    Close,
+    Effect,
+    Event,
+    LateStop,
+    MeterProgressed,
+    PreAuthorized,
+    RemoteStartFailed,
+    RemoteStartRequested,
+    RemoteStopFailed,
+    Resumed,
+    SendRemoteStart,
+    SendRemoteStop,
+    StartTimedOut,
+    StopRequested,
+    Suspended,
+    TransactionStarted,
+    TransactionStopped,
+    WatchdogExpired,
+)
+
+
+class Phase(StrEnum):
+    REQUESTED = "requested"
+    PRE_AUTHORIZED = "pre_authorized"
+    CHARGING = "charging"
+    SUSPENDED = "suspended"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    BILLED = "billed"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    ABANDONED = "abandoned"
+
+
+# A transaction is running on the charger (meter values flow, the watchdog is armed).
+TRANSACTION_PHASES = frozenset({Phase.CHARGING, Phase.SUSPENDED, Phase.STOPPING})
+# Counted against a card's concurrent-session limit.
+OPEN_PHASES = frozenset({Phase.PRE_AUTHORIZED, *TRANSACTION_PHASES})
+# Nothing more happens: the workflow completes.
+FINAL_PHASES = frozenset({Phase.CLOSED, Phase.REJECTED, Phase.EXPIRED})
+
+__all__ = [
+    "FINAL_PHASES",
+    "OPEN_PHASES",
+    "TRANSACTION_PHASES",
+    "AuthorizationRejected",
+    "Bill",
+    "Billed",
+    "Close",
+    "Effect",
+    "Event",
+    "LateStop",
+    "MeterProgressed",
+    "Phase",
+    "PreAuthorized",
+    "Rejection",
+    "RemoteStartFailed",
+    "RemoteStartRequested",
+    "RemoteStopFailed",
+    "Resumed",
+    "SendRemoteStart",
+    "SendRemoteStop",
+    "SessionState",
+    "StartTimedOut",
+    "StopRequested",
+    "Suspended",
+    "TransactionStarted",
+    "TransactionStopped",
+    "Transition",
+    "WatchdogExpired",
+    "transition",
+]
+
+
+class SessionState(BaseModel):
+    """Everything the workflow knows; also what continue-as-new carries."""
+
+    phase: Phase = Phase.REQUESTED
+    origin: Literal["tap", "remote", "charger"] = "tap"
+    charge_box_id: str
+    connector_id: int | None = None
+    id_tag: str | None = None
+    requested_at: datetime | None = None
+    pre_authorized_at: datetime | None = None
+    auth_status: str | None = None
+    auth_reason: str | None = None
+    user_id: str | None = None
+    billing_customer_id: str | None = None
+    remote_start_sent: bool = False
+    transaction_id: int | None = None
+    meter_start_wh: int | None = None
+    started_at: datetime | None = None
+    last_register_wh: int | None = None
+    last_register_at: datetime | None = None
+    meter_stop_wh: int | None = None
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+    tariff: TariffTerms | None = None
+    billing_sequence: int = 0
+    billing_event_ids: list[str] = Field(default_factory=list)
+    billed_energy_wh: int = 0
+    billed_amount_minor: int = 0
+    currency: str | None = None
+    end_reason: str | None = None
+    flags: list[str] = Field(default_factory=list)
+
+
+class Transition(BaseModel):
+    state: SessionState
+    effects: list[Effect] = Field(default_factory=list)
+
+
+class Rejection(BaseModel):
+    code: Literal["not_in_this_state", "final", "wrong_transaction", "not_monotonic"]
+    reason: str
+
+
+# -- The function ---------------------------------------------------------------------------------
+
+
+def _reject(state: SessionState, event: Event) -> Rejection:
+    if state.phase in FINAL_PHASES:
+        return Rejection(code="final", reason=f"session is {state.phase.value}")
+    return Rejection(
+        code="not_in_this_state",
+        reason=f"{type(event).__name__} does not apply to a {state.phase.value} session",
+    )
+
+
+def _with(state: SessionState, **changes: object) -> SessionState:
+    return state.model_copy(update=changes)
+
+
+def _flagged(state: SessionState, flag: str) -> list[str]:
+    return state.flags if flag in state.flags else [*state.flags, flag]
+
+
+def _same_transaction(state: SessionState, transaction_id: int) -> Rejection | None:
+    if state.transaction_id != transaction_id:
+        return Rejection(
+            code="wrong_transaction",
+            reason=f"transaction {transaction_id} is not this session's ({state.transaction_id})",
+        )
+    return None
+
+
+def _last_register(state: SessionState) -> tuple[int, datetime]:
+    register = state.last_register_wh
+    if register is None:
+        register = state.meter_start_wh
+    at = state.last_register_at or state.started_at
+    assert register is not None and at is not None, "a running transaction has a start"
+    return register, at
+
+
+def _on_start(state: SessionState, event: TransactionStarted) -> Transition | Rejection:
+    if state.transaction_id is not None:
+        wrong = _same_transaction(state, event.transaction_id)
+        return wrong or Transition(state=state)
+    return Transition(
+        state=_with(
+            state,
+            phase=Phase.CHARGING,
+            transaction_id=event.transaction_id,
+            connector_id=event.connector_id,
+            id_tag=state.id_tag or event.id_tag,
+            meter_start_wh=event.meter_start_wh,
+            started_at=event.started_at,
+            last_register_wh=event.meter_start_wh,
+            last_register_at=event.started_at,
+        )
+    )
+
+
+def _on_running(state: SessionState, event: Event) -> Transition | Rejection:
+    """Events in charging / suspended / stopping."""
+    phase = state.phase
+    match event:
+        case TransactionStarted():
+            return _on_start(state, event)
+        case MeterProgressed():
+            wrong = _same_transaction(state, event.transaction_id)
+            if wrong:
+                return wrong
+            register, _ = _last_register(state)
+            if event.register_wh < register:
+                return Rejection(
+                    code="not_monotonic",
+                    reason=f"register {event.register_wh} Wh is below {register} Wh",
+                )
+            return Transition(
+                state=_with(state, last_register_wh=event.register_wh, last_register_at=event.at)
+            )
+        case Suspended():
+            suspended: Phase = Phase.SUSPENDED if phase == Phase.CHARGING else phase
+            return Transition(state=_with(state, phase=suspended))
+        case Resumed():
+            resumed: Phase = Phase.CHARGING if phase == Phase.SUSPENDED else phase
+            return Transition(state=_with(state, phase=resumed))
+        case StopRequested():
+            if phase == Phase.STOPPING:
+                return Transition(state=state)
+            assert state.transaction_id is not None
+            return Transition(
+                state=_with(state, phase=Phase.STOPPING),
+                effects=[SendRemoteStop(transaction_id=state.transaction_id)],
+            )
+        case RemoteStopFailed() if phase == Phase.STOPPING:
+            return Transition(state=_with(state, phase=Phase.CHARGING))
+        case TransactionStopped():
+            wrong = _same_transaction(state, event.transaction_id)
+            if wrong:
+                return wrong
+            assert state.meter_start_wh is not None
+            flags = state.flags
+            if event.meter_stop_wh < state.meter_start_wh:
+                flags = _flagged(state, FLAG_REGISTER_BACKWARDS)
+            elif event.meter_stop_wh < (state.last_register_wh or 0):
+                flags = _flagged(state, FLAG_NOT_MONOTONIC)
+            return Transition(
+                state=_with(
+                    state,
+                    phase=Phase.STOPPED,
+                    meter_stop_wh=event.meter_stop_wh,
+                    stopped_at=event.stopped_at,
+                    stop_reason=event.reason,
+                    end_reason=event.reason or "stopped",
+                    flags=flags,
+                ),
+                effects=[Bill(kind="final", register_wh=event.meter_stop_wh, at=event.stopped_at)],
+            )
+        case WatchdogExpired():
+            register, at = _last_register(state)
+            return Transition(
+                state=_with(state, phase=Phase.ABANDONED, end_reason="abandoned"),
+                effects=[Bill(kind="final", register_wh=register, at=at)],
+            )
+    return _reject(state, event)
+
+
+def _on_billed(state: SessionState, event: Billed, next_phase: Phase) -> Transition:
+    ids = state.billing_event_ids
+    if event.event_id is not None and event.event_id not in ids:
+        ids = [*ids, event.event_id]
+    return Transition(
+        state=_with(
+            state,
+            phase=next_phase,
+            tariff=event.tariff,
+            currency=event.currency,
+            billing_sequence=max(state.billing_sequence, event.sequence),
+            billing_event_ids=ids,
+            billed_energy_wh=state.billed_energy_wh + event.energy_wh,
+            billed_amount_minor=state.billed_amount_minor + event.amount_minor,
+        )
+    )
+
+
+def transition(state: SessionState, event: Event) -> Transition | Rejection:
+    """Apply ``event`` to ``state``. See the module docstring for the machine."""
+    phase = state.phase
+    if phase in FINAL_PHASES:
+        return _reject(state, event)
+    if phase in TRANSACTION_PHASES:
+        return _on_running(state, event)
+    match phase, event:
+        case (Phase.REQUESTED, PreAuthorized()):
+            return Transition(
+                state=_with(
+                    state,
+                    phase=Phase.PRE_AUTHORIZED,
+                    pre_authorized_at=event.at,
+                    id_tag=event.id_tag,
+                    connector_id=state.connector_id or event.connector_id,
+                    auth_status="Accepted",
+                    user_id=event.user_id,
+                    billing_customer_id=event.billing_customer_id,
+                )
+            )
+        case (Phase.PRE_AUTHORIZED, PreAuthorized()):
+            return Transition(state=state)
+        case (Phase.REQUESTED, AuthorizationRejected()):
+            return Transition(
+                state=_with(
+                    state,
+                    phase=Phase.REJECTED,
+                    auth_status=event.status,
+                    auth_reason=event.reason,
+                    end_reason=event.reason or event.status,
+                )
+            )
+        case (Phase.PRE_AUTHORIZED, RemoteStartRequested()):
+            if state.remote_start_sent:
+                return Transition(state=state)
+            assert state.id_tag is not None
+            return Transition(
+                state=_with(state, remote_start_sent=True),
+                effects=[SendRemoteStart(id_tag=state.id_tag, connector_id=state.connector_id)],
+            )
+        case (Phase.PRE_AUTHORIZED, RemoteStartFailed()):
+            return Transition(
+                state=_with(
+                    state, phase=Phase.REJECTED, end_reason=f"remote_start_failed: {event.reason}"
+                )
+            )
+        case (Phase.REQUESTED | Phase.PRE_AUTHORIZED, TransactionStarted()):
+            return _on_start(state, event)
+        case (Phase.REQUESTED | Phase.PRE_AUTHORIZED, StartTimedOut()):
+            return Transition(state=_with(state, phase=Phase.EXPIRED, end_reason="start_timeout"))
+        case (Phase.STOPPED | Phase.BILLED, TransactionStopped()):
+            return _same_transaction(state, event.transaction_id) or Transition(state=state)
+        case (Phase.STOPPED, Billed()):
+            return _on_billed(state, event, Phase.BILLED)
+        case (Phase.ABANDONED, Billed()):
+            return _on_billed(state, event, Phase.ABANDONED)
+        case (Phase.ABANDONED, LateStop()):
+            wrong = _same_transaction(state, event.transaction_id)
+            if wrong:
+                return wrong
+            return Transition(
+                state=_with(
+                    state,
+                    phase=Phase.STOPPED,
+                    meter_stop_wh=event.meter_stop_wh,
+                    stopped_at=event.stopped_at,
+                    stop_reason=event.reason,
+                    end_reason="abandoned_reconciled",
+                ),
+                effects=[
+                    Bill(kind="compensation", register_wh=event.meter_stop_wh, at=event.stopped_at)
+                ],
+            )
+        case (Phase.BILLED | Phase.ABANDONED, Close()):
+            return Transition(state=_with(state, phase=Phase.CLOSED))
+    return _reject(state, event)
