@@ -1,0 +1,210 @@
+"""Gateway benchmark: our gateway vs. a bare ``ocpp`` central system, in the same run.
+
+    .venv/bin/python -m bench.gateway_load --chargers 1000
+
+1. Starts the bare baseline (``bench.bare_central_system``) and runs the load generator
+   (``bench.load``, its own process) against it.
+2. Starts a throw-away platform: embedded PostgreSQL in a temp dir (migrated, N cards seeded),
+   the Temporal dev server, a worker and the gateway (``polaris worker`` / ``polaris gateway``),
+   and runs the same load against the gateway.
+3. Prints both summaries side by side with the ratios the issue asks for.
+
+Not a test: it prints figures and never fails on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cli.embedded_postgres import EmbeddedPostgres, port_is_open
+from cli.embedded_temporal import dev_server_command
+from db.migrate import upgrade
+
+ACTIONS = ("Authorize", "StartTransaction", "MeterValues", "StopTransaction")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not port_is_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"port {port} did not open")
+        time.sleep(0.2)
+
+
+def _load(url: str, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    print(f"-- load: {args.chargers} chargers against {label} ({url})", flush=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--url",
+            url,
+            "--chargers",
+            str(args.chargers),
+            "--sessions",
+            str(args.sessions),
+            "--meter-values",
+            str(args.meter_values),
+            "--burst",
+            str(args.burst),
+            "--think-s",
+            str(args.think_s),
+            "--ramp-s",
+            str(args.ramp_s),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _seed_cards(database_url: str, count: int) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ev_cards (id_tag, is_active, blocked, max_concurrent_sessions, created_at)"
+            " SELECT 'BT' || lpad(i::text, 5, '0'), true, false, 5, now()"
+            " FROM generate_series(0, %s) AS i ON CONFLICT DO NOTHING",
+            (count - 1,),
+        )
+        conn.execute(
+            "INSERT INTO user_mappings (user_id, public_id, id_tag, billing_mode, is_active,"
+            " created_at) SELECT 'bench-user-' || i, lpad(i::text, 8, '0'),"
+            " 'BT' || lpad(i::text, 5, '0'), 'usage', true, now()"
+            " FROM generate_series(0, %s) AS i ON CONFLICT DO NOTHING",
+            (count - 1,),
+        )
+
+
+def _bare(args: argparse.Namespace) -> dict[str, Any]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_central_system", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port)
+        return _load(f"ws://127.0.0.1:{port}/ocpp", args, "bare ocpp central system")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    pg = EmbeddedPostgres(tmp / "pg", port=_free_port())
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pg.start()
+        upgrade(pg.url())
+        _seed_cards(pg.url(), args.chargers)
+        temporal_port, gateway_port = _free_port(), _free_port()
+        log = (tmp / "platform.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                dev_server_command(port=temporal_port, ui_port=None, db_file=tmp / "temporal.db"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        _wait_port(temporal_port)
+        env = {
+            **os.environ,
+            "POLARIS_ENV": "test",
+            "POLARIS_DATA_DIR": str(tmp / "data"),
+            "POLARIS_DATABASE_URL": pg.url(),
+            "POLARIS_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+            "POLARIS_GATEWAY_PORT": str(gateway_port),
+            "POLARIS_GATEWAY_AUTO_REGISTER": "true",
+            "POLARIS_LOG_LEVEL": "WARNING",
+        }
+        for command in ("worker", "gateway"):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cli.main", command],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        _wait_port(gateway_port)
+        return _load(f"ws://127.0.0.1:{gateway_port}/ocpp", args, "Polaris gateway")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        pg.destroy()
+
+
+def _row(name: str, bare: dict[str, Any], ours: dict[str, Any]) -> str:
+    b, o = bare["actions"].get(name, {}), ours["actions"].get(name, {})
+    return (
+        f"| {name} | {b.get('p50_ms', '-')} / {b.get('p99_ms', '-')} | "
+        f"{o.get('p50_ms', '-')} / {o.get('p99_ms', '-')} |"
+    )
+
+
+def report(bare: dict[str, Any], ours: dict[str, Any]) -> str:
+    lines = [
+        f"chargers: {ours['chargers']}, sessions per charger: {ours['sessions_per_charger']}",
+        "",
+        "| action | bare p50 / p99 (ms) | gateway p50 / p99 (ms) |",
+        "|---|---|---|",
+        *(_row(a, bare, ours) for a in ACTIONS),
+        "",
+        f"| messages/s overall | {bare['messages_per_s']} | {ours['messages_per_s']} |",
+        f"| MeterValues burst msgs/s | {bare['meter_values_burst_per_s']} | "
+        f"{ours['meter_values_burst_per_s']} |",
+        f"| errors | {bare['errors'] or 0} | {ours['errors'] or 0} |",
+        "",
+        "MeterValues throughput ratio (gateway / bare): "
+        f"{ours['meter_values_burst_per_s'] / max(bare['meter_values_burst_per_s'], 1e-9):.2f}",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chargers", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--meter-values", type=int, default=3)
+    parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--think-s", type=float, default=2.0)
+    parser.add_argument("--ramp-s", type=float, default=20.0)
+    parser.add_argument("--json", type=Path, help="also write both raw summaries here")
+    args = parser.parse_args()
+    bare = _bare(args)
+    with tempfile.TemporaryDirectory(prefix="polaris-bench-") as d:
+        os.chmod(d, 0o755)
+        ours = _gateway(args, Path(d))
+    print(report(bare, ours))
+    if args.json:
+        args.json.write_text(json.dumps({"bare": bare, "gateway": ours}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
