@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
 from db.models import Charger, Connector, EvCard, Site, Tariff, UserMapping
-from domain.ids import new_public_id
+from domain.ids import public_id_from_bytes
 
 DEMO_SITE = "Demo site"
 DEMO_CHARGER = "DEMO-CP-1"
@@ -110,7 +110,7 @@ async def _seed_rows(session: AsyncSession, driver: AuthUser) -> None:
                 select(UserMapping.public_id).where(UserMapping.user_id == driver.id).limit(1)
             )
         ).scalar_one_or_none()
-        public_id = existing_public_id or new_public_id()
+        public_id = existing_public_id or public_id_from_bytes(secrets.token_bytes(5))
         session.add(
             UserMapping(
                 user_id=driver.id,
