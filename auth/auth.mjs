@@ -23,6 +23,7 @@ export function createAuth(config, pool) {
     appName: "Polaris Express",
     baseURL: config.baseUrl,
     basePath: "/api/auth",
+    trustedOrigins: [config.baseUrl, ...config.trustedOrigins],
     secret: config.secret,
     database: pool,
     telemetry: { enabled: false },

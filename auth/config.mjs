@@ -46,6 +46,12 @@ export function loadConfig(env = process.env) {
 
   const baseUrl = (env.POLARIS_AUTH_BASE_URL || `http://127.0.0.1:${port}`).replace(/\/+$/, "");
 
+  // Browser origins allowed to call the auth endpoints with cookies (the driver/operator UIs).
+  const trustedOrigins = (env.POLARIS_AUTH_TRUSTED_ORIGINS || "")
+    .split(",")
+    .map((origin) => origin.trim().replace(/\/+$/, ""))
+    .filter(Boolean);
+
   return Object.freeze({
     env: appEnv,
     // SQLAlchemy-style driver suffixes (postgresql+psycopg://) mean nothing to node-postgres.
@@ -55,5 +61,6 @@ export function loadConfig(env = process.env) {
     secret,
     internalToken,
     baseUrl,
+    trustedOrigins,
   });
 }

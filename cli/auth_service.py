@@ -131,6 +131,6 @@ def environment(
     )
     if internal_token is not None:
         merged["POLARIS_AUTH_INTERNAL_TOKEN"] = internal_token
-    # Node must not pick up a production/development switch from elsewhere by accident.
-    merged.setdefault("NODE_ENV", "production" if env == "prod" else "development")
+    # BetterAuth reads NODE_ENV (secure cookies, warnings); keep it in step with POLARIS_ENV.
+    merged["NODE_ENV"] = {"prod": "production", "test": "test"}.get(env, "development")
     return merged

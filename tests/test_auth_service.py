@@ -283,3 +283,23 @@ async def test_magic_link_goes_to_the_outbox(
     assert url.startswith(f"{auth_service.base_url}/api/auth/magic-link/verify?token=")
     # The link is a credential: it must not be printed outside dev.
     assert url not in auth_service.log_path.read_text(errors="replace")
+
+
+async def test_log_carries_no_secrets(client: httpx.AsyncClient, auth_service: AuthService) -> None:
+    email = _email("quiet")
+    session_token = await create_user_and_sign_in(auth_service, email, PASSWORD)
+    jwt = await _jwt(client, session_token)
+
+    def logged_request() -> bool:
+        return "/api/auth/token" in auth_service.log_path.read_text(errors="replace")
+
+    await eventually(logged_request, timeout=10)
+    log = auth_service.log_path.read_text(errors="replace")
+    for secret in (
+        PASSWORD,
+        session_token,
+        session_token.split(".")[0],
+        jwt,
+        auth_service.internal_token,
+    ):
+        assert secret not in log
