@@ -1,0 +1,142 @@
+"""A tap (Authorize): local decision first, then the workflow's pre-authorization within budget.
+
+Rejections are answered at once and audited. An accepted tap does update-with-start on the
+session workflow; if Temporal is slow or down the local decision stands (fail-open only for cards
+PostgreSQL knows to be good) and the StartTransaction that follows starts the workflow through
+the outbox (its ``transaction_started`` row is a signal-with-start carrying origin ``tap``).
+Either way the tap is remembered in ``session_intents`` so that StartTransaction finds the
+workflow id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+
+from config.settings import Settings
+from db.engine import SessionFactory
+from db.models import AuditLog
+from gateway import intents
+from gateway.local_auth import LocalDecision, decide
+from gateway.temporal_link import TemporalLink
+from gateway.transactions import tighter
+from workflows.messages import (
+    SESSION_WORKFLOW,
+    UPDATE_PRE_AUTHORIZE,
+    AuthorizationStatus,
+    PreAuthorizeInput,
+    PreAuthorizeResult,
+    SessionInput,
+    tap_workflow_id,
+)
+
+log = logging.getLogger(__name__)
+
+# How long a tap waits for its StartTransaction (OCPP ConnectionTimeOut, typical default).
+DEFAULT_TAP_TTL = timedelta(minutes=3)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    status: AuthorizationStatus
+    source: str  # local | workflow | local-fallback
+    workflow_id: str | None = None
+    parent_id_tag: str | None = None
+    expiry_date: datetime | None = None
+
+
+class Authorizer:
+    def __init__(
+        self,
+        sf: SessionFactory,
+        link: TemporalLink,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        *,
+        tap_ttl: timedelta = DEFAULT_TAP_TTL,
+    ) -> None:
+        self._sf = sf
+        self._link = link
+        self._settings = settings
+        self._clock = clock
+        self._tap_ttl = tap_ttl
+
+    async def authorize(self, charge_box_id: str, id_tag: str) -> AuthOutcome:
+        now = self._clock()
+        async with self._sf() as s:
+            local = await decide(s, id_tag, now)
+        if not local.accepted:
+            await self._audit(charge_box_id, id_tag, local.status, local.reason, "local")
+            return AuthOutcome(local.status, "local", parent_id_tag=local.parent_id_tag)
+        workflow_id = tap_workflow_id(charge_box_id, id_tag, now)
+        answer = await self._pre_authorize(workflow_id, charge_box_id, id_tag, local)
+        if answer is None:
+            status: AuthorizationStatus = local.status
+            source = "local-fallback"
+            parent, expiry = local.parent_id_tag, local.expiry_date
+        else:
+            status = tighter(local.status, answer.status)
+            source = "workflow"
+            parent = answer.parent_id_tag or local.parent_id_tag
+            expiry = answer.expiry_date or local.expiry_date
+        async with self._sf.begin() as s:
+            await intents.remember(s, workflow_id=workflow_id, charge_box_id=charge_box_id,
+                                   id_tag=id_tag, origin="tap", auth_status=status, now=now,
+                                   ttl=self._tap_ttl)
+            if status != "Accepted":
+                reason = (answer.reason if answer else None) or "pre_authorization"
+                s.add(_audit_row(charge_box_id, id_tag, status, reason, source))
+        return AuthOutcome(status, source, workflow_id, parent, expiry)
+
+    async def _pre_authorize(
+        self, workflow_id: str, charge_box_id: str, id_tag: str, local: LocalDecision
+    ) -> PreAuthorizeResult | None:
+        client = self._link.client
+        if client is None:
+            return None
+        operation: WithStartWorkflowOperation[object, object] = WithStartWorkflowOperation(
+            SESSION_WORKFLOW,
+            SessionInput(charge_box_id=charge_box_id, id_tag=id_tag, origin="tap",
+                         requested_at=self._clock()),
+            id=workflow_id,
+            task_queue=self._settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        try:
+            result = await asyncio.wait_for(
+                client.execute_update_with_start_workflow(
+                    UPDATE_PRE_AUTHORIZE,
+                    PreAuthorizeInput(id_tag=id_tag, charge_box_id=charge_box_id,
+                                      local_status=local.status),
+                    start_workflow_operation=operation,
+                    result_type=PreAuthorizeResult,
+                ),
+                timeout=self._settings.authorize_budget_s,
+            )
+        except Exception as exc:
+            log.warning("pre_authorize for %s at %s fell back to the local decision: %r",
+                        id_tag, charge_box_id, exc)
+            return None
+        if not isinstance(result, PreAuthorizeResult):
+            return None
+        return result
+
+    async def _audit(self, charge_box_id: str, id_tag: str, status: str, reason: str,
+                     source: str) -> None:
+        async with self._sf.begin() as s:
+            s.add(_audit_row(charge_box_id, id_tag, status, reason, source))
+
+
+def _audit_row(charge_box_id: str, id_tag: str, status: str, reason: str,
+               source: str) -> AuditLog:
+    return AuditLog(actor=f"charger:{charge_box_id}", action="authorize.rejected",
+                    subject=id_tag, source="gateway",
+                    details={"status": status, "reason": reason, "decided_by": source})
+
+

@@ -1,0 +1,258 @@
+"""One charger's OCPP 1.6J session: short handlers, each answering from PostgreSQL only.
+
+Handlers never await Temporal beyond the Authorize budget and never call the charger: the
+``ocpp`` library handles a connection's messages one at a time, so a slow handler stalls that
+charger and a call to the charger from inside a handler would wait for an answer that can only
+be read after the handler returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+from ocpp.exceptions import InternalError, TypeConstraintViolationError
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as OcppChargePoint
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.settings import Settings
+from db.engine import SessionFactory
+from gateway import journal, metering, transactions
+from gateway.authorize import Authorizer
+from gateway.frames import FrameProblem, check_frame
+from gateway.local_auth import decide
+from gateway.meter import parse_samples
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+# Vendors whose DataTransfer messages we understand (none yet).
+KNOWN_VENDORS: frozenset[str] = frozenset()
+
+
+def handles(action: Action) -> Callable[[F], F]:
+    return cast(Callable[[F], F], on(action))
+
+
+def parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise TypeConstraintViolationError(
+            details={"cause": f"{value!r} is not an ISO 8601 dateTime"}) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def ocpp_time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _id_tag_info(status: str, parent: str | None = None,
+                 expiry: datetime | None = None) -> dict[str, str]:
+    info = {"status": status}
+    if parent:
+        info["parentIdTag"] = parent
+    if expiry:
+        info["expiryDate"] = ocpp_time(expiry)
+    return info
+
+
+@dataclass
+class GatewayContext:
+    """What every charger session shares within one gateway process."""
+
+    sf: SessionFactory
+    settings: Settings
+    authorizer: Authorizer
+    throttle: metering.ProgressThrottle
+    wake_relay: Callable[[], None]
+    clock: Callable[[], datetime]
+    db_timeout_s: float = 10.0
+
+
+@contextlib.asynccontextmanager
+async def journal_guard(ctx: GatewayContext, what: str) -> AsyncIterator[None]:
+    """PostgreSQL trouble → OCPP InternalError, so the charger keeps the message and retries."""
+    try:
+        async with asyncio.timeout(ctx.db_timeout_s):
+            yield
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.error("%s failed, answering InternalError: %r", what, exc)
+        raise InternalError(details={"cause": f"{what} could not be journaled; retry"}) from exc
+
+
+class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
+    def __init__(self, charge_box_id: str, connection: Any, ctx: GatewayContext) -> None:
+        # The response timeout is enforced per command by the activity instead.
+        super().__init__(charge_box_id, connection, response_timeout=3600)
+        self.ctx = ctx
+        self.charge_box_id = charge_box_id
+        self._background: set[asyncio.Task[None]] = set()
+        self._touch_pending = False
+        self._touch_task: asyncio.Task[None] | None = None
+
+    # -- frames ----------------------------------------------------------------------------
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        self._touch()
+        try:
+            check_frame(raw_msg, self.route_map)
+        except FrameProblem as problem:
+            log.warning("%s: rejected frame (%s): %.200r", self.id, problem.error.code, raw_msg)
+            await self._send(problem.call_error_json())
+            return
+        await super().route_message(raw_msg)
+
+    def _touch(self) -> None:
+        """last_seen_at on every message, coalesced so a burst costs one or two UPDATEs."""
+        self._touch_pending = True
+        if self._touch_task is None or self._touch_task.done():
+            self._touch_task = asyncio.create_task(self._touch_loop())
+
+    async def _touch_loop(self) -> None:
+        while self._touch_pending:
+            self._touch_pending = False
+            try:
+                await journal.touch(self.ctx.sf, self.charge_box_id, self.ctx.clock())
+            except Exception as exc:
+                log.warning("%s: last_seen_at not recorded: %r", self.id, exc)
+                return
+
+    def spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close_background(self) -> None:
+        tasks = [*self._background, *([self._touch_task] if self._touch_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- core messages ---------------------------------------------------------------------
+
+    @handles(Action.boot_notification)
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
+                                   **kwargs: Any) -> call_result.BootNotification:
+        now = self.ctx.clock()
+        try:
+            async with asyncio.timeout(self.ctx.db_timeout_s):
+                await journal.record_boot(
+                    self.ctx.sf, self.charge_box_id, vendor=charge_point_vendor,
+                    model=charge_point_model,
+                    serial_number=kwargs.get("charge_point_serial_number")
+                    or kwargs.get("charge_box_serial_number"),
+                    firmware_version=kwargs.get("firmware_version"), now=now)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.error("%s: boot not recorded: %r", self.id, exc)
+        return call_result.BootNotification(
+            current_time=ocpp_time(now), interval=self.ctx.settings.heartbeat_interval_s,
+            status="Accepted")
+
+    @handles(Action.heartbeat)
+    async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=ocpp_time(self.ctx.clock()))
+
+    @handles(Action.status_notification)
+    async def on_status_notification(self, connector_id: int, error_code: str, status: str,
+                                     **kwargs: Any) -> call_result.StatusNotification:
+        at = parse_time(kwargs["timestamp"]) if kwargs.get("timestamp") else self.ctx.clock()
+        try:
+            async with asyncio.timeout(self.ctx.db_timeout_s):
+                queued = await journal.record_status(
+                    self.ctx.sf, self.charge_box_id, connector_id=connector_id, status=status,
+                    error_code=error_code, info=kwargs.get("info"),
+                    vendor_error_code=kwargs.get("vendor_error_code"), status_at=at)
+            if queued:
+                self.ctx.wake_relay()
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.error("%s: status not recorded: %r", self.id, exc)
+        return call_result.StatusNotification()
+
+    @handles(Action.authorize)
+    async def on_authorize(self, id_tag: str, **kwargs: Any) -> call_result.Authorize:
+        async with journal_guard(self.ctx, "Authorize"):
+            outcome = await self.ctx.authorizer.authorize(self.charge_box_id, id_tag)
+        return call_result.Authorize(
+            id_tag_info=_id_tag_info(outcome.status, outcome.parent_id_tag, outcome.expiry_date))
+
+    @handles(Action.start_transaction)
+    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int,
+                                   timestamp: str, **kwargs: Any
+                                   ) -> call_result.StartTransaction:
+        started_at = parse_time(timestamp)
+        async with journal_guard(self.ctx, "StartTransaction"):
+            outcome = await transactions.start_transaction(
+                self.ctx.sf, charge_box_id=self.charge_box_id, connector_id=connector_id,
+                id_tag=id_tag, meter_start_wh=int(meter_start), started_at=started_at,
+                reservation_id=kwargs.get("reservation_id"), now=self.ctx.clock())
+        if outcome.created:
+            self.ctx.wake_relay()
+        return call_result.StartTransaction(
+            transaction_id=outcome.transaction_id,
+            id_tag_info=_id_tag_info(outcome.auth_status, outcome.parent_id_tag,
+                                     outcome.expiry_date))
+
+    @handles(Action.meter_values)
+    async def on_meter_values(self, connector_id: int, meter_value: list[dict[str, Any]],
+                              **kwargs: Any) -> call_result.MeterValues:
+        samples = parse_samples(meter_value, parse_time)
+        async with journal_guard(self.ctx, "MeterValues"):
+            events = await metering.record_meter_values(
+                self.ctx.sf, charge_box_id=self.charge_box_id, connector_id=connector_id,
+                transaction_id=kwargs.get("transaction_id"), samples=samples,
+                progress_gate=self.ctx.throttle)
+        if events:
+            self.ctx.wake_relay()
+        return call_result.MeterValues()
+
+    @handles(Action.stop_transaction)
+    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
+                                  **kwargs: Any) -> call_result.StopTransaction:
+        stopped_at = parse_time(timestamp)
+        id_tag: str | None = kwargs.get("id_tag")
+        samples = parse_samples(kwargs.get("transaction_data") or [], parse_time)
+        raw = {"meterStop": meter_stop, "timestamp": timestamp, "transactionId": transaction_id,
+               "idTag": id_tag, "reason": kwargs.get("reason")}
+        async with journal_guard(self.ctx, "StopTransaction"):
+            outcome = await transactions.stop_transaction(
+                self.ctx.sf, charge_box_id=self.charge_box_id, transaction_id=transaction_id,
+                meter_stop_wh=int(meter_stop), stopped_at=stopped_at,
+                reason=kwargs.get("reason"), id_tag=id_tag, samples=samples, raw_payload=raw,
+                progress_gate=self.ctx.throttle)
+            info = None
+            if id_tag is not None:
+                async with self.ctx.sf() as s:
+                    d = await decide(s, id_tag, self.ctx.clock(), check_concurrency=False)
+                info = _id_tag_info(d.status, d.parent_id_tag, d.expiry_date)
+        if outcome.kind == "stopped":
+            self.ctx.wake_relay()
+        return call_result.StopTransaction(id_tag_info=info)
+
+    @handles(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
+        if vendor_id not in KNOWN_VENDORS:
+            return call_result.DataTransfer(status="UnknownVendorId")
+        return call_result.DataTransfer(status="UnknownMessageId")
+
+    @handles(Action.diagnostics_status_notification)
+    async def on_diagnostics_status_notification(
+        self, status: str, **kwargs: Any
+    ) -> call_result.DiagnosticsStatusNotification:
+        log.info("%s: diagnostics %s", self.id, status)
+        return call_result.DiagnosticsStatusNotification()
+
+    @handles(Action.firmware_status_notification)
+    async def on_firmware_status_notification(
+        self, status: str, **kwargs: Any
+    ) -> call_result.FirmwareStatusNotification:
+        log.info("%s: firmware %s", self.id, status)
+        return call_result.FirmwareStatusNotification()

@@ -1,0 +1,119 @@
+"""Frame-level checks before the ``ocpp`` library routes a message, with the precise CallError.
+
+The library drops frames it cannot unpack without answering, answers an unknown action with
+NotSupported, and reports several schema violations as ``FormatViolation`` (an OCPP 2.0.1 code).
+OCPP 1.6J wants, per its CallError table:
+
+=============================  ==========================================================
+FormationViolation             not JSON, not an array, payload not an object, unknown field
+ProtocolError                  a required element or property is missing
+TypeConstraintViolation        a field has the wrong type (or is longer than its CiString)
+PropertyConstraintViolation    a field has a value outside its allowed set or range
+NotImplemented                 the action is not known
+NotSupported                   the action is known but not something a charger sends us
+=============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Container
+from typing import Any
+
+from jsonschema.exceptions import best_match
+from ocpp.exceptions import (
+    FormationViolationError,
+    NotSupportedError,
+    OCPPError,
+    PropertyConstraintViolationError,
+    ProtocolError,
+    TypeConstraintViolationError,
+)
+from ocpp.exceptions import (
+    NotImplementedError as OcppNotImplementedError,
+)
+from ocpp.messages import CallError, get_validator
+from ocpp.v16.enums import Action
+
+_UID = re.compile(r'^\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.){0,36})"')
+_V16_ACTIONS = frozenset(a.value for a in Action)
+# When the frame is too broken to carry a usable unique id.
+UNKNOWN_UID = "-1"
+
+
+class FrameProblem(Exception):
+    def __init__(self, unique_id: str, error: OCPPError) -> None:
+        super().__init__(str(error))
+        self.unique_id = unique_id
+        self.error = error
+
+    def call_error_json(self) -> str:
+        text: str = CallError(self.unique_id, self.error.code, self.error.description,
+                              self.error.details).to_json()
+        return text
+
+
+def _schema_error(action: str, payload: dict[str, Any]) -> OCPPError | None:
+    try:
+        validator = get_validator(2, action, "1.6")
+    except (OSError, ValueError):
+        return OcppNotImplementedError(details={"cause": f"no schema for {action}"})
+    error = best_match(validator.iter_errors(payload))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    details = {"cause": f"{where}: {error.message}"}
+    kind = error.validator
+    if kind == "required":
+        return ProtocolError(details=details)
+    if kind in ("type", "maxLength", "minLength"):
+        return TypeConstraintViolationError(details=details)
+    if kind == "additionalProperties":
+        return FormationViolationError(details=details)
+    return PropertyConstraintViolationError(details=details)
+
+
+def check_frame(raw: str | bytes, handled: Container[str]) -> None:
+    """Raise :class:`FrameProblem` for a Call the library must not see; pass everything else."""
+    if isinstance(raw, bytes):
+        raise FrameProblem(UNKNOWN_UID, FormationViolationError(
+            details={"cause": "OCPP-J frames are text, not binary"}))
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        found = _UID.match(raw)
+        uid = found.group(1) if found else UNKNOWN_UID
+        raise FrameProblem(uid, FormationViolationError(
+            details={"cause": "frame is not valid JSON"})) from None
+    if not isinstance(msg, list) or not msg:
+        raise FrameProblem(UNKNOWN_UID, FormationViolationError(
+            details={"cause": "frame must be a non-empty JSON array"}))
+    if msg[0] in (3, 4):
+        return  # a CallResult / CallError for one of our commands: the library matches it
+    uid = msg[1] if len(msg) > 1 and isinstance(msg[1], str) else UNKNOWN_UID
+    if msg[0] != 2:
+        raise FrameProblem(uid, PropertyConstraintViolationError(
+            details={"cause": f"MessageTypeId {msg[0]!r} is not 2, 3 or 4"}))
+    if len(msg) != 4:
+        raise FrameProblem(uid, ProtocolError(
+            details={"cause": "a Call has exactly 4 elements"}))
+    if not isinstance(msg[1], str) or not isinstance(msg[2], str):
+        raise FrameProblem(uid, FormationViolationError(
+            details={"cause": "UniqueId and Action must be strings"}))
+    if len(msg[1]) > 36:
+        raise FrameProblem(uid, PropertyConstraintViolationError(
+            details={"cause": "UniqueId longer than 36 characters"}))
+    action, payload = msg[2], msg[3]
+    if action not in handled:
+        if action in _V16_ACTIONS:
+            raise FrameProblem(uid, NotSupportedError(
+                details={"cause": f"{action} is not sent by a charge point"}))
+        raise FrameProblem(uid, OcppNotImplementedError(
+            details={"cause": f"unknown action {action!r}"}))
+    if not isinstance(payload, dict):
+        raise FrameProblem(uid, FormationViolationError(
+            details={"cause": "payload must be a JSON object"}))
+    problem = _schema_error(action, payload)
+    if problem is not None:
+        raise FrameProblem(uid, problem)

@@ -1,0 +1,133 @@
+"""Charger and connector state in PostgreSQL: connection, boot, status, last seen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from db.engine import SessionFactory
+from db.models import AuditLog, Charger, Connector, Transaction
+from gateway.outbox import enqueue
+from workflows.messages import SIGNAL_CONNECTOR_STATUS, ConnectorStatus, SessionInput
+
+
+async def auto_register(sf: SessionFactory, charge_box_id: str, remote: str | None) -> bool:
+    """Create the charger row for an unknown id (audited). False if someone else just did."""
+    async with sf.begin() as s:
+        created = await s.scalar(
+            pg_insert(Charger)
+            .values(charge_box_id=charge_box_id, auto_registered=True,
+                    registration_status="Accepted", connected=False)
+            .on_conflict_do_nothing(index_elements=[Charger.charge_box_id])
+            .returning(Charger.charge_box_id)
+        )
+        if created is None:
+            return False
+        await s.execute(
+            insert(AuditLog).values(
+                actor="gateway", action="charger.auto_registered", subject=charge_box_id,
+                source=remote, details={"charge_box_id": charge_box_id},
+            )
+        )
+    return True
+
+
+async def set_connected(
+    sf: SessionFactory, charge_box_id: str, instance: str, now: datetime
+) -> None:
+    async with sf.begin() as s:
+        await s.execute(
+            update(Charger)
+            .where(Charger.charge_box_id == charge_box_id)
+            .values(connected=True, gateway_instance=instance, last_seen_at=now)
+        )
+
+
+async def set_disconnected(sf: SessionFactory, charge_box_id: str, instance: str) -> None:
+    # Only if the charger is still ours: it may already have reconnected to another gateway.
+    async with sf.begin() as s:
+        await s.execute(
+            update(Charger)
+            .where(Charger.charge_box_id == charge_box_id, Charger.gateway_instance == instance)
+            .values(connected=False)
+        )
+
+
+async def touch(sf: SessionFactory, charge_box_id: str, now: datetime) -> None:
+    async with sf.begin() as s:
+        await s.execute(
+            update(Charger).where(Charger.charge_box_id == charge_box_id).values(last_seen_at=now)
+        )
+
+
+async def record_boot(
+    sf: SessionFactory,
+    charge_box_id: str,
+    *,
+    vendor: str,
+    model: str,
+    serial_number: str | None,
+    firmware_version: str | None,
+    now: datetime,
+) -> None:
+    async with sf.begin() as s:
+        await s.execute(
+            update(Charger)
+            .where(Charger.charge_box_id == charge_box_id)
+            .values(vendor=vendor, model=model, serial_number=serial_number,
+                    firmware_version=firmware_version, last_boot_at=now, last_seen_at=now,
+                    registration_status="Accepted")
+        )
+
+
+async def record_status(
+    sf: SessionFactory,
+    charge_box_id: str,
+    *,
+    connector_id: int,
+    status: str,
+    error_code: str,
+    info: str | None,
+    vendor_error_code: str | None,
+    status_at: datetime,
+) -> bool:
+    """Upsert the connector; tell the running session on it, if any. True if an event was queued."""
+    async with sf.begin() as s:
+        values = dict(status=status, error_code=error_code, info=info,
+                      vendor_error_code=vendor_error_code, status_at=status_at)
+        stmt = pg_insert(Connector).values(charge_box_id=charge_box_id,
+                                           connector_id=connector_id, **values)
+        # A queued, older status never overwrites a newer one.
+        await s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Connector.charge_box_id, Connector.connector_id],
+                set_={**values, "updated_at": func.now()},
+                where=(Connector.status_at.is_(None)) | (Connector.status_at <= status_at),
+            )
+        )
+        if connector_id == 0:
+            return False
+        open_tx = (
+            await s.execute(
+                select(Transaction.id, Transaction.workflow_id, Transaction.id_tag)
+                .where(Transaction.charge_box_id == charge_box_id,
+                       Transaction.connector_id == connector_id,
+                       Transaction.stopped_at.is_(None))
+                .order_by(Transaction.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if open_tx is None:
+            return False
+        await enqueue(
+            s,
+            workflow_id=open_tx.workflow_id,
+            kind=SIGNAL_CONNECTOR_STATUS,
+            start=SessionInput(charge_box_id=charge_box_id, connector_id=connector_id,
+                               id_tag=open_tx.id_tag, origin="charger"),
+            signal=ConnectorStatus(event_id=0, connector_id=connector_id, status=status,
+                                   error_code=error_code, at=status_at),
+        )
+    return True

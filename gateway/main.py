@@ -1,0 +1,167 @@
+"""The gateway process: OCPP server, outbox relay and the command worker, wired from settings.
+
+:class:`Gateway` is the unit tests start on port 0 (``gateway.port`` is the bound port);
+:func:`run_gateway` runs one until cancelled (the caller turns SIGTERM into cancellation).
+Shutdown order: stop accepting and close charger sockets with 1001, drain the relay, stop the
+worker, close Temporal and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.worker import Worker
+from websockets.asyncio.server import Server, serve
+from websockets.typing import Subprotocol
+
+from config.settings import Settings, load_settings
+from db.engine import make_engine, make_session_factory
+from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
+from gateway.charge_point import GatewayContext
+from gateway.commands import ChargerCommands
+from gateway.metering import ProgressThrottle
+from gateway.outbox_relay import OutboxRelay
+from gateway.server import SUBPROTOCOL, ChargerRegistry, OcppServer
+from gateway.temporal_link import TemporalLink
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: AsyncEngine | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        tap_ttl: timedelta = DEFAULT_TAP_TTL,
+        relay_poll_interval_s: float = 2.0,
+        drain_timeout_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self._own_engine = engine is None
+        self.engine = engine or make_engine(settings.require_database_url())
+        self.sf = make_session_factory(self.engine)
+        self.link = TemporalLink(settings)
+        self.relay = OutboxRelay(self.sf, self.link, settings,
+                                 poll_interval_s=relay_poll_interval_s)
+        self.registry = ChargerRegistry()
+        self.commands = ChargerCommands(self.registry)
+        self.ctx = GatewayContext(
+            sf=self.sf,
+            settings=settings,
+            authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
+            throttle=ProgressThrottle(settings.meter_signal_interval_s, time.monotonic),
+            wake_relay=self.relay.wake,
+            clock=clock,
+        )
+        self.ocpp = OcppServer(self.ctx, self.registry, self.health)
+        self._drain_timeout = drain_timeout_s
+        self._server: Server | None = None
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "gateway not started"
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    def health(self) -> dict[str, object]:
+        temporal = self.link.client is not None
+        return {
+            "status": "ok" if temporal else "degraded",
+            "instance": self.settings.gateway_instance,
+            "chargers_connected": len(self.registry),
+            "temporal": "connected" if temporal else "unavailable",
+        }
+
+    async def start(self) -> None:
+        self.link.start()
+        self.relay.start()
+        self._worker_task = asyncio.create_task(self._run_worker(), name="gateway-worker")
+        self._server = await serve(
+            self.ocpp.handle,
+            self.settings.gateway_host,
+            self.settings.gateway_port,
+            process_request=self.ocpp.process_request,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+        )
+        log.info("gateway %s listening on %s:%s", self.settings.gateway_instance,
+                 self.settings.gateway_host, self.port)
+
+    async def _run_worker(self) -> None:
+        client = await self.link.wait()
+        self._worker = Worker(client, task_queue=self.settings.gateway_task_queue,
+                              activities=[self.commands.send_charger_command])
+        await self._worker.run()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._server is not None:
+            self._server.close(close_connections=True)  # 1001 Going Away
+            await self._server.wait_closed()
+        await self.relay.stop(self._drain_timeout)
+        if self._worker is not None:
+            with contextlib.suppress(Exception):
+                await self._worker.shutdown()
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+            await asyncio.gather(self._worker_task, return_exceptions=True)
+        await self.link.close()
+        if self._own_engine:
+            await self.engine.dispose()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+
+async def run_gateway(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Serve until cancelled; cancellation is the graceful shutdown."""
+    gateway = Gateway(settings)
+    try:
+        await gateway.start()
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await gateway.stop()
+
+
+def main() -> None:
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level)
+
+    async def _main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_gateway(settings)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""MeterValues into ``meter_samples``: one batched insert, flags instead of silent billing.
+
+A sample is flagged (kept, never billed) when it falls outside its transaction's window or when
+the billing register goes backwards. The workflow hears only throttled progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.engine import SessionFactory
+from db.models import MeterSample, Transaction
+from gateway.meter import BILLING_REGISTER, Sample, is_billing_sample, window_flag
+from gateway.outbox import enqueue
+from workflows.messages import SIGNAL_METER_PROGRESS, MeterProgress, SessionInput
+
+BOUNDARY_CONTEXTS = frozenset({"Transaction.Begin", "Transaction.End"})
+
+
+async def _neighbours(s: AsyncSession, tx: Transaction, at: datetime) -> tuple[int, int | None]:
+    """Highest good register at or before ``at`` and lowest good register after it."""
+    conds = (
+        MeterSample.transaction_id == tx.id,
+        MeterSample.measurand == BILLING_REGISTER,
+        MeterSample.phase.is_(None),
+        MeterSample.flag.is_(None),
+        MeterSample.energy_wh.is_not(None),
+    )
+    before = await s.scalar(
+        select(func.max(MeterSample.energy_wh)).where(*conds, MeterSample.sampled_at <= at)
+    )
+    after = await s.scalar(
+        select(func.min(MeterSample.energy_wh)).where(*conds, MeterSample.sampled_at > at)
+    )
+    low = max(tx.meter_start_wh, before if before is not None else tx.meter_start_wh)
+    high = after
+    if tx.meter_stop_wh is not None and tx.stopped_at is not None and at <= tx.stopped_at:
+        high = tx.meter_stop_wh if high is None else min(high, tx.meter_stop_wh)
+    return low, high
+
+
+async def store_samples(
+    s: AsyncSession,
+    *,
+    charge_box_id: str,
+    connector_id: int,
+    tx: Transaction | None,
+    transaction_id: int | None,
+    samples: list[Sample],
+    progress_gate: Callable[[int, bool], bool],
+) -> int:
+    """Insert samples (flagged as needed) and queue progress; returns the number of events."""
+    rows: list[dict[str, object]] = []
+    good: list[tuple[datetime, int, str | None]] = []
+    for sample in sorted(samples, key=lambda x: x.sampled_at):
+        flag: str | None = sample.problem
+        if flag is not None:
+            pass
+        elif transaction_id is not None and tx is None:
+            flag = "unknown_transaction"
+        elif tx is not None:
+            flag = window_flag(sample.sampled_at, tx.started_at, tx.stopped_at)
+            if flag is None and is_billing_sample(sample):
+                assert sample.energy_wh is not None
+                low, high = await _neighbours(s, tx, sample.sampled_at)
+                for at, wh, _ in good:
+                    if at <= sample.sampled_at:
+                        low = max(low, wh)
+                if sample.energy_wh < low or (high is not None and sample.energy_wh > high):
+                    flag = "non_monotonic"
+                else:
+                    good.append((sample.sampled_at, sample.energy_wh, sample.context))
+        rows.append(dict(
+            transaction_id=transaction_id, charge_box_id=charge_box_id,
+            connector_id=connector_id, sampled_at=sample.sampled_at,
+            measurand=sample.measurand[:64], phase=sample.phase, unit=sample.unit,
+            context=sample.context, raw_value=sample.raw_value, energy_wh=sample.energy_wh,
+            flag=flag,
+        ))
+    if rows:
+        await s.execute(insert(MeterSample), rows)
+    if tx is None or not good:
+        return 0
+    start = SessionInput(charge_box_id=charge_box_id, connector_id=tx.connector_id,
+                         id_tag=tx.id_tag, origin="charger")
+    events = 0
+    boundary = [g for g in good if g[2] in BOUNDARY_CONTEXTS]
+    latest = good[-1]
+    chosen = boundary + ([latest] if latest not in boundary and progress_gate(tx.id, False)
+                         else [])
+    for at, wh, context in chosen:
+        if context in BOUNDARY_CONTEXTS:
+            progress_gate(tx.id, True)
+        await enqueue(
+            s, workflow_id=tx.workflow_id, kind=SIGNAL_METER_PROGRESS, start=start,
+            signal=MeterProgress(event_id=0, transaction_id=tx.id, energy_register_wh=wh,
+                                 sampled_at=at, context=context),
+        )
+        events += 1
+    return events
+
+
+async def record_meter_values(
+    sf: SessionFactory,
+    *,
+    charge_box_id: str,
+    connector_id: int,
+    transaction_id: int | None,
+    samples: list[Sample],
+    progress_gate: Callable[[int, bool], bool],
+) -> int:
+    async with sf.begin() as s:
+        tx: Transaction | None = None
+        if transaction_id is not None:
+            tx = (await s.execute(select(Transaction).where(
+                Transaction.id == transaction_id,
+                Transaction.charge_box_id == charge_box_id))).scalar_one_or_none()
+        elif connector_id > 0:
+            # Some firmwares omit transactionId: attribute to the open transaction, if any.
+            tx = (await s.execute(
+                select(Transaction).where(Transaction.charge_box_id == charge_box_id,
+                                          Transaction.connector_id == connector_id,
+                                          Transaction.stopped_at.is_(None))
+                .order_by(Transaction.id.desc()).limit(1))).scalar_one_or_none()
+            transaction_id = tx.id if tx is not None else None
+        return await store_samples(s, charge_box_id=charge_box_id, connector_id=connector_id,
+                                   tx=tx, transaction_id=transaction_id, samples=samples,
+                                   progress_gate=progress_gate)
+
+
+class ProgressThrottle:
+    """At most one progress event per transaction per interval (boundaries always pass)."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self._interval = interval_s
+        self._clock = clock
+        self._last: dict[int, float] = {}
+
+    def __call__(self, transaction_id: int, boundary: bool) -> bool:
+        now = self._clock()
+        last = self._last.get(transaction_id)
+        if boundary or last is None or now - last >= self._interval:
+            self._last[transaction_id] = now
+            if len(self._last) > 10_000:
+                self._last.clear()
+            return True
+        return False

@@ -1,0 +1,45 @@
+"""Writing to the gateway outbox (always inside the caller's journal transaction).
+
+Row shape (``gateway_outbox.payload``)::
+
+    {"session": {SessionInput fields: charge_box_id, connector_id, id_tag, origin},
+     "signal":  {the signal's fields except event_id, JSON-encoded}}
+
+``kind`` is the signal name (``transaction_started`` | ``meter_progress`` |
+``transaction_stopped`` | ``connector_status``). The relay adds ``event_id`` = the row id when it
+delivers, so a redelivered signal is recognised by the workflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import GatewayOutbox
+from workflows.messages import SessionInput
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    kind: str,
+    start: SessionInput,
+    signal: BaseModel | dict[str, Any],
+) -> int:
+    """Insert one outbox row; returns its id. The caller commits (and then wakes the relay)."""
+    if isinstance(signal, BaseModel):
+        signal_json = signal.model_dump(mode="json", exclude={"event_id"})
+    else:
+        signal_json = dict(signal)
+    payload = {"session": start.model_dump(mode="json", exclude_none=True), "signal": signal_json}
+    row_id = await session.scalar(
+        insert(GatewayOutbox)
+        .values(workflow_id=workflow_id, kind=kind, payload=payload, attempts=0)
+        .returning(GatewayOutbox.id)
+    )
+    assert row_id is not None
+    return int(row_id)

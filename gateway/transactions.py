@@ -1,0 +1,182 @@
+"""The transaction journal: StartTransaction and StopTransaction, each with its outbox row in
+the same database transaction (the outage guarantee)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from db.engine import SessionFactory
+from db.models import OrphanStop, Transaction
+from gateway import intents
+from gateway.local_auth import decide
+from gateway.meter import Sample
+from gateway.metering import store_samples
+from gateway.outbox import enqueue
+from gateway.tables import session_intents
+from workflows.messages import (
+    SIGNAL_TRANSACTION_STARTED,
+    SIGNAL_TRANSACTION_STOPPED,
+    AuthorizationStatus,
+    SessionInput,
+    SessionOrigin,
+    TransactionStarted,
+    TransactionStopped,
+    charger_workflow_id,
+)
+
+_STRICTNESS: dict[str, int] = {"Accepted": 0, "ConcurrentTx": 1, "Expired": 2, "Invalid": 3,
+                               "Blocked": 4}
+
+
+def tighter(a: AuthorizationStatus, b: str) -> AuthorizationStatus:
+    """The stricter of two statuses (pre-authorization may only tighten the local decision)."""
+    if b in _STRICTNESS and _STRICTNESS[b] > _STRICTNESS[a]:
+        return b  # type: ignore[return-value]
+    return a
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    transaction_id: int
+    workflow_id: str
+    auth_status: AuthorizationStatus
+    created: bool
+    parent_id_tag: str | None
+    expiry_date: datetime | None
+
+
+async def start_transaction(
+    sf: SessionFactory,
+    *,
+    charge_box_id: str,
+    connector_id: int,
+    id_tag: str,
+    meter_start_wh: int,
+    started_at: datetime,
+    reservation_id: int | None,
+    now: datetime,
+) -> StartOutcome:
+    async with sf.begin() as s:
+        decision = await decide(s, id_tag, now, check_concurrency=False)
+        identity = (
+            Transaction.charge_box_id == charge_box_id,
+            Transaction.connector_id == connector_id,
+            Transaction.started_at == started_at,
+            Transaction.meter_start_wh == meter_start_wh,
+        )
+        existing = (await s.execute(select(Transaction).where(*identity))).scalar_one_or_none()
+        if existing is not None:
+            # A resend (the charger never saw our answer): same id, nothing new to tell.
+            return StartOutcome(existing.id, existing.workflow_id,
+                                existing.auth_status,  # type: ignore[arg-type]
+                                False, decision.parent_id_tag, decision.expiry_date)
+        intent = await intents.take(s, charge_box_id=charge_box_id, id_tag=id_tag,
+                                    connector_id=connector_id, now=now)
+        status: AuthorizationStatus = decision.status
+        origin: SessionOrigin = "charger"
+        if intent is not None:
+            workflow_id = intent.workflow_id
+            status = tighter(status, intent.auth_status)
+            origin = "remote" if intent.origin == "remote" else "tap"
+        else:
+            workflow_id = charger_workflow_id(charge_box_id, connector_id, started_at,
+                                              meter_start_wh)
+        tx_id = await s.scalar(
+            pg_insert(Transaction)
+            .values(charge_box_id=charge_box_id, connector_id=connector_id, id_tag=id_tag,
+                    workflow_id=workflow_id, auth_status=status, meter_start_wh=meter_start_wh,
+                    started_at=started_at, reservation_id=reservation_id)
+            .on_conflict_do_nothing(constraint="uq_transactions_start_identity")
+            .returning(Transaction.id)
+        )
+        if tx_id is None:
+            raise RuntimeError("concurrent identical StartTransaction; the charger will retry")
+        if intent is not None:
+            await s.execute(update(session_intents)
+                            .where(session_intents.c.id == intent.id)
+                            .values(transaction_id=tx_id))
+        await enqueue(
+            s,
+            workflow_id=workflow_id,
+            kind=SIGNAL_TRANSACTION_STARTED,
+            start=SessionInput(charge_box_id=charge_box_id, connector_id=connector_id,
+                               id_tag=id_tag, origin=origin, requested_at=started_at),
+            signal=TransactionStarted(
+                event_id=0, transaction_id=tx_id, charge_box_id=charge_box_id,
+                connector_id=connector_id, id_tag=id_tag, meter_start_wh=meter_start_wh,
+                started_at=started_at, auth_status=status,
+            ),
+        )
+    return StartOutcome(int(tx_id), workflow_id, status, True, decision.parent_id_tag,
+                        decision.expiry_date)
+
+
+@dataclass(frozen=True, slots=True)
+class StopOutcome:
+    kind: Literal["stopped", "repeat", "orphan"]
+    workflow_id: str | None
+
+
+async def stop_transaction(
+    sf: SessionFactory,
+    *,
+    charge_box_id: str,
+    transaction_id: int,
+    meter_stop_wh: int,
+    stopped_at: datetime,
+    reason: str | None,
+    id_tag: str | None,
+    samples: list[Sample],
+    raw_payload: dict[str, Any],
+    progress_gate: Callable[[int, bool], bool],
+) -> StopOutcome:
+    async with sf.begin() as s:
+        row = (
+            await s.execute(
+                update(Transaction)
+                .where(Transaction.id == transaction_id,
+                       Transaction.charge_box_id == charge_box_id,
+                       Transaction.stopped_at.is_(None))
+                .values(meter_stop_wh=meter_stop_wh, stopped_at=stopped_at,
+                        stop_reason=reason, stop_id_tag=id_tag)
+                .returning(Transaction)
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            known = await s.scalar(
+                select(Transaction.workflow_id).where(Transaction.id == transaction_id,
+                                                      Transaction.charge_box_id == charge_box_id)
+            )
+            if known is not None:
+                return StopOutcome("repeat", known)
+            seen = await s.scalar(
+                select(OrphanStop.id).where(OrphanStop.charge_box_id == charge_box_id,
+                                            OrphanStop.transaction_id == transaction_id)
+            )
+            if seen is None:
+                await s.execute(insert(OrphanStop).values(
+                    charge_box_id=charge_box_id, transaction_id=transaction_id,
+                    payload=raw_payload))
+            return StopOutcome("orphan", None)
+        if samples:
+            await store_samples(s, charge_box_id=charge_box_id, connector_id=row.connector_id,
+                                tx=row, transaction_id=row.id, samples=samples,
+                                progress_gate=progress_gate)
+        await enqueue(
+            s,
+            workflow_id=row.workflow_id,
+            kind=SIGNAL_TRANSACTION_STOPPED,
+            start=SessionInput(charge_box_id=charge_box_id, connector_id=row.connector_id,
+                               id_tag=row.id_tag, origin="charger"),
+            signal=TransactionStopped(event_id=0, transaction_id=row.id,
+                                      meter_stop_wh=meter_stop_wh, stopped_at=stopped_at,
+                                      reason=reason, id_tag=id_tag),
+        )
+    return StopOutcome("stopped", row.workflow_id)
+
