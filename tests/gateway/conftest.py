@@ -1,0 +1,141 @@
+"""A real gateway on a free port, real ocpp charge-point clients, seeded rows with unique ids."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import pytest
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.enums import Action
+from temporalio.client import Client
+from temporalio.worker import Worker
+from websockets.asyncio.client import connect
+
+from config.settings import Settings
+from db.engine import SessionFactory
+from db.models import Charger, EvCard, UserMapping
+from gateway.main import Gateway
+from gateway.passwords import hash_password
+from tests.gateway.session_stub import CommandProbe, RecordingSession
+from tests.helpers import free_port
+
+
+class TestCharger(ChargePoint):  # type: ignore[misc]
+    """A charge point that accepts whatever the central system asks."""
+
+    __test__ = False
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start(self, id_tag: str, **kwargs: Any) -> Any:
+        self.last_remote_start = id_tag
+        return call_result.RemoteStartTransaction(status="Accepted")
+
+    @on(Action.reset)
+    async def on_reset(self, type: str, **kwargs: Any) -> Any:
+        return call_result.Reset(status="Accepted")
+
+    @on(Action.get_configuration)
+    async def on_get_configuration(self, **kwargs: Any) -> Any:
+        return call_result.GetConfiguration(
+            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "300"}])
+
+
+def uid(prefix: str = "CB") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12].upper()}"
+
+
+async def seed_charger(sf: SessionFactory, *, password: str | None = None) -> str:
+    charge_box_id = uid("CB-")
+    async with sf.begin() as s:
+        s.add(Charger(charge_box_id=charge_box_id,
+                      password_hash=hash_password(password) if password else None))
+    return charge_box_id
+
+
+async def seed_card(
+    sf: SessionFactory,
+    *,
+    prefix: str = "T",
+    blocked: bool = False,
+    is_active: bool = True,
+    expires_at: datetime | None = None,
+    parent: str | None = None,
+    mapped: bool = True,
+    lost_at: datetime | None = None,
+) -> str:
+    id_tag = uid(prefix)[:20]
+    async with sf.begin() as s:
+        s.add(EvCard(id_tag=id_tag, blocked=blocked, is_active=is_active, expires_at=expires_at,
+                     parent_id_tag=parent, lost_at=lost_at))
+        await s.flush()
+        if mapped:
+            s.add(UserMapping(user_id=f"user-{id_tag}", public_id=id_tag[-8:], id_tag=id_tag))
+    return id_tag
+
+
+@asynccontextmanager
+async def charger_session(
+    gateway: Gateway, charge_box_id: str, *, password: str | None = None,
+    path: str = "/ocpp/",
+) -> AsyncIterator[TestCharger]:
+    headers = {}
+    if password is not None:
+        token = base64.b64encode(f"{charge_box_id}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    async with connect(f"ws://127.0.0.1:{gateway.port}{path}{charge_box_id}",
+                       subprotocols=["ocpp1.6"], additional_headers=headers) as ws:
+        cp = TestCharger(charge_box_id, ws)
+        task = asyncio.create_task(cp.start())
+        try:
+            yield cp
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+def gw_settings(base_settings: Settings, task_queue: str) -> Settings:
+    return base_settings.model_copy(update={
+        "gateway_port": 0,
+        "gateway_instance": uid("gw-").lower(),
+        "temporal_task_queue": task_queue,
+        "authorize_budget_s": 2.0,
+    })
+
+
+@pytest.fixture
+async def session_worker(temporal_client: Client, task_queue: str) -> AsyncIterator[Worker]:
+    worker = Worker(temporal_client, task_queue=task_queue,
+                    workflows=[RecordingSession, CommandProbe])
+    async with worker:
+        yield worker
+
+
+@pytest.fixture
+async def gateway(gw_settings: Settings, session_worker: Worker) -> AsyncIterator[Gateway]:
+    gw = Gateway(gw_settings, relay_poll_interval_s=0.5)
+    await gw.start()
+    await asyncio.wait_for(gw.link.wait(), 30)
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+@pytest.fixture
+async def offline_gateway(gw_settings: Settings) -> AsyncIterator[Gateway]:
+    """A gateway whose Temporal address points at a closed port."""
+    settings = gw_settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    gw = Gateway(settings, relay_poll_interval_s=0.5)
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
