@@ -1,0 +1,3 @@
+from sandbox.lago.server import main
+
+main()
