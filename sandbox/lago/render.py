@@ -54,8 +54,14 @@ def subscription(rec: Record, state: State, extended: bool = False) -> dict[str,
     return out
 
 
-def plan_obj(rec: Record) -> dict[str, Any]:
+def plain(rec: Record) -> dict[str, Any]:
+    """A record without its internal (``_``) fields."""
     return {k: v for k, v in rec.items() if not k.startswith("_")}
+
+
+def plan_obj(rec: Record) -> dict[str, Any]:
+    """The document types several optional plan fields as non-nullable: omit them when unset."""
+    return {k: v for k, v in rec.items() if not k.startswith("_") and v is not None}
 
 
 def event(rec: Record, created: bool = False) -> dict[str, Any]:

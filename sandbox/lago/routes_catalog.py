@@ -51,7 +51,7 @@ async def create_billable_metric(request: Request) -> Response:
         metric["expression"] = data["expression"]
     sb.state.billable_metrics[metric["code"]] = metric
     sb.commit()
-    return ok({"billable_metric": render.plan_obj(metric)})
+    return ok({"billable_metric": render.plain(metric)})
 
 
 async def get_billable_metric(request: Request) -> Response:
@@ -59,12 +59,12 @@ async def get_billable_metric(request: Request) -> Response:
     metric = sb.state.billable_metrics.get(request.path_params["code"])
     if metric is None:
         raise not_found("billable_metric")
-    return ok({"billable_metric": render.plan_obj(metric)})
+    return ok({"billable_metric": render.plain(metric)})
 
 
 async def list_billable_metrics(request: Request) -> Response:
     sb = sandbox_of(request)
-    items = [render.plan_obj(m) for m in _sorted(sb.state.billable_metrics)]
+    items = [render.plain(m) for m in _sorted(sb.state.billable_metrics)]
     return ok(paginate(request, items, "billable_metrics"))
 
 
@@ -178,7 +178,7 @@ async def create_add_on(request: Request) -> Response:
     }
     sb.state.add_ons[add_on["code"]] = add_on
     sb.commit()
-    return ok({"add_on": render.plan_obj(add_on)})
+    return ok({"add_on": render.plain(add_on)})
 
 
 async def get_add_on(request: Request) -> Response:
@@ -186,12 +186,12 @@ async def get_add_on(request: Request) -> Response:
     add_on = sb.state.add_ons.get(request.path_params["code"])
     if add_on is None:
         raise not_found("add_on")
-    return ok({"add_on": render.plan_obj(add_on)})
+    return ok({"add_on": render.plain(add_on)})
 
 
 async def list_add_ons(request: Request) -> Response:
     sb = sandbox_of(request)
-    items = [render.plan_obj(a) for a in _sorted(sb.state.add_ons)]
+    items = [render.plain(a) for a in _sorted(sb.state.add_ons)]
     return ok(paginate(request, items, "add_ons"))
 
 
