@@ -11,6 +11,7 @@ workflow id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class Authorizer:
         self._settings = settings
         self._clock = clock
         self._tap_ttl = tap_ttl
+        self._reaping: set[asyncio.Task[None]] = set()
 
     async def authorize(self, charge_box_id: str, id_tag: str) -> AuthOutcome:
         now = self._clock()
@@ -126,6 +128,17 @@ class Authorizer:
         if not isinstance(result, PreAuthorizeResult):
             return None
         return result
+
+    def _reap(self, operation: WithStartWorkflowOperation[object, object]) -> None:
+        """Collect the start operation's outcome, so an abandoned update leaves no stray future."""
+
+        async def collect() -> None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(operation.workflow_handle(), 30)
+
+        task = asyncio.create_task(collect())
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
 
     async def _audit(self, charge_box_id: str, id_tag: str, status: str, reason: str,
                      source: str) -> None:

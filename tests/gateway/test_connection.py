@@ -99,7 +99,8 @@ async def test_boot_heartbeat_status(gateway: Gateway, session_factory: SessionF
             assert charger is not None
             assert (charger.vendor, charger.model, charger.firmware_version,
                     charger.serial_number) == ("Acme", "Wallbox-X", "1.2.3", "SN-9")
-            assert charger.connected and charger.gateway_instance == gateway.settings.gateway_instance
+            assert charger.connected
+            assert charger.gateway_instance == gateway.settings.gateway_instance
             assert charger.last_boot_at is not None and charger.last_seen_at is not None
             connector = await s.get(Connector, (cb, 1))
             assert connector is not None and connector.status == "Preparing"
