@@ -74,6 +74,8 @@ def event(rec: Record, created: bool = False) -> dict[str, Any]:
 
 def invoice(rec: Record, state: State, with_fees: bool = True) -> dict[str, Any]:
     out = {k: v for k, v in rec.items() if not k.startswith("_") and k not in ("fees", "file_url")}
+    settled = rec["payment_status"] == "succeeded" or rec["status"] in ("voided", "draft")
+    out["total_due_amount_cents"] = 0 if settled else rec["total_amount_cents"]
     if rec.get("file_url"):  # the document types file_url as a string: absent until generated
         out["file_url"] = rec["file_url"]
     cust = state.customers.get(rec["_external_customer_id"])
@@ -119,6 +121,8 @@ def wallet(rec: Record, state: State) -> dict[str, Any]:
                 cents_to_credits(int(rec.get("_consumed_cents", 0)), rate, currency)
             ),
             "consumed_amount_cents": int(rec.get("_consumed_cents", 0)),
+            # Required by the document without a definition: Lago's deprecated alias.
+            "balance": balance,
         }
     )
     return out
