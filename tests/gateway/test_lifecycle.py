@@ -65,7 +65,7 @@ async def test_outbox_waits_out_a_temporal_outage(
         async def started() -> bool:
             try:
                 events = await handle.query("events")
-            except Exception:  # noqa: BLE001 - not started yet
+            except Exception:
                 return False
             return bool(events) and events[0][:2] == ["transaction_started", row.id]
 
