@@ -36,7 +36,9 @@ class RunningSandbox:
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.config.api_key}", **kwargs.pop("headers", {})}
-        return httpx.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=10, **kwargs)
+        return httpx.request(
+            method, f"{self.url}/api/v1{path}", headers=headers, timeout=10, **kwargs
+        )
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -49,7 +51,12 @@ def start_sandbox(config: SandboxConfig) -> RunningSandbox:
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on",
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws="none",
+            lifespan="on",
             access_log=False,
         )
     )

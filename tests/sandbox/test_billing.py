@@ -63,24 +63,36 @@ def setup_subscription(lago: Client, price: str = "0.30") -> tuple[str, str, str
     customer = lago.customers.create(Customer(external_id=f"cus_{uid}", name="Ada", currency="EUR"))
     assert customer is not None and customer.external_id == f"cus_{uid}"
     sub = lago.subscriptions.create(
-        Subscription(external_customer_id=f"cus_{uid}", plan_code=f"plan_{uid}", external_id=f"sub_{uid}")
+        Subscription(
+            external_customer_id=f"cus_{uid}", plan_code=f"plan_{uid}", external_id=f"sub_{uid}"
+        )
     )
     assert sub is not None and sub.status == "active"
     return f"kwh_{uid}", f"cus_{uid}", f"sub_{uid}"
 
 
-def test_events_are_idempotent_and_usage_is_their_sum(lago: Client, sandbox: RunningSandbox) -> None:
+def test_events_are_idempotent_and_usage_is_their_sum(
+    lago: Client, sandbox: RunningSandbox
+) -> None:
     code, customer, sub = setup_subscription(lago)
     for i, kwh in enumerate([1.5, 2.25, 10]):
         created = lago.events.create(
-            Event(transaction_id=f"{sub}:{i}", external_subscription_id=sub, code=code,
-                  properties={"kwh": kwh})
+            Event(
+                transaction_id=f"{sub}:{i}",
+                external_subscription_id=sub,
+                code=code,
+                properties={"kwh": kwh},
+            )
         )
         assert created is not None and created.transaction_id == f"{sub}:{i}"
     with pytest.raises(LagoApiError) as dup:
         lago.events.create(
-            Event(transaction_id=f"{sub}:0", external_subscription_id=sub, code=code,
-                  properties={"kwh": 99})
+            Event(
+                transaction_id=f"{sub}:0",
+                external_subscription_id=sub,
+                code=code,
+                properties={"kwh": 99},
+            )
         )
     assert dup.value.status_code == 422
     assert dup.value.response == {
@@ -90,8 +102,12 @@ def test_events_are_idempotent_and_usage_is_their_sum(lago: Client, sandbox: Run
         "error_details": {"transaction_id": ["value_already_exist"]},
     }
     batch = [
-        Event(transaction_id=f"{sub}:b{i}", external_subscription_id=sub, code=code,
-              properties={"kwh": "1"})
+        Event(
+            transaction_id=f"{sub}:b{i}",
+            external_subscription_id=sub,
+            code=code,
+            properties={"kwh": "1"},
+        )
         for i in range(100)
     ]
     lago.events.batch_create(BatchEvent(events=batch))
@@ -112,10 +128,16 @@ def test_events_are_idempotent_and_usage_is_their_sum(lago: Client, sandbox: Run
     assert found.lago_subscription_id is not None
 
     # The official client has no "list events"; the sandbox serves GET /events all the same.
-    page = sandbox.api("GET", "/events", params={"external_subscription_id": sub, "per_page": 50,
-                                                  "page": 3}).json()
-    assert page["meta"] == {"current_page": 3, "next_page": None, "prev_page": 2,
-                            "total_pages": 3, "total_count": 103}
+    page = sandbox.api(
+        "GET", "/events", params={"external_subscription_id": sub, "per_page": 50, "page": 3}
+    ).json()
+    assert page["meta"] == {
+        "current_page": 3,
+        "next_page": None,
+        "prev_page": 2,
+        "total_pages": 3,
+        "total_count": 103,
+    }
     assert len(page["events"]) == 3
 
 
@@ -132,8 +154,14 @@ def test_customers_subscriptions_portal_and_termination(lago: Client) -> None:
     assert [s.external_id for s in subs] == [sub]
     assert lago.subscriptions.find(sub).plan_code.startswith("plan_")
 
-    lago.events.create(Event(transaction_id=f"{sub}:t", external_subscription_id=sub, code=code,
-                             properties={"kwh": 4}))
+    lago.events.create(
+        Event(
+            transaction_id=f"{sub}:t",
+            external_subscription_id=sub,
+            code=code,
+            properties={"kwh": 4},
+        )
+    )
     terminated = lago.subscriptions.destroy(sub)
     assert terminated.status == "terminated"
     invoices = lago.invoices.find_all({"external_customer_id": customer})["invoices"]
@@ -146,17 +174,25 @@ def test_customers_subscriptions_portal_and_termination(lago: Client) -> None:
 
 def test_one_off_invoice_lifecycle(lago: Client, sandbox: RunningSandbox) -> None:
     uid = _uid()
-    lago.add_ons.create(AddOn(name="Card", code=f"card_{uid}", amount_cents=500, amount_currency="EUR"))
+    lago.add_ons.create(
+        AddOn(name="Card", code=f"card_{uid}", amount_cents=500, amount_currency="EUR")
+    )
     lago.customers.create(Customer(external_id=f"cus_{uid}", currency="EUR"))
     invoice = lago.invoices.create(
         OneOffInvoice(
             external_customer_id=f"cus_{uid}",
             currency="EUR",
-            fees=InvoiceFeesList(__root__=[
-                InvoiceFee(add_on_code=f"card_{uid}", units=2),
-                InvoiceFee(add_on_code=f"card_{uid}", unit_amount_cents=123, units=1.5,
-                           description="parking"),
-            ]),
+            fees=InvoiceFeesList(
+                __root__=[
+                    InvoiceFee(add_on_code=f"card_{uid}", units=2),
+                    InvoiceFee(
+                        add_on_code=f"card_{uid}",
+                        unit_amount_cents=123,
+                        units=1.5,
+                        description="parking",
+                    ),
+                ]
+            ),
         )
     )
     assert invoice is not None
@@ -191,15 +227,28 @@ def sandbox_pdf(sandbox: RunningSandbox, url: str) -> bytes:
 def test_wallet_balance_and_transactions(lago: Client) -> None:
     code, customer, sub = setup_subscription(lago, price="0.25")
     wallet = lago.wallets.create(
-        Wallet(external_customer_id=customer, rate_amount="1", currency="EUR", name="Prepaid",
-               paid_credits="10", granted_credits="5")
+        Wallet(
+            external_customer_id=customer,
+            rate_amount="1",
+            currency="EUR",
+            name="Prepaid",
+            paid_credits="10",
+            granted_credits="5",
+        )
     )
     assert wallet is not None and wallet.balance_cents == 1500
-    txs = lago.wallet_transactions.create(WalletTransaction(wallet_id=wallet.lago_id,
-                                                             granted_credits="2.5"))
+    txs = lago.wallet_transactions.create(
+        WalletTransaction(wallet_id=wallet.lago_id, granted_credits="2.5")
+    )
     assert [t.transaction_status for t in txs["wallet_transactions"]] == ["granted"]
-    lago.events.create(Event(transaction_id=f"{sub}:w", external_subscription_id=sub, code=code,
-                             properties={"kwh": 20}))
+    lago.events.create(
+        Event(
+            transaction_id=f"{sub}:w",
+            external_subscription_id=sub,
+            code=code,
+            properties={"kwh": 20},
+        )
+    )
     found = lago.wallets.find(wallet.lago_id)
     assert found.balance_cents == 1750
     assert found.ongoing_balance_cents == 1750 - 500  # current usage: 20 kWh x 0.25
@@ -208,8 +257,9 @@ def test_wallet_balance_and_transactions(lago: Client) -> None:
     history = lago.wallet_transactions.find_all(wallet.lago_id)["wallet_transactions"]
     assert sorted(t.transaction_status for t in history) == ["granted", "granted", "purchased"]
     with pytest.raises(LagoApiError) as too_much:
-        lago.wallet_transactions.create(WalletTransaction(wallet_id=wallet.lago_id,
-                                                          voided_credits="1000"))
+        lago.wallet_transactions.create(
+            WalletTransaction(wallet_id=wallet.lago_id, voided_credits="1000")
+        )
     assert too_much.value.status_code == 422
 
     # Terminating bills the usage, paid from the wallet first.
@@ -228,8 +278,11 @@ def test_bad_key_and_bad_bodies(sandbox: RunningSandbox) -> None:
 
     missing_root = sandbox.api("POST", "/events", json={"transaction_id": "x"})
     assert missing_root.status_code == 400
-    bad = sandbox.api("POST", "/events", json={"event": {"transaction_id": "x", "code": {"x": 1},
-                                                         "properties": []}})
+    bad = sandbox.api(
+        "POST",
+        "/events",
+        json={"event": {"transaction_id": "x", "code": {"x": 1}, "properties": []}},
+    )
     assert bad.status_code == 422
     assert bad.json()["error_details"] == {
         "code": ["invalid_value"],
@@ -237,5 +290,7 @@ def test_bad_key_and_bad_bodies(sandbox: RunningSandbox) -> None:
         "properties": ["invalid_value"],
     }
     assert sandbox.api("GET", "/plans/nope").json() == {
-        "status": 404, "error": "Not Found", "code": "plan_not_found"
+        "status": 404,
+        "error": "Not Found",
+        "code": "plan_not_found",
     }

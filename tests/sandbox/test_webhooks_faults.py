@@ -65,23 +65,33 @@ def receiver() -> Iterator[Receiver]:
 
 def test_webhook_signed_and_retried(receiver: Receiver) -> None:
     sb = start_sandbox(
-        SandboxConfig(api_key=API_KEY, admin_enabled=True, webhook_url=receiver.url,
-                      webhook_secret=SECRET, webhook_backoff_seconds=0.05, pdf_delay_seconds=0.05)
+        SandboxConfig(
+            api_key=API_KEY,
+            admin_enabled=True,
+            webhook_url=receiver.url,
+            webhook_secret=SECRET,
+            webhook_backoff_seconds=0.05,
+            pdf_delay_seconds=0.05,
+        )
     )
     try:
         lago = sb.client()
         lago.add_ons.create(AddOn(name="Fee", code="fee", amount_cents=250, amount_currency="EUR"))
         lago.customers.create(Customer(external_id="wh-cus", currency="EUR"))
-        invoice = lago.invoices.create(OneOffInvoice(
-            external_customer_id="wh-cus",
-            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="fee")]),
-        ))
+        invoice = lago.invoices.create(
+            OneOffInvoice(
+                external_customer_id="wh-cus",
+                fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="fee")]),
+            )
+        )
         assert invoice is not None
 
         def by_type(kind: str) -> list[dict[str, Any]]:
             return [r for r in receiver.received if json.loads(r["body"])["webhook_type"] == kind]
 
-        created = wait_until(lambda: len(by_type("invoice.created")) >= 2 and by_type("invoice.created"))
+        created = wait_until(
+            lambda: len(by_type("invoice.created")) >= 2 and by_type("invoice.created")
+        )
         first, retry = created[0], created[1]
         assert first["headers"]["X-Lago-Unique-Key"] == retry["headers"]["X-Lago-Unique-Key"]
         assert first["body"] == retry["body"]
@@ -108,11 +118,21 @@ def test_webhook_signed_and_retried(receiver: Receiver) -> None:
 def test_fault_before_is_not_stored_then_client_succeeds(sandbox: RunningSandbox) -> None:
     lago = sandbox.client()
     code, _, sub = setup_subscription(lago)
-    added = sandbox.admin("POST", "/faults", json={"path_prefix": "/api/v1/events", "mode": "status",
-                                                   "status": 503, "count": 3, "method": "POST"})
+    added = sandbox.admin(
+        "POST",
+        "/faults",
+        json={
+            "path_prefix": "/api/v1/events",
+            "mode": "status",
+            "status": 503,
+            "count": 3,
+            "method": "POST",
+        },
+    )
     assert added.status_code == 201
-    event = Event(transaction_id=f"{sub}:f", external_subscription_id=sub, code=code,
-                  properties={"kwh": 1})
+    event = Event(
+        transaction_id=f"{sub}:f", external_subscription_id=sub, code=code, properties={"kwh": 1}
+    )
     for _ in range(3):
         with pytest.raises(LagoApiError) as exc:
             lago.events.create(event)
@@ -125,17 +145,25 @@ def test_fault_before_is_not_stored_then_client_succeeds(sandbox: RunningSandbox
 def test_fault_after_stores_then_retry_is_duplicate(sandbox: RunningSandbox) -> None:
     lago = sandbox.client()
     code, customer, sub = setup_subscription(lago)
-    event = Event(transaction_id=f"{sub}:a", external_subscription_id=sub, code=code,
-                  properties={"kwh": 7})
-    sandbox.admin("POST", "/faults", json={"path_prefix": "/api/v1/events", "mode": "status",
-                                           "status": 502, "phase": "after"})
+    event = Event(
+        transaction_id=f"{sub}:a", external_subscription_id=sub, code=code, properties={"kwh": 7}
+    )
+    sandbox.admin(
+        "POST",
+        "/faults",
+        json={"path_prefix": "/api/v1/events", "mode": "status", "status": 502, "phase": "after"},
+    )
     with pytest.raises(LagoApiError) as lost:
         lago.events.create(event)
     assert lost.value.status_code == 502
-    sandbox.admin("POST", "/faults", json={"path_prefix": "/api/v1/events", "mode": "drop",
-                                           "phase": "after", "method": "POST"})
-    other = Event(transaction_id=f"{sub}:d", external_subscription_id=sub, code=code,
-                  properties={"kwh": 3})
+    sandbox.admin(
+        "POST",
+        "/faults",
+        json={"path_prefix": "/api/v1/events", "mode": "drop", "phase": "after", "method": "POST"},
+    )
+    other = Event(
+        transaction_id=f"{sub}:d", external_subscription_id=sub, code=code, properties={"kwh": 3}
+    )
     with pytest.raises(httpx.TransportError):
         lago.events.create(other)
     for retry in (event, other):  # the client retries; the sandbox already has both
@@ -150,8 +178,11 @@ def test_fault_drop_before_and_delay(sandbox: RunningSandbox) -> None:
     sandbox.admin("POST", "/faults", json={"path_prefix": "/api/v1/customers", "mode": "drop"})
     with pytest.raises(httpx.TransportError):
         lago.customers.find_all()
-    sandbox.admin("POST", "/faults", json={"path_prefix": "/api/v1/customers", "mode": "delay",
-                                           "seconds": 0.4})
+    sandbox.admin(
+        "POST",
+        "/faults",
+        json={"path_prefix": "/api/v1/customers", "mode": "delay", "seconds": 0.4},
+    )
     started = time.monotonic()
     lago.customers.find_all()
     assert time.monotonic() - started >= 0.4
@@ -178,8 +209,14 @@ def test_state_survives_restart_and_reset(tmp_path: Path) -> None:
     sb = start_sandbox(config)
     try:
         code, customer, sub = setup_subscription(sb.client())
-        sb.client().events.create(Event(transaction_id=f"{sub}:p", external_subscription_id=sub,
-                                        code=code, properties={"kwh": 2}))
+        sb.client().events.create(
+            Event(
+                transaction_id=f"{sub}:p",
+                external_subscription_id=sub,
+                code=code,
+                properties={"kwh": 2},
+            )
+        )
     finally:
         sb.stop()
     assert json.loads(state_file.read_text())["customers"][customer]["external_id"] == customer
@@ -188,8 +225,14 @@ def test_state_survives_restart_and_reset(tmp_path: Path) -> None:
         lago = sb.client()
         assert lago.customers.find(customer).external_id == customer
         with pytest.raises(LagoApiError):  # the index of transaction ids survived too
-            lago.events.create(Event(transaction_id=f"{sub}:p", external_subscription_id=sub,
-                                     code=code, properties={"kwh": 2}))
+            lago.events.create(
+                Event(
+                    transaction_id=f"{sub}:p",
+                    external_subscription_id=sub,
+                    code=code,
+                    properties={"kwh": 2},
+                )
+            )
         assert lago.customers.current_usage(customer, sub).amount_cents == 60
         dump = sb.admin("GET", "/state").json()["state"]
         assert len(dump["events"]) == 1
