@@ -153,6 +153,7 @@ async def run_dev(settings: Settings) -> int:
                         database_url=database_url,
                         port=settings.auth_port,
                         secret=settings.auth_secret.get_secret_value(),
+                        internal_token=settings.internal_token,
                         env=settings.env,
                     ),
                     ready=wait_for_http(f"{settings.auth_base_url}/healthz"),

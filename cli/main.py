@@ -62,6 +62,7 @@ def _cmd_auth(settings: Settings, _: argparse.Namespace) -> int:
         database_url=settings.require_database_url(),
         port=settings.auth_port,
         secret=settings.auth_secret.get_secret_value(),
+        internal_token=settings.internal_token,
         env=settings.env,
     )
     argv = auth_service.command()

@@ -49,7 +49,7 @@ async def ensure_auth_user(
             response = await client.post(
                 "/internal/users",
                 json=body,
-                headers={"Authorization": f"Bearer {settings.auth_secret.get_secret_value()}"},
+                headers={"Authorization": f"Bearer {settings.internal_token}"},
             )
         except httpx.HTTPError as exc:
             raise RuntimeError(

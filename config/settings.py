@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     auth_url: str | None = None
     auth_port: int = 3000
     auth_secret: SecretStr = SecretStr(DEV_AUTH_SECRET)
+    # Bearer token for the auth service's /internal endpoints; defaults to the auth secret.
+    auth_internal_token: SecretStr | None = None
 
     lago_api_url: str | None = None
     lago_api_key: SecretStr = SecretStr(DEV_LAGO_API_KEY)
@@ -110,6 +112,11 @@ class Settings(BaseSettings):
     @property
     def auth_base_url(self) -> str:
         return self.auth_url or f"http://127.0.0.1:{self.auth_port}"
+
+    @property
+    def internal_token(self) -> str:
+        token = self.auth_internal_token or self.auth_secret
+        return token.get_secret_value()
 
     @property
     def lago_base_url(self) -> str:
