@@ -1,1 +1,85 @@
+"""The Temporal worker: every workflow and the activities that wrap PostgreSQL (and, later,
+SteVe, Lago, BetterAuth, mail).
 
+``python worker.py`` (or ``polaris worker``) runs it with the settings from the environment and
+``runtime.json``. SIGINT/SIGTERM cancel :func:`run_worker`, which lets running activities finish
+(up to a grace period) before the engine is disposed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities
+from activities.sessions import SessionActivities
+from config.settings import Settings, load_settings
+from config.temporal import connect
+from db.engine import SessionFactory, make_engine, make_session_factory
+from workflows.charging_session import ChargingSessionWorkflow
+
+log = logging.getLogger("polaris.worker")
+
+WORKFLOWS: list[type] = [ChargingSessionWorkflow]
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    session_factory: SessionFactory,
+    *,
+    task_queue: str | None = None,
+) -> Worker:
+    """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
+    ``task_queue`` is given (tests use a fresh queue each)."""
+    sessions = SessionActivities(session_factory)
+    billing = BillingActivities(session_factory)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            sessions.pre_authorize_card,
+            sessions.upsert_session_read_model,
+            sessions.check_charger_liveness,
+            sessions.resolve_charger_route,
+            sessions.load_tariff,
+            billing.record_billing_events,
+        ],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Connect, run the worker until cancelled, then shut down gracefully."""
+    client = await connect(settings)
+    engine = make_engine(settings.require_database_url())
+    try:
+        worker = build_worker(client, settings, make_session_factory(engine))
+        log.info("worker polling %s", settings.temporal_task_queue)
+        # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
+        await worker.run()
+    finally:
+        await engine.dispose()
+
+
+async def _main() -> None:
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level)
+    task = asyncio.create_task(run_worker(settings))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())

@@ -136,6 +136,9 @@ class SessionState(BaseModel):
     stop_reason: str | None = None
     tariff: TariffTerms | None = None
     billing_sequence: int = 0
+    # Bill effects handed out and not yet answered by Billed. A late stop can arrive while the
+    # abandon bill is still being recorded; the session is billed only when both are done.
+    pending_bills: int = 0
     billing_event_ids: list[str] = Field(default_factory=list)
     billed_energy_wh: int = 0
     billed_amount_minor: int = 0
@@ -265,19 +268,27 @@ def _on_running(state: SessionState, event: Event) -> Transition | Rejection:
                     stop_reason=event.reason,
                     end_reason=event.reason or "stopped",
                     flags=flags,
+                    pending_bills=state.pending_bills + 1,
                 ),
                 effects=[Bill(kind="final", register_wh=event.meter_stop_wh, at=event.stopped_at)],
             )
         case WatchdogExpired():
             register, at = _last_register(state)
             return Transition(
-                state=_with(state, phase=Phase.ABANDONED, end_reason="abandoned"),
+                state=_with(
+                    state,
+                    phase=Phase.ABANDONED,
+                    end_reason="abandoned",
+                    pending_bills=state.pending_bills + 1,
+                ),
                 effects=[Bill(kind="final", register_wh=register, at=at)],
             )
     return _reject(state, event)
 
 
-def _on_billed(state: SessionState, event: Billed, next_phase: Phase) -> Transition:
+def _on_billed(state: SessionState, event: Billed) -> Transition:
+    pending = max(0, state.pending_bills - 1)
+    next_phase = Phase.BILLED if state.phase == Phase.STOPPED and pending == 0 else state.phase
     ids = state.billing_event_ids
     if event.event_id is not None and event.event_id not in ids:
         ids = [*ids, event.event_id]
@@ -291,6 +302,7 @@ def _on_billed(state: SessionState, event: Billed, next_phase: Phase) -> Transit
             billing_event_ids=ids,
             billed_energy_wh=state.billed_energy_wh + event.energy_wh,
             billed_amount_minor=state.billed_amount_minor + event.amount_minor,
+            pending_bills=pending,
         )
     )
 
@@ -348,10 +360,8 @@ def transition(state: SessionState, event: Event) -> Transition | Rejection:
             return Transition(state=_with(state, phase=Phase.EXPIRED, end_reason="start_timeout"))
         case (Phase.STOPPED | Phase.BILLED, TransactionStopped()):
             return _same_transaction(state, event.transaction_id) or Transition(state=state)
-        case (Phase.STOPPED, Billed()):
-            return _on_billed(state, event, Phase.BILLED)
-        case (Phase.ABANDONED, Billed()):
-            return _on_billed(state, event, Phase.ABANDONED)
+        case (Phase.STOPPED | Phase.ABANDONED, Billed()):
+            return _on_billed(state, event)
         case (Phase.ABANDONED, LateStop()):
             wrong = _same_transaction(state, event.transaction_id)
             if wrong:
@@ -364,6 +374,7 @@ def transition(state: SessionState, event: Event) -> Transition | Rejection:
                     stopped_at=event.stopped_at,
                     stop_reason=event.reason,
                     end_reason="abandoned_reconciled",
+                    pending_bills=state.pending_bills + 1,
                 ),
                 effects=[
                     Bill(kind="compensation", register_wh=event.meter_stop_wh, at=event.stopped_at)

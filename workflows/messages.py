@@ -56,6 +56,16 @@ class SessionInput(BaseModel):
     origin: SessionOrigin = "tap"
     requested_at: datetime | None = None
     carry: dict[str, object] | None = None
+    # Timers (workflows read no settings: whoever starts the session passes them, or the
+    # defaults apply). ``start_timeout_s``: pre-authorized with no StartTransaction → expired
+    # (OCPP ConnectionTimeOut). ``watchdog_silence_s``: no signal for this long → check the
+    # charger; if it is silent too, the session is abandoned. ``late_stop_window_s``: how long an
+    # abandoned session waits for a late StopTransaction to reconcile.
+    start_timeout_s: float = 180.0
+    watchdog_silence_s: float = 3600.0
+    late_stop_window_s: float = 7 * 24 * 3600.0
+    # Continue-as-new once the history has this many events (None: only when the SDK suggests).
+    continue_as_new_after_events: int | None = None
 
 
 class PreAuthorizeInput(BaseModel):
@@ -135,6 +145,9 @@ class SessionStatus(BaseModel):
     currency: str | None = None
     billing_event_ids: list[str] = Field(default_factory=list)
     end_reason: str | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    flags: list[str] = Field(default_factory=list)
 
 
 # -- Commands to chargers -----------------------------------------------------------------------

@@ -51,6 +51,8 @@ def state_in(phase: Phase) -> SessionState:
         return base
     return base.model_copy(
         update={
+            # stopped / abandoned sessions have handed out one Bill effect
+            "pending_bills": 1 if phase in (Phase.STOPPED, Phase.ABANDONED) else 0,
             "transaction_id": 7,
             "meter_start_wh": 1000,
             "started_at": T0,
@@ -251,3 +253,20 @@ def test_billed_accumulates() -> None:
     assert result.state.billed_energy_wh == 500
     assert result.state.billing_event_ids == ["wf:1"]
     assert result.state.billing_sequence == 1
+
+
+def test_late_stop_racing_the_abandon_bill_waits_for_both_bills() -> None:
+    """The late stop can be applied before the abandon bill's Billed (same activation)."""
+    abandoned = transition(state_in(Phase.CHARGING), WatchdogExpired(at=T0))
+    assert isinstance(abandoned, Transition)
+    late = transition(
+        abandoned.state, LateStop(transaction_id=7, meter_stop_wh=4000, stopped_at=T0)
+    )
+    assert isinstance(late, Transition)
+    assert late.state.pending_bills == 2
+    first = transition(late.state, EVENTS["billed"])
+    assert isinstance(first, Transition)
+    assert first.state.phase == Phase.STOPPED  # the compensation is still owed
+    second = transition(first.state, EVENTS["billed"].model_copy(update={"sequence": 2}))
+    assert isinstance(second, Transition)
+    assert second.state.phase == Phase.BILLED

@@ -1,0 +1,258 @@
+"""Activities of ChargingSessionWorkflow that read or write PostgreSQL.
+
+Each is a method on :class:`SessionActivities` (which holds the session factory), has a pinned
+``name=`` and takes one pydantic input. All are idempotent: reads, or upserts keyed by the
+workflow id. Domain refusals become non-retryable ``ApplicationError``s with a ``type``:
+
+* ``UnknownCharger`` — no ``chargers`` row for the charge box id;
+* ``ChargerNotConnected`` — the charger has no gateway instance to route a command to;
+* ``NoTariff`` — neither the charger's tariff nor a default tariff exists.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import and_, exists, func, not_, select, union
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from db.engine import SessionFactory
+from db.models import Charger, ChargingSession, EvCard, Tariff, Transaction, UserMapping
+from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
+from domain.pricing import TariffTerms
+from domain.session import OPEN_PHASES
+
+ACTIVITY_PRE_AUTHORIZE_CARD = "pre_authorize_card"
+ACTIVITY_UPSERT_SESSION = "upsert_session_read_model"
+ACTIVITY_CHECK_CHARGER_LIVENESS = "check_charger_liveness"
+ACTIVITY_RESOLVE_CHARGER_ROUTE = "resolve_charger_route"
+ACTIVITY_LOAD_TARIFF = "load_tariff"
+
+_OPEN_STATES = sorted(phase.value for phase in OPEN_PHASES)
+
+
+class PreAuthorizeCardInput(BaseModel):
+    workflow_id: str
+    id_tag: str
+    charge_box_id: str
+
+
+class PreAuthorizeCardResult(BaseModel):
+    status: AuthStatus
+    reason: str | None = None
+    parent_id_tag: str | None = None
+    expiry_date: datetime | None = None
+    user_id: str | None = None
+    lago_customer_external_id: str | None = None
+
+
+class SessionReadModel(BaseModel):
+    workflow_id: str
+    state: str
+    charge_box_id: str
+    connector_id: int | None = None
+    id_tag: str | None = None
+    transaction_id: int | None = None
+    user_id: str | None = None
+    energy_wh: int = 0
+    cost_minor: int = 0
+    currency: str | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    end_reason: str | None = None
+
+
+class ChargerLivenessInput(BaseModel):
+    charge_box_id: str
+    silent_after_s: float
+
+
+class ChargerLiveness(BaseModel):
+    alive: bool
+    connected: bool
+    last_seen_at: datetime | None = None
+
+
+class ChargerRouteInput(BaseModel):
+    charge_box_id: str
+
+
+class ChargerRoute(BaseModel):
+    mode: Literal["gateway"] = "gateway"
+    task_queue: str
+
+
+class LoadTariffInput(BaseModel):
+    charge_box_id: str
+
+
+def _card_facts(card: EvCard) -> CardFacts:
+    return CardFacts(
+        id_tag=card.id_tag,
+        is_active=card.is_active,
+        blocked=card.blocked,
+        expires_at=card.expires_at,
+        lost_at=card.lost_at,
+        max_concurrent_sessions=card.max_concurrent_sessions,
+    )
+
+
+class SessionActivities:
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._sessions = session_factory
+
+    @activity.defn(name=ACTIVITY_PRE_AUTHORIZE_CARD)
+    async def pre_authorize_card(self, input: PreAuthorizeCardInput) -> PreAuthorizeCardResult:
+        """Card known, active, not blocked/lost/expired, parent ok, mapped, under its limit."""
+        async with self._sessions() as db:
+            card = await db.get(EvCard, input.id_tag)
+            parent = (
+                await db.get(EvCard, card.parent_id_tag) if card and card.parent_id_tag else None
+            )
+            mapping = (
+                await db.execute(
+                    select(UserMapping).where(
+                        UserMapping.id_tag == input.id_tag, UserMapping.is_active.is_(True)
+                    )
+                )
+            ).scalar_one_or_none()
+            open_sessions = await self._other_open_sessions(db, input.id_tag, input.workflow_id)
+        decision = decide(
+            AuthorizationFacts(
+                card=_card_facts(card) if card else None,
+                parent=_card_facts(parent) if parent else None,
+                has_active_mapping=mapping is not None,
+                other_open_sessions=open_sessions,
+            ),
+            datetime.now(UTC),
+        )
+        return PreAuthorizeCardResult(
+            status=decision.status,
+            reason=decision.reason,
+            parent_id_tag=card.parent_id_tag if card else None,
+            expiry_date=card.expires_at if card else None,
+            user_id=mapping.user_id if mapping else None,
+            lago_customer_external_id=mapping.lago_customer_external_id if mapping else None,
+        )
+
+    @staticmethod
+    async def _other_open_sessions(db: AsyncSession, id_tag: str, workflow_id: str) -> int:
+        """Open sessions of the card other than this one.
+
+        Counted from the read model (sessions in an open state) and from the gateway's journal
+        (transactions not stopped yet), except journal rows whose session the workflow already
+        closed (an abandoned session's transaction never gets a stop row until a late stop).
+        """
+        from_read_model = select(ChargingSession.workflow_id.label("wid")).where(
+            ChargingSession.id_tag == id_tag,
+            ChargingSession.state.in_(_OPEN_STATES),
+            ChargingSession.workflow_id != workflow_id,
+        )
+        closed = exists().where(
+            and_(
+                ChargingSession.workflow_id == Transaction.workflow_id,
+                not_(ChargingSession.state.in_(_OPEN_STATES)),
+            )
+        )
+        from_journal = select(Transaction.workflow_id.label("wid")).where(
+            Transaction.id_tag == id_tag,
+            Transaction.stopped_at.is_(None),
+            Transaction.workflow_id != workflow_id,
+            not_(closed),
+        )
+        both = union(from_read_model, from_journal).subquery()
+        count = await db.execute(select(func.count(func.distinct(both.c.wid))).select_from(both))
+        return int(count.scalar_one())
+
+    @activity.defn(name=ACTIVITY_UPSERT_SESSION)
+    async def upsert_session_read_model(self, input: SessionReadModel) -> None:
+        """Write the session's read model row (idempotent: keyed by workflow id)."""
+        values = input.model_dump()
+        statement = insert(ChargingSession).values(**values, updated_at=func.now())
+        statement = statement.on_conflict_do_update(
+            index_elements=[ChargingSession.workflow_id],
+            set_={
+                **{k: statement.excluded[k] for k in values if k != "workflow_id"},
+                "updated_at": func.now(),
+            },
+        )
+        async with self._sessions() as db, db.begin():
+            await db.execute(statement)
+
+    @activity.defn(name=ACTIVITY_CHECK_CHARGER_LIVENESS)
+    async def check_charger_liveness(self, input: ChargerLivenessInput) -> ChargerLiveness:
+        """Has the charger been heard from (connected, seen recently) within the silence limit?"""
+        async with self._sessions() as db:
+            charger = await db.get(Charger, input.charge_box_id)
+        if charger is None:
+            return ChargerLiveness(alive=False, connected=False)
+        cutoff = datetime.now(UTC) - timedelta(seconds=input.silent_after_s)
+        seen_recently = charger.last_seen_at is not None and charger.last_seen_at >= cutoff
+        return ChargerLiveness(
+            alive=bool(charger.connected and seen_recently),
+            connected=charger.connected,
+            last_seen_at=charger.last_seen_at,
+        )
+
+    @activity.defn(name=ACTIVITY_RESOLVE_CHARGER_ROUTE)
+    async def resolve_charger_route(self, input: ChargerRouteInput) -> ChargerRoute:
+        """The task queue of the gateway process holding the charger's socket."""
+        async with self._sessions() as db:
+            charger = await db.get(Charger, input.charge_box_id)
+        if charger is None:
+            raise ApplicationError(
+                f"unknown charger {input.charge_box_id!r}",
+                type="UnknownCharger",
+                non_retryable=True,
+            )
+        if not charger.gateway_instance:
+            raise ApplicationError(
+                f"charger {input.charge_box_id!r} is not attached to a gateway",
+                type="ChargerNotConnected",
+                non_retryable=True,
+            )
+        return ChargerRoute(task_queue=f"gateway-{charger.gateway_instance}")
+
+    @activity.defn(name=ACTIVITY_LOAD_TARIFF)
+    async def load_tariff(self, input: LoadTariffInput) -> TariffTerms:
+        """The charger's tariff, else the default tariff."""
+        async with self._sessions() as db:
+            tariff_id = await db.scalar(
+                select(Charger.tariff_id).where(Charger.charge_box_id == input.charge_box_id)
+            )
+            tariff = await db.get(Tariff, tariff_id) if tariff_id is not None else None
+            if tariff is None:
+                tariff = await db.scalar(
+                    select(Tariff).where(Tariff.is_default.is_(True)).order_by(Tariff.id).limit(1)
+                )
+        if tariff is None:
+            raise ApplicationError(
+                "no tariff for the charger and no default tariff",
+                type="NoTariff",
+                non_retryable=True,
+            )
+        return TariffTerms(
+            code=tariff.code,
+            currency=tariff.currency,
+            price_per_kwh_minor=tariff.price_per_kwh_minor,
+            price_per_minute_minor=tariff.price_per_minute_minor,
+            price_per_session_minor=tariff.price_per_session_minor,
+        )
+
+
+__all__ = [
+    "ChargerLiveness",
+    "ChargerLivenessInput",
+    "ChargerRoute",
+    "ChargerRouteInput",
+    "LoadTariffInput",
+    "PreAuthorizeCardInput",
+    "PreAuthorizeCardResult",
+    "SessionActivities",
+    "SessionReadModel",
+]

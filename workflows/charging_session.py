@@ -1,0 +1,532 @@
+"""ChargingSessionWorkflow: one EV charging session, from tap or remote start to billing.
+
+The workflow is the imperative shell around :func:`domain.session.transition`: handlers turn
+the gateway's signals and the API's updates into domain events; the main loop performs the
+effects the machine asks for (bill, send a remote start), keeps the read model in step, and owns
+the timers (start timeout, watchdog, late-stop window). All I/O is in activities.
+
+See ``docs/sessions.md`` for the machine, the messages and the billing ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.billing import BillingActivities, BillingEventRecord, RecordBillingEventsInput
+    from activities.sessions import (
+        ChargerLivenessInput,
+        ChargerRouteInput,
+        LoadTariffInput,
+        PreAuthorizeCardInput,
+        SessionActivities,
+        SessionReadModel,
+    )
+    from domain.billing import billing_event_id, next_billing_line
+    from domain.pricing import TariffTerms
+    from domain.session import (
+        FINAL_PHASES,
+        TRANSACTION_PHASES,
+        AuthorizationRejected,
+        Bill,
+        Billed,
+        Close,
+        Effect,
+        Event,
+        LateStop,
+        Phase,
+        Rejection,
+        RemoteStartFailed,
+        RemoteStartRequested,
+        RemoteStopFailed,
+        SendRemoteStart,
+        SendRemoteStop,
+        SessionState,
+        StartTimedOut,
+        StopRequested,
+        TransactionStopped,
+        Transition,
+        WatchdogExpired,
+        transition,
+    )
+    from workflows import messages as msg
+    from workflows import session_support as sup
+
+
+@workflow.defn(name=msg.SESSION_WORKFLOW)
+class ChargingSessionWorkflow:
+    @workflow.init
+    def __init__(self, input: msg.SessionInput) -> None:
+        self._input = input
+        self._pending: list[Effect] = []
+        self._auth_lock = asyncio.Lock()
+        self._read_model_lock = asyncio.Lock()  # writes in order: the last one is the newest
+        self._signals = 0  # bumps on every accepted signal: wakes the watchdog wait
+        self._persisted: SessionReadModel | None = None
+        if input.carry is not None:
+            carry = sup.SessionCarry.model_validate(input.carry)
+            self._state = carry.state
+            self._seen = set(carry.seen_event_ids)
+            self._last_signal_at = carry.last_signal_at
+            self._abandoned_at = carry.abandoned_at
+            self._auth_result = carry.auth_result
+        else:
+            now = workflow.now()
+            self._state = SessionState(
+                charge_box_id=input.charge_box_id,
+                origin=input.origin,
+                id_tag=input.id_tag,
+                connector_id=input.connector_id,
+                requested_at=input.requested_at or now,
+            )
+            self._seen = set()
+            self._last_signal_at = now
+            self._abandoned_at = None
+            self._auth_result = None
+
+    # -- main loop --------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: msg.SessionInput) -> msg.SessionStatus:
+        if self._state.origin == "remote" and self._state.phase == Phase.REQUESTED:
+            await self._remote_start()
+        while self._state.phase not in FINAL_PHASES:
+            await self._perform_pending()
+            await self._sync_read_model()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._pending:
+                    workflow.continue_as_new(self._carry_input())
+            # Handlers may have moved the session on while the activities above ran.
+            phase = self._state.phase
+            if phase in FINAL_PHASES:
+                break
+            if phase in (Phase.REQUESTED, Phase.PRE_AUTHORIZED):
+                await self._await_start()
+            elif phase in TRANSACTION_PHASES:
+                await self._watch()
+            elif phase == Phase.ABANDONED:
+                await self._await_late_stop()
+            elif phase == Phase.BILLED:
+                self._apply(Close(at=workflow.now()))
+            else:  # stopped: its Bill effect is pending; wait for it if a handler is adding it
+                await workflow.wait_condition(self._wake(phase))
+        await self._sync_read_model()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    def _wake(self, phase: Phase) -> Callable[[], bool]:
+        return lambda: self._changed(phase) or bool(self._pending) or self._should_continue_as_new()
+
+    def _changed(self, phase: Phase) -> bool:
+        return self._state.phase != phase
+
+    async def _wait(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait for ``predicate``; False when ``timeout_s`` passed first (a durable timer)."""
+        if timeout_s <= 0:
+            return predicate()
+        try:
+            await workflow.wait_condition(predicate, timeout=timedelta(seconds=timeout_s))
+        except TimeoutError:
+            return False
+        return True
+
+    async def _await_start(self) -> None:
+        phase = self._state.phase
+        since = self._state.pre_authorized_at or self._state.requested_at or workflow.now()
+        remaining = self._input.start_timeout_s - (workflow.now() - since).total_seconds()
+        if await self._wait(self._wake(phase), remaining):
+            return
+        # Never expire under a pre-authorization that is still deciding.
+        await workflow.wait_condition(lambda: not self._auth_lock.locked())
+        if self._state.phase == phase:
+            self._apply(StartTimedOut(at=workflow.now()))
+
+    async def _watch(self) -> None:
+        """The watchdog: a charger silent past the limit gets its session abandoned."""
+        phase, heard = self._state.phase, self._signals
+        limit = self._input.watchdog_silence_s
+        remaining = limit - (workflow.now() - self._last_signal_at).total_seconds()
+        wake = self._wake(phase)
+        if await self._wait(lambda: wake() or self._signals != heard, remaining):
+            return
+        liveness = await workflow.execute_activity_method(
+            SessionActivities.check_charger_liveness,
+            ChargerLivenessInput(charge_box_id=self._state.charge_box_id, silent_after_s=limit),
+            start_to_close_timeout=sup.DB_TIMEOUT,
+            retry_policy=sup.DB_RETRY,
+        )
+        if self._signals != heard or self._state.phase != phase:
+            return
+        if liveness.alive:
+            # The charger still talks (heartbeats); the transaction is just quiet. Keep waiting.
+            self._last_signal_at = workflow.now()
+            return
+        if isinstance(self._apply(WatchdogExpired(at=workflow.now())), Transition):
+            self._abandoned_at = workflow.now()
+
+    async def _await_late_stop(self) -> None:
+        since = self._abandoned_at or workflow.now()
+        remaining = self._input.late_stop_window_s - (workflow.now() - since).total_seconds()
+        if not await self._wait(self._wake(Phase.ABANDONED), remaining):
+            self._apply(Close(at=workflow.now()))
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = self._input.continue_as_new_after_events
+        return limit is not None and info.get_current_history_length() >= limit
+
+    def _carry_input(self) -> msg.SessionInput:
+        carry = sup.SessionCarry(
+            state=self._state,
+            seen_event_ids=sorted(self._seen),
+            last_signal_at=self._last_signal_at,
+            abandoned_at=self._abandoned_at,
+            auth_result=self._auth_result,
+        )
+        return self._input.model_copy(update={"carry": carry.model_dump(mode="json")})
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _apply(self, event: Event) -> Transition | Rejection:
+        result = transition(self._state, event)
+        if isinstance(result, Rejection):
+            workflow.logger.info("ignored %s: %s", type(event).__name__, result.reason)
+            return result
+        self._state = result.state
+        self._pending.extend(e for e in result.effects if not isinstance(e, SendRemoteStop))
+        return result
+
+    def _first_time(self, event_id: int) -> bool:
+        """Dedup: the gateway may deliver a signal more than once (outbox relay)."""
+        if event_id in self._seen:
+            return False
+        self._seen.add(event_id)
+        self._signals += 1
+        self._last_signal_at = workflow.now()
+        return True
+
+    async def _sync_read_model(self) -> None:
+        async with self._read_model_lock:
+            await self._write_read_model()
+
+    async def _write_read_model(self) -> None:
+        s = self._state
+        row = SessionReadModel(
+            workflow_id=workflow.info().workflow_id,
+            state=s.phase.value,
+            charge_box_id=s.charge_box_id,
+            connector_id=s.connector_id,
+            id_tag=s.id_tag,
+            transaction_id=s.transaction_id,
+            user_id=s.user_id,
+            energy_wh=sup.energy_so_far(s),
+            cost_minor=s.billed_amount_minor,
+            currency=s.currency,
+            started_at=s.started_at,
+            stopped_at=s.stopped_at,
+            end_reason=s.end_reason,
+        )
+        if row == self._persisted:
+            return
+        await workflow.execute_activity_method(
+            SessionActivities.upsert_session_read_model,
+            row,
+            start_to_close_timeout=sup.DB_TIMEOUT,
+            retry_policy=sup.DB_RETRY,
+        )
+        self._persisted = row
+
+    # -- effects ------------------------------------------------------------------------------
+
+    async def _perform_pending(self) -> None:
+        while self._pending:
+            effect = self._pending.pop(0)
+            if isinstance(effect, Bill):
+                await self._bill(effect)
+            elif isinstance(effect, SendRemoteStart):
+                await self._send_remote_start(effect)
+
+    async def _tariff(self) -> TariffTerms:
+        if self._state.tariff is not None:
+            return self._state.tariff  # the same terms for every line of a session
+        try:
+            return await workflow.execute_activity_method(
+                SessionActivities.load_tariff,
+                LoadTariffInput(charge_box_id=self._state.charge_box_id),
+                start_to_close_timeout=sup.DB_TIMEOUT,
+                retry_policy=sup.DB_RETRY,
+            )
+        except ActivityError as err:
+            if not isinstance(err.cause, ApplicationError) or err.cause.type != "NoTariff":
+                raise
+            self._state = self._state.model_copy(
+                update={"flags": [*self._state.flags, "no_tariff"]}
+            )
+            return TariffTerms(code="none", currency=sup.NO_TARIFF_CURRENCY)
+
+    async def _bill(self, effect: Bill) -> None:
+        tariff = await self._tariff()
+        line = next_billing_line(
+            self._state,
+            kind=effect.kind,
+            register_wh=effect.register_wh,
+            at=effect.at,
+            tariff=tariff,
+        )
+        workflow_id = workflow.info().workflow_id
+        if line is None:  # a compensation with nothing left to bill
+            self._apply(
+                Billed(
+                    at=workflow.now(),
+                    sequence=self._state.billing_sequence,
+                    event_id=None,
+                    energy_wh=0,
+                    amount_minor=0,
+                    currency=tariff.currency,
+                    tariff=tariff,
+                )
+            )
+            return
+        event_id = billing_event_id(workflow_id, line.sequence)
+        record = BillingEventRecord(
+            transaction_id=event_id,
+            workflow_id=workflow_id,
+            sequence=line.sequence,
+            kind=line.kind,
+            energy_wh=line.energy_wh,
+            amount_minor=line.amount_minor,
+            currency=line.currency,
+            occurred_at=line.occurred_at,
+            lago_customer_external_id=self._state.billing_customer_id,
+        )
+        await workflow.execute_activity_method(
+            BillingActivities.record_billing_events,
+            RecordBillingEventsInput(events=[record]),
+            start_to_close_timeout=sup.DB_TIMEOUT,
+            retry_policy=sup.DB_RETRY,
+        )
+        # Seam: the next issue adds BillingActivities.send_usage_events (to Lago) here.
+        self._apply(
+            Billed(
+                at=workflow.now(),
+                sequence=line.sequence,
+                event_id=event_id,
+                energy_wh=line.energy_wh,
+                amount_minor=line.amount_minor,
+                currency=line.currency,
+                tariff=tariff,
+            )
+        )
+
+    async def _send_command(
+        self, action: msg.ChargerAction, payload: dict[str, object]
+    ) -> msg.ChargerCommandResult:
+        route = await workflow.execute_activity_method(
+            SessionActivities.resolve_charger_route,
+            ChargerRouteInput(charge_box_id=self._state.charge_box_id),
+            start_to_close_timeout=sup.DB_TIMEOUT,
+            retry_policy=sup.DB_RETRY,
+        )
+        answer: msg.ChargerCommandResult = await workflow.execute_activity(
+            msg.ACTIVITY_SEND_CHARGER_COMMAND,
+            msg.ChargerCommandInput(
+                charge_box_id=self._state.charge_box_id, action=action, payload=payload
+            ),
+            task_queue=route.task_queue,
+            result_type=msg.ChargerCommandResult,
+            schedule_to_start_timeout=sup.COMMAND_START_TIMEOUT,
+            start_to_close_timeout=sup.COMMAND_CLOSE_TIMEOUT,
+            retry_policy=sup.COMMAND_RETRY,
+        )
+        return answer
+
+    async def _command_refused(
+        self, action: msg.ChargerAction, payload: dict[str, object]
+    ) -> str | None:
+        """Send a command; the reason it was refused, or None when the charger accepted it."""
+        try:
+            answer = await self._send_command(action, payload)
+        except ActivityError as err:
+            cause = err.cause
+            return cause.type or str(cause) if isinstance(cause, ApplicationError) else str(err)
+        status = answer.payload.get("status")
+        return None if status == "Accepted" else str(status)
+
+    async def _send_remote_start(self, effect: SendRemoteStart) -> None:
+        payload: dict[str, object] = {"idTag": effect.id_tag}
+        if effect.connector_id is not None:
+            payload["connectorId"] = effect.connector_id
+        refused = await self._command_refused("RemoteStartTransaction", payload)
+        if refused is not None:
+            self._apply(RemoteStartFailed(at=workflow.now(), reason=refused))
+
+    # -- pre-authorization --------------------------------------------------------------------
+
+    async def _remote_start(self) -> None:
+        if not self._state.id_tag:
+            self._apply(
+                AuthorizationRejected(at=workflow.now(), status="Invalid", reason="no_id_tag")
+            )
+            return
+        async with self._auth_lock:
+            result = await self._authorize(self._state.id_tag, self._state.connector_id)
+        if result.status == "Accepted":
+            # The read-model row (charger, card, pre_authorized), written by _authorize, is the
+            # recorded intent the gateway matches a StartTransaction against.
+            self._apply(RemoteStartRequested(at=workflow.now()))
+
+    async def _authorize(self, id_tag: str, connector_id: int | None) -> msg.PreAuthorizeResult:
+        check = await workflow.execute_activity_method(
+            SessionActivities.pre_authorize_card,
+            PreAuthorizeCardInput(
+                workflow_id=workflow.info().workflow_id,
+                id_tag=id_tag,
+                charge_box_id=self._state.charge_box_id,
+            ),
+            start_to_close_timeout=sup.AUTH_TIMEOUT,
+            retry_policy=sup.AUTH_RETRY,
+        )
+        result = msg.PreAuthorizeResult(
+            status=check.status,
+            reason=check.reason,
+            parent_id_tag=check.parent_id_tag,
+            expiry_date=check.expiry_date,
+        )
+        if result.status == "Accepted":
+            event: Event = sup.pre_authorized_event(
+                workflow.now(),
+                id_tag,
+                connector_id,
+                check.user_id,
+                check.lago_customer_external_id,
+            )
+        else:
+            event = AuthorizationRejected(
+                at=workflow.now(), status=result.status, reason=result.reason
+            )
+        if isinstance(self._apply(event), Transition):
+            self._auth_result = result
+        if result.status == "Accepted":
+            # Written before answering, so the card's next tap elsewhere counts this session.
+            await self._sync_read_model()
+        return result
+
+    @workflow.update(name=msg.UPDATE_PRE_AUTHORIZE)
+    async def pre_authorize(self, request: msg.PreAuthorizeInput) -> msg.PreAuthorizeResult:
+        async with self._auth_lock:
+            if self._auth_result is not None:
+                return self._auth_result  # a repeated tap or a retried update
+            if self._state.phase != Phase.REQUESTED:
+                return msg.PreAuthorizeResult(
+                    status="Invalid", reason=f"session is {self._state.phase.value}"
+                )
+            if request.local_status != "Accepted":
+                # The gateway already refused locally; the workflow may only tighten that.
+                self._apply(
+                    AuthorizationRejected(
+                        at=workflow.now(), status=request.local_status, reason="local_decision"
+                    )
+                )
+                self._auth_result = msg.PreAuthorizeResult(
+                    status=request.local_status, reason="local_decision"
+                )
+                return self._auth_result
+            return await self._authorize(request.id_tag, request.connector_id)
+
+    @pre_authorize.validator
+    def _validate_pre_authorize(self, request: msg.PreAuthorizeInput) -> None:
+        if request.charge_box_id != self._state.charge_box_id:
+            raise ValueError(f"this session is on charger {self._state.charge_box_id!r}")
+        if not request.id_tag or len(request.id_tag) > 20:
+            raise ValueError("id_tag must have 1 to 20 characters")
+        if self._state.id_tag is not None and request.id_tag != self._state.id_tag:
+            raise ValueError("this session belongs to another card")
+
+    # -- remote stop --------------------------------------------------------------------------
+
+    @workflow.update(name=msg.UPDATE_REMOTE_STOP)
+    async def remote_stop(self, request: msg.RemoteStopInput) -> msg.RemoteStopResult:
+        result = self._apply(StopRequested(at=workflow.now(), requested_by=request.requested_by))
+        if isinstance(result, Rejection):
+            return msg.RemoteStopResult(accepted=False, message=result.reason)
+        sends = [e for e in result.effects if isinstance(e, SendRemoteStop)]
+        if not sends:
+            return msg.RemoteStopResult(accepted=True, message="already stopping")
+        refused = await self._command_refused(
+            "RemoteStopTransaction", {"transactionId": sends[0].transaction_id}
+        )
+        if refused is None:
+            return msg.RemoteStopResult(accepted=True)
+        self._apply(RemoteStopFailed(at=workflow.now(), reason=refused))
+        return msg.RemoteStopResult(accepted=False, message=refused)
+
+    @remote_stop.validator
+    def _validate_remote_stop(self, request: msg.RemoteStopInput) -> None:
+        if not request.requested_by:
+            raise ValueError("requested_by is required")
+        if self._state.phase not in TRANSACTION_PHASES:
+            raise ValueError(f"no running transaction: session is {self._state.phase.value}")
+
+    # -- signals from the gateway ---------------------------------------------------------------
+
+    @workflow.signal(name=msg.SIGNAL_TRANSACTION_STARTED)
+    def transaction_started(self, signal: msg.TransactionStarted) -> None:
+        if self._first_time(signal.event_id):
+            self._apply(sup.started_event(signal))
+
+    @workflow.signal(name=msg.SIGNAL_METER_PROGRESS)
+    def meter_progress(self, signal: msg.MeterProgress) -> None:
+        if not self._first_time(signal.event_id):
+            return
+        result = self._apply(sup.progress_event(signal))
+        flagged = "not_monotonic" in self._state.flags
+        if isinstance(result, Rejection) and result.code == "not_monotonic" and not flagged:
+            flags = [*self._state.flags, "not_monotonic"]
+            self._state = self._state.model_copy(update={"flags": flags})
+
+    @workflow.signal(name=msg.SIGNAL_TRANSACTION_STOPPED)
+    def transaction_stopped(self, signal: msg.TransactionStopped) -> None:
+        if not self._first_time(signal.event_id):
+            return
+        if self._state.phase == Phase.ABANDONED:
+            self._apply(
+                LateStop(
+                    transaction_id=signal.transaction_id,
+                    meter_stop_wh=signal.meter_stop_wh,
+                    stopped_at=signal.stopped_at,
+                    reason=signal.reason,
+                )
+            )
+            return
+        self._apply(
+            TransactionStopped(
+                transaction_id=signal.transaction_id,
+                meter_stop_wh=signal.meter_stop_wh,
+                stopped_at=signal.stopped_at,
+                reason=signal.reason,
+            )
+        )
+
+    @workflow.signal(name=msg.SIGNAL_CONNECTOR_STATUS)
+    def connector_status(self, signal: msg.ConnectorStatus) -> None:
+        if not self._first_time(signal.event_id):
+            return
+        if self._state.connector_id not in (None, signal.connector_id):
+            return
+        event = sup.connector_event(signal)
+        if event is not None:
+            self._apply(event)
+
+    # -- query --------------------------------------------------------------------------------
+
+    @workflow.query(name=msg.QUERY_STATUS)
+    def status(self) -> msg.SessionStatus:
+        return sup.status_of(workflow.info().workflow_id, self._state)

@@ -1,0 +1,140 @@
+"""What ChargingSessionWorkflow needs besides its class: activity options, the carried state,
+and the mapping from the gateway's messages to domain events. No I/O here either.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from temporalio.common import RetryPolicy
+
+from domain.session import (
+    MeterProgressed,
+    Phase,
+    PreAuthorized,
+    Resumed,
+    SessionState,
+    Suspended,
+    TransactionStarted,
+)
+from workflows import messages as msg
+
+# PostgreSQL activities: retried until the database is back (a session must always finish);
+# each attempt is short.
+DB_TIMEOUT = timedelta(seconds=15)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["UnknownCharger", "ChargerNotConnected", "NoTariff"],
+)
+# Pre-authorization answers a waiting gateway (2 s budget by default): few, quick attempts.
+AUTH_TIMEOUT = timedelta(seconds=5)
+AUTH_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+)
+# Commands to chargers on the gateway's queue. ChargerOffline is retried a few times (the charger
+# may be reconnecting); a charger's CallError or timeout is an answer, not a transient failure.
+COMMAND_START_TIMEOUT = timedelta(seconds=30)
+COMMAND_CLOSE_TIMEOUT = timedelta(seconds=45)
+COMMAND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=["ChargerTimeout", "ChargerCallError"],
+)
+
+SUSPENDED_STATUSES = frozenset({"SuspendedEV", "SuspendedEVSE"})
+CHARGING_STATUS = "Charging"
+
+# Tariff used when none is configured: energy is still recorded, nothing is charged, and the
+# session carries the ``no_tariff`` flag for an operator to look at.
+NO_TARIFF_CURRENCY = "XXX"
+
+
+class SessionCarry(BaseModel):
+    """The workflow's state across continue-as-new (``SessionInput.carry``)."""
+
+    state: SessionState
+    seen_event_ids: list[int] = Field(default_factory=list)
+    last_signal_at: datetime
+    abandoned_at: datetime | None = None
+    auth_result: msg.PreAuthorizeResult | None = None
+
+
+def started_event(signal: msg.TransactionStarted) -> TransactionStarted:
+    return TransactionStarted(
+        transaction_id=signal.transaction_id,
+        connector_id=signal.connector_id,
+        id_tag=signal.id_tag,
+        meter_start_wh=signal.meter_start_wh,
+        started_at=signal.started_at,
+    )
+
+
+def progress_event(signal: msg.MeterProgress) -> MeterProgressed:
+    return MeterProgressed(
+        transaction_id=signal.transaction_id,
+        register_wh=signal.energy_register_wh,
+        at=signal.sampled_at,
+    )
+
+
+def connector_event(signal: msg.ConnectorStatus) -> Suspended | Resumed | None:
+    if signal.status in SUSPENDED_STATUSES:
+        return Suspended(at=signal.at, status=signal.status)
+    if signal.status == CHARGING_STATUS:
+        return Resumed(at=signal.at)
+    return None
+
+
+def pre_authorized_event(
+    at: datetime,
+    id_tag: str,
+    connector_id: int | None,
+    user_id: str | None,
+    customer: str | None,
+) -> PreAuthorized:
+    return PreAuthorized(
+        at=at,
+        id_tag=id_tag,
+        connector_id=connector_id,
+        user_id=user_id,
+        billing_customer_id=customer,
+    )
+
+
+def energy_so_far(state: SessionState) -> int:
+    """Billed energy once billed; before that, the last register minus the start (never < 0)."""
+    if state.billing_sequence > 0:
+        return state.billed_energy_wh
+    if state.meter_start_wh is None:
+        return 0
+    register = state.meter_stop_wh if state.meter_stop_wh is not None else state.last_register_wh
+    return max(0, (register or state.meter_start_wh) - state.meter_start_wh)
+
+
+def status_of(workflow_id: str, state: SessionState) -> msg.SessionStatus:
+    return msg.SessionStatus(
+        workflow_id=workflow_id,
+        state=state.phase.value,
+        charge_box_id=state.charge_box_id,
+        connector_id=state.connector_id,
+        id_tag=state.id_tag,
+        transaction_id=state.transaction_id,
+        meter_start_wh=state.meter_start_wh,
+        last_register_wh=state.meter_stop_wh
+        if state.phase != Phase.ABANDONED and state.meter_stop_wh is not None
+        else state.last_register_wh,
+        energy_wh=energy_so_far(state),
+        cost_minor=state.billed_amount_minor,
+        currency=state.currency,
+        billing_event_ids=list(state.billing_event_ids),
+        end_reason=state.end_reason,
+        started_at=state.started_at,
+        stopped_at=state.stopped_at,
+        flags=list(state.flags),
+    )
