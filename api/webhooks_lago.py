@@ -1,0 +1,232 @@
+"""Inbound Lago webhooks (``POST /api/webhook/lago``) and the operator's replay route.
+
+Signature check (``X-Lago-Signature``), by ``X-Lago-Signature-Algorithm``:
+
+- ``hmac``: base64(HMAC-SHA256(``settings.lago_webhook_secret``, raw body)), compared in
+  constant time;
+- ``jwt``: an RS256 JWT signed by Lago whose claim ``data`` is the raw body, verified with
+  Lago's public key (PEM, or the base64 of the PEM that ``GET /api/v1/webhooks/public_key``
+  returns). Without a configured key, JWT-signed webhooks are refused.
+
+A verified webhook is stored once per ``X-Lago-Unique-Key`` and processed by
+``LagoWebhookWorkflow``; Lago's redeliveries answer 200 without a second row. If Temporal cannot
+be reached the row stays ``pending`` and the answer is 503, so Lago retries — and the retry
+(a duplicate) starts the run.
+
+Routers: :data:`router` (webhook, reads the public key from settings when such a setting exists)
+or :func:`build_webhook_router` (explicit key); :func:`build_admin_router` (replay) takes the
+admin check as a dependency.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+from pydantic import BaseModel
+from temporalio.service import RPCError
+
+from activities.lago_webhooks import (
+    replay_webhook_event,
+    start_webhook_workflow,
+    store_webhook_event,
+)
+from api.deps import State
+from api.errors import ApiError, NotFound
+from db.billing_models import WEBHOOK_PENDING
+
+log = logging.getLogger("polaris.api.webhooks.lago")
+
+WEBHOOK_PATH = "/api/webhook/lago"
+REPLAY_PATH = "/api/admin/webhooks/lago/{event_id}/replay"
+
+
+class InvalidSignature(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(401, "INVALID_SIGNATURE", message)
+
+
+class WebhookAccepted(BaseModel):
+    id: int
+    status: str
+    duplicate: bool
+
+
+class ReplayStarted(BaseModel):
+    id: int
+    replay_of: int
+    status: str
+
+
+# -- signature checks (pure) ------------------------------------------------------------------
+
+
+def hmac_signature(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def verify_hmac(body: bytes, signature: str, secret: str) -> bool:
+    return hmac.compare_digest(hmac_signature(secret, body), signature.strip())
+
+
+def load_public_key(value: str) -> RSAKey:
+    """A PEM public key, or the base64 of one (Lago's ``/webhooks/public_key`` answer)."""
+    text = value.strip()
+    if not text.startswith("-----BEGIN"):
+        try:
+            text = base64.b64decode(text, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise ValueError("Lago webhook public key is neither PEM nor base64 PEM") from exc
+    return RSAKey.import_key(text)
+
+
+def verify_jwt(body: bytes, token: str, public_key: RSAKey) -> bool:
+    try:
+        claims = jwt.decode(token.strip(), public_key, algorithms=["RS256"]).claims
+    except (JoseError, ValueError, TypeError):
+        return False
+    data = claims.get("data")
+    if isinstance(data, str):
+        return hmac.compare_digest(data.encode(), body)
+    try:  # a JSON object rather than its text: compare the values
+        return data is not None and bool(data == json.loads(body))
+    except ValueError:
+        return False
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+def build_webhook_router(public_key: str | None = None) -> APIRouter:
+    """The webhook route; ``public_key`` (PEM or base64 PEM) enables JWT-signed webhooks.
+
+    Without it, the key is read from ``settings.lago_webhook_public_key`` if that setting
+    exists (``POLARIS_LAGO_WEBHOOK_PUBLIC_KEY``).
+    """
+    explicit = load_public_key(public_key) if public_key else None
+    api = APIRouter(tags=["webhooks"])
+
+    @api.post(WEBHOOK_PATH, response_model=WebhookAccepted)
+    async def receive_lago_webhook(
+        request: Request,
+        state: State,
+        x_lago_signature: Annotated[str | None, Header()] = None,
+        x_lago_signature_algorithm: Annotated[str | None, Header()] = None,
+        x_lago_unique_key: Annotated[str | None, Header()] = None,
+    ) -> WebhookAccepted:
+        body = await request.body()
+        if not x_lago_signature:
+            raise InvalidSignature("X-Lago-Signature is missing")
+        algorithm = (x_lago_signature_algorithm or "jwt").lower()
+        if algorithm == "hmac":
+            secret = state.settings.lago_webhook_secret.get_secret_value()
+            if not verify_hmac(body, x_lago_signature, secret):
+                raise InvalidSignature("the HMAC signature does not match the body")
+        elif algorithm == "jwt":
+            key = explicit or _configured_key(state.settings)
+            if key is None:
+                raise InvalidSignature("JWT-signed webhooks need POLARIS_LAGO_WEBHOOK_PUBLIC_KEY")
+            if not verify_jwt(body, x_lago_signature, key):
+                raise InvalidSignature(
+                    "the JWT signature does not verify or does not cover the body"
+                )
+        else:
+            raise InvalidSignature(f"unknown signature algorithm {x_lago_signature_algorithm!r}")
+
+        if not x_lago_unique_key:
+            raise ApiError(400, "BAD_REQUEST", "X-Lago-Unique-Key is missing")
+        payload = _payload(body)
+        stored = await store_webhook_event(
+            state.sessions,
+            unique_key=x_lago_unique_key[:255],
+            webhook_type=str(payload["webhook_type"])[:100],
+            payload=payload,
+        )
+        if stored.status == WEBHOOK_PENDING:
+            # Also for a duplicate still pending: the first delivery may not have reached Temporal.
+            try:
+                client = await state.temporal()
+                await start_webhook_workflow(
+                    client, stored.id, task_queue=state.settings.temporal_task_queue
+                )
+            except (RPCError, OSError, RuntimeError) as exc:
+                log.warning("Lago webhook %s stored, Temporal unavailable: %s", stored.id, exc)
+                raise ApiError(
+                    503, "UNAVAILABLE", "stored; processing could not start, retry later"
+                ) from exc
+        return WebhookAccepted(id=stored.id, status=stored.status, duplicate=stored.duplicate)
+
+    return api
+
+
+def _configured_key(settings: Any) -> RSAKey | None:
+    value = getattr(settings, "lago_webhook_public_key", None)
+    if value is None:
+        return None
+    text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return load_public_key(text) if text else None
+
+
+def _payload(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise ApiError(400, "BAD_REQUEST", "the body is not JSON") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("webhook_type"), str):
+        raise ApiError(400, "BAD_REQUEST", "the body has no webhook_type")
+    return payload
+
+
+def require_admin_placeholder() -> None:
+    """Refuses everyone until the real admin check is wired (see :func:`build_admin_router`)."""
+    raise ApiError(403, "FORBIDDEN", "operator access is not configured")
+
+
+def build_admin_router(
+    require_admin: Callable[..., Any] = require_admin_placeholder,
+) -> APIRouter:
+    """Operator routes for the webhook log; ``require_admin`` is a FastAPI dependency."""
+    api = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
+
+    @api.post(REPLAY_PATH, response_model=ReplayStarted, status_code=202)
+    async def replay_lago_webhook(event_id: int, state: State) -> ReplayStarted:
+        try:
+            client = await state.temporal()
+        except (RPCError, OSError, RuntimeError) as exc:
+            raise ApiError(503, "UNAVAILABLE", "Temporal is not reachable") from exc
+        try:
+            stored = await replay_webhook_event(
+                state.sessions, client, event_id, task_queue=state.settings.temporal_task_queue
+            )
+        except LookupError as exc:
+            raise NotFound("webhook event") from exc
+        return ReplayStarted(id=stored.id, replay_of=event_id, status=stored.status)
+
+    return api
+
+
+router = build_webhook_router()
+admin_router = build_admin_router()
+
+__all__ = [
+    "InvalidSignature",
+    "admin_router",
+    "build_admin_router",
+    "build_webhook_router",
+    "hmac_signature",
+    "load_public_key",
+    "require_admin_placeholder",
+    "router",
+    "verify_hmac",
+    "verify_jwt",
+]
