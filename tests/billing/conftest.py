@@ -128,7 +128,8 @@ async def seed_billing_events(
     kinds: list[str] | None = None,
 ) -> list[str]:
     """billing_events rows as the session workflow records them; returns their ids."""
-    start = datetime.now(UTC) - timedelta(minutes=5)
+    # After the subscription started (Lago bills events inside the subscription's period).
+    start = datetime.now(UTC)
     rows = [
         {
             "transaction_id": f"{workflow_id}:{seq}",
@@ -140,7 +141,7 @@ async def seed_billing_events(
             "energy_wh": wh,
             "amount_minor": wh * price_per_kwh_minor // 1000,
             "currency": "EUR",
-            "occurred_at": start + timedelta(seconds=seq),
+            "occurred_at": start + timedelta(milliseconds=seq),
             "lago_customer_external_id": customer,
         }
         for seq, wh in enumerate(energies_wh, start=1)
