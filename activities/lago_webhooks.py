@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -319,11 +319,14 @@ async def _invoice_created(db: AsyncSession, payload: dict[str, Any]) -> tuple[l
     period = _fee_period(fees)
     if invoice.get("invoice_type") == "subscription" and period is not None:
         start, end = period
+        # Lago sees our events at whole seconds (we send floor(occurred_at)) and periods end on
+        # a whole second (…T23:59:59Z): an event belongs if floor(occurred_at) <= end.
         rows = await db.scalars(
             select(BillingEvent.workflow_id)
             .where(BillingEvent.lago_customer_external_id == customer_id)
             .where(BillingEvent.sent_at.is_not(None))
-            .where(BillingEvent.occurred_at >= start, BillingEvent.occurred_at <= end)
+            .where(BillingEvent.occurred_at >= start)
+            .where(BillingEvent.occurred_at < end + timedelta(seconds=1))
             .distinct()
         )
         workflow_ids.update(rows.all())
