@@ -69,16 +69,17 @@ def test_wh_to_kwh_is_exact() -> None:
     assert wh_to_kwh(123_456_789) == "123456.789"
 
 
-session_energies = st.lists(st.integers(min_value=0, max_value=150_000), min_size=1, max_size=130)
+session_energies = st.lists(st.integers(min_value=0, max_value=150_000), min_size=1, max_size=110)
 
 
+@pytest.mark.timeout(300)
 @settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    sessions=st.lists(session_energies, min_size=1, max_size=3),
+    sessions=st.lists(session_energies, min_size=1, max_size=2),
     faults=st.lists(
         st.tuples(st.sampled_from(sorted(FAULTS)), st.integers(min_value=1, max_value=2)),
         max_size=3,
