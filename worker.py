@@ -18,15 +18,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
+from activities.lago import LagoBilling, check_billable_metric_at_startup
+from activities.lago_webhooks import LagoWebhookActivities
 from activities.sessions import SessionActivities
 from config.settings import Settings, load_settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.charging_session import ChargingSessionWorkflow
+from workflows.lago_webhook import LagoWebhookWorkflow
 
 log = logging.getLogger("polaris.worker")
 
-WORKFLOWS: list[type] = [ChargingSessionWorkflow]
+WORKFLOWS: list[type] = [ChargingSessionWorkflow, LagoWebhookWorkflow]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
@@ -41,6 +44,10 @@ def build_worker(
     ``task_queue`` is given (tests use a fresh queue each)."""
     sessions = SessionActivities(session_factory)
     billing = BillingActivities(session_factory)
+    lago = LagoBilling(settings, session_factory, plan_code=settings.lago_plan_code)
+    webhooks = LagoWebhookActivities(
+        session_factory, breaker_threshold=settings.lago_webhook_breaker_threshold
+    )
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -52,6 +59,13 @@ def build_worker(
             sessions.resolve_charger_route,
             sessions.load_tariff,
             billing.record_billing_events,
+            lago.ensure_billable_metric,
+            lago.upsert_customer,
+            lago.ensure_subscription,
+            lago.send_usage_events,
+            lago.create_session_invoice,
+            webhooks.process_webhook_event,
+            webhooks.fail_webhook_event,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -62,7 +76,10 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
     engine = make_engine(settings.require_database_url())
     try:
-        worker = build_worker(client, settings, make_session_factory(engine))
+        session_factory = make_session_factory(engine)
+        # Loud, never fatal: a misconfigured metric refuses billing, not charging.
+        await check_billable_metric_at_startup(settings, session_factory)
+        worker = build_worker(client, settings, session_factory)
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

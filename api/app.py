@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import health
+from api import health, webhooks_lago
 from api.deps import AppState
 from api.errors import install_error_handlers
 from config.settings import Settings
@@ -40,4 +40,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(webhooks_lago.router)
+    app.include_router(webhooks_lago.admin_router)
     return app

@@ -43,6 +43,7 @@ from activities.lago_webhooks import (
 )
 from api.deps import State
 from api.errors import ApiError, NotFound
+from config.settings import Settings
 from db.billing_models import WEBHOOK_PENDING
 
 log = logging.getLogger("polaris.api.webhooks.lago")
@@ -169,11 +170,9 @@ def build_webhook_router(public_key: str | None = None) -> APIRouter:
     return api
 
 
-def _configured_key(settings: Any) -> RSAKey | None:
-    value = getattr(settings, "lago_webhook_public_key", None)
-    if value is None:
-        return None
-    text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+def _configured_key(settings: Settings) -> RSAKey | None:
+    value = settings.lago_webhook_public_key
+    text = value.get_secret_value() if value is not None else ""
     return load_public_key(text) if text else None
 
 

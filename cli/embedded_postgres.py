@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def _wheel_bin_dir() -> Path:
@@ -42,6 +43,15 @@ class EmbeddedPostgresError(RuntimeError):
 
 def _run_as() -> str | None:
     return SYSTEM_USER if os.geteuid() == 0 else None
+
+
+def _drop_privileges() -> dict[str, Any]:
+    """Run as the postgres system user with its own group only: keeping root's group would make
+    directories like pytest's 0700-with-o+x temp dirs unreadable (group bits win over other)."""
+    user = _run_as()
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
 
 
 def _ensure_system_user() -> None:
@@ -96,8 +106,8 @@ class EmbeddedPostgres:
             check=check,
             capture_output=True,
             text=True,
-            user=_run_as(),
             timeout=120,
+            **_drop_privileges(),
         )
 
     def _prepare(self) -> None:

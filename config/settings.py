@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     lago_api_key: SecretStr = SecretStr(DEV_LAGO_API_KEY)
     lago_webhook_secret: SecretStr = SecretStr(DEV_LAGO_WEBHOOK_SECRET)
     lago_billable_metric_code: str = "ev_charging_kwh"
+    lago_plan_code: str = "ev_charging"
+    # Lago's RSA public key (PEM, or base64 of the PEM) for JWT-signed webhooks.
+    lago_webhook_public_key: SecretStr | None = None
+    # Consecutive webhook processing failures that open the circuit breaker.
+    lago_webhook_breaker_threshold: int = 5
     sandbox_port: int = 3100
 
     admin_email: str = "admin@example.com"

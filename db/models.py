@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     Sequence,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -285,6 +287,34 @@ class BillingEvent(Base):
     )
 
 
+# "This card at this charger" → the workflow that should receive the StartTransaction that
+# follows: a tap remembered by the gateway (origin ``tap``) or a remote start recorded by the
+# workflow before it sends RemoteStartTransaction (origin ``remote``). Rows live until
+# ``expires_at`` (the charger's ConnectionTimeOut) or until a StartTransaction consumes them.
+session_intents = Table(
+    "session_intents",
+    Base.metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("workflow_id", String(255), nullable=False),
+    Column("charge_box_id", String(255), nullable=False),
+    Column("id_tag", String(20), nullable=False),
+    Column("connector_id", Integer, nullable=True),
+    Column("origin", String(16), nullable=False),
+    # What pre-authorization concluded (the workflow's answer when it came in time).
+    Column("auth_status", String(16), nullable=False, server_default="Accepted"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("consumed_at", DateTime(timezone=True), nullable=True),
+    Column("transaction_id", BigInteger, nullable=True),
+    Index(
+        "ix_session_intents_open",
+        "charge_box_id",
+        "id_tag",
+        postgresql_where="consumed_at IS NULL",
+    ),
+)
+
+
 class AuditLog(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -312,5 +342,6 @@ __all__ = [
     "Tariff",
     "Transaction",
     "UserMapping",
+    "session_intents",
     "transaction_id_seq",
 ]

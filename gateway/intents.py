@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.tables import session_intents
+from db.models import session_intents
 from workflows.messages import AuthorizationStatus
 
 

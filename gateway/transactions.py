@@ -12,13 +12,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
-from db.models import OrphanStop, Transaction
+from db.models import OrphanStop, Transaction, session_intents
 from gateway import intents
 from gateway.local_auth import decide
 from gateway.meter import Sample
 from gateway.metering import store_samples
 from gateway.outbox import enqueue
-from gateway.tables import session_intents
 from workflows.messages import (
     SIGNAL_TRANSACTION_STARTED,
     SIGNAL_TRANSACTION_STOPPED,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import db.billing_models  # noqa: F401  (registers the billing tables on Base.metadata)
 from db.models import Base
 
 config = context.config
