@@ -113,6 +113,9 @@ async def run_dev(settings: Settings) -> int:
             "POLARIS_GATEWAY_AUTO_REGISTER": "true",
         }
 
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        webhook_secret = settings.lago_webhook_secret.get_secret_value()
+
         # 3. Billing sandbox (a Lago stand-in) unless a real Lago is configured.
         if settings.lago_api_url is None:
             await supervisor.start(
@@ -131,7 +134,10 @@ async def run_dev(settings: Settings) -> int:
                     ],
                     env={
                         **env,
-                        "POLARIS_LAGO_WEBHOOK_URL": f"http://127.0.0.1:{settings.api_port}/api/webhook/lago",
+                        # Secrets travel in the environment, never on a command line.
+                        "POLARIS_LAGO_API_KEY": settings.lago_api_key.get_secret_value(),
+                        "POLARIS_LAGO_WEBHOOK_SECRET": webhook_secret,
+                        "POLARIS_LAGO_WEBHOOK_URL": f"{api_url}/api/webhook/lago",
                     },
                     ready=wait_for_port(settings.sandbox_port),
                 )
@@ -185,16 +191,15 @@ async def run_dev(settings: Settings) -> int:
             )
         )
         rows.append(("gateway", gw, "OCPP 1.6J, subprotocol ocpp1.6"))
-        api = f"http://{settings.api_host}:{settings.api_port}"
         await supervisor.start(
             ChildSpec(
                 "api",
                 _polaris("api"),
                 env=env,
-                ready=wait_for_http(f"{api}/api/health"),
+                ready=wait_for_http(f"{api_url}/api/health"),
             )
         )
-        rows.append(("api", api, "health at /api/health, docs at /api/docs"))
+        rows.append(("api", api_url, "health at /api/health, docs at /api/docs"))
 
         print(_table(rows), flush=True)
         print("Seed demo data from another terminal: polaris seed demo.  Ctrl-C stops.", flush=True)

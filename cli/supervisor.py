@@ -30,6 +30,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class ChildFailed(RuntimeError):
+    """A child could not be started (it exited, or its ready check failed)."""
+
+
 @dataclass
 class ChildSpec:
     name: str
@@ -69,8 +73,21 @@ class Supervisor:
         self._children.append(child)
         await self._spawn(child)
         if spec.ready is not None:
-            await spec.ready()
+            await self._wait_ready(child, spec.ready)
         child.task = asyncio.create_task(self._watch(child), name=f"watch-{spec.name}")
+
+    async def _wait_ready(self, child: _Child, ready: Callable[[], Awaitable[None]]) -> None:
+        """Wait for the ready check, failing at once if the child exits first."""
+        assert child.proc is not None
+        check = asyncio.ensure_future(ready())
+        exited = asyncio.ensure_future(child.proc.wait())
+        done, _ = await asyncio.wait({check, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if check in done:
+            exited.cancel()
+            check.result()
+            return
+        check.cancel()
+        raise ChildFailed(f"{child.spec.name} exited with {exited.result()} before it was ready")
 
     async def _spawn(self, child: _Child) -> None:
         spec = child.spec
