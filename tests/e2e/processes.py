@@ -76,7 +76,9 @@ def temporal_process(tmp: Path, port: int) -> ManagedProcess:
     )
 
 
-def polaris_process(name: str, command: str, tmp: Path, env: dict[str, str],
-                    port: int | None = None) -> ManagedProcess:
-    return ManagedProcess(name, [sys.executable, "-m", "cli.main", command], tmp, env=env,
-                          port=port)
+def polaris_process(
+    name: str, command: str, tmp: Path, env: dict[str, str], port: int | None = None
+) -> ManagedProcess:
+    return ManagedProcess(
+        name, [sys.executable, "-m", "cli.main", command], tmp, env=env, port=port
+    )

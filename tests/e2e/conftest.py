@@ -1,0 +1,295 @@
+"""The platform as separate real processes, so tests can kill any of them mid-session.
+
+Per test: a Temporal dev server on its own SQLite file, a worker (``polaris worker``) and a
+gateway (``polaris gateway``), all on the session's PostgreSQL and a Lago sandbox; a simulated
+charger built on the real ``ocpp`` ChargePoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from ocpp.v16 import ChargePoint, call
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from activities.lago import LagoBilling
+from config.settings import Settings
+from db.engine import SessionFactory
+from db.models import BillingEvent, Charger, ChargingSession, Connector, Tariff, Transaction
+from tests.billing.conftest import (  # noqa: F401  (fixtures re-exported for this folder)
+    API_KEY,
+    Driver,
+    lago_sandbox,
+    seed_driver,
+)
+from tests.e2e.processes import ManagedProcess, polaris_process, temporal_process
+from tests.helpers import free_port
+from tests.sandbox.conftest import RunningSandbox
+
+SUBPROTOCOL = websockets.Subprotocol("ocpp1.6")
+
+
+@dataclass
+class Platform:
+    temporal: ManagedProcess
+    worker: ManagedProcess
+    gateway: ManagedProcess
+    gateway_url: str
+    task_queue: str
+    sandbox: RunningSandbox
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"---- {p.name} ----\n{p.output()[-3000:]}"
+            for p in (self.temporal, self.worker, self.gateway)
+        )
+
+
+@pytest.fixture
+def platform(
+    tmp_path: Path,
+    pg_url: str,
+    lago_sandbox: RunningSandbox,  # noqa: F811
+) -> Iterator[Platform]:
+    tmp_path.chmod(0o755)
+    temporal_port, gateway_port = free_port(), free_port()
+    task_queue = f"e2e-{uuid.uuid4().hex[:10]}"
+    env = {
+        "POLARIS_ENV": "test",
+        "POLARIS_DATA_DIR": str(tmp_path / "data"),
+        "POLARIS_DATABASE_URL": pg_url,
+        "POLARIS_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+        "POLARIS_TEMPORAL_TASK_QUEUE": task_queue,
+        "POLARIS_GATEWAY_PORT": str(gateway_port),
+        "POLARIS_GATEWAY_INSTANCE": task_queue,
+        "POLARIS_METER_SIGNAL_INTERVAL_S": "0",
+        "POLARIS_LAGO_API_URL": lago_sandbox.url,
+        "POLARIS_LAGO_API_KEY": API_KEY,
+        "POLARIS_AUTH_URL": "http://127.0.0.1:9",
+        "POLARIS_LOG_LEVEL": "INFO",
+    }
+    platform = Platform(
+        temporal=temporal_process(tmp_path, temporal_port),
+        worker=polaris_process("worker", "worker", tmp_path, env),
+        gateway=polaris_process("gateway", "gateway", tmp_path, env, port=gateway_port),
+        gateway_url=f"ws://127.0.0.1:{gateway_port}/ocpp",
+        task_queue=task_queue,
+        sandbox=lago_sandbox,
+    )
+    started: list[ManagedProcess] = []
+    try:
+        for proc in (platform.temporal, platform.worker, platform.gateway):
+            proc.start()
+            started.append(proc)
+        yield platform
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+@pytest.fixture
+def lago_billing(
+    base_settings: Settings,
+    session_factory: SessionFactory,
+    lago_sandbox: RunningSandbox,  # noqa: F811
+) -> LagoBilling:
+    from pydantic import SecretStr
+
+    settings = base_settings.model_copy(
+        update={"lago_api_url": lago_sandbox.url, "lago_api_key": SecretStr(API_KEY)}
+    )
+    return LagoBilling(settings, session_factory)
+
+
+async def seed_charger(factory: SessionFactory) -> str:
+    """A charger with 2 connectors and its own tariff: 0.30/kWh + 0.50 per session (EUR)."""
+    charge_box_id = f"E2E-{uuid.uuid4().hex[:8]}"
+    async with factory() as db, db.begin():
+        tariff_id = (
+            await db.execute(
+                insert(Tariff)
+                .values(
+                    code=f"t-{charge_box_id}",
+                    currency="EUR",
+                    price_per_kwh_minor=30,
+                    price_per_minute_minor=0,
+                    price_per_session_minor=50,
+                )
+                .returning(Tariff.id)
+            )
+        ).scalar_one()
+        db.add(Charger(charge_box_id=charge_box_id, tariff_id=tariff_id))
+        await db.flush()
+        for connector_id in (1, 2):
+            db.add(Connector(charge_box_id=charge_box_id, connector_id=connector_id))
+    return charge_box_id
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class SimulatedCharger:
+    """A charge point on the real ``ocpp`` library that can lose its connection and come back."""
+
+    def __init__(self, url: str, charge_box_id: str) -> None:
+        self.url = f"{url}/{charge_box_id}"
+        self.charge_box_id = charge_box_id
+        self._ws: Any = None
+        self._cp: ChargePoint | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        self._ws = await websockets.connect(self.url, subprotocols=[SUBPROTOCOL], open_timeout=30)
+        self._cp = ChargePoint(self.charge_box_id, self._ws, response_timeout=30)
+        self._listener = asyncio.create_task(self._cp.start())
+        await self.call(
+            call.BootNotification(charge_point_vendor="Polaris", charge_point_model="E2E")
+        )
+
+    async def disconnect(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        self._ws = self._cp = self._listener = None
+
+    async def call(self, payload: Any) -> Any:
+        assert self._cp is not None, "not connected"
+        return await self._cp.call(payload, suppress=False)
+
+    async def meter(self, transaction_id: int, register_wh: int) -> None:
+        await self.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=transaction_id,
+                meter_value=[
+                    {
+                        "timestamp": now_iso(),
+                        "sampledValue": [
+                            {
+                                "value": str(register_wh),
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "Wh",
+                                "context": "Sample.Periodic",
+                            }
+                        ],
+                    }
+                ],
+            )
+        )
+
+
+@pytest.fixture
+async def charger_factory() -> AsyncIterator[list[SimulatedCharger]]:
+    chargers: list[SimulatedCharger] = []
+    yield chargers
+    for charger in chargers:
+        await charger.disconnect()
+
+
+@dataclass
+class Billed:
+    workflow_id: str
+    state: str
+    events: list[BillingEvent]
+
+    @property
+    def energy_wh(self) -> int:
+        return sum(e.energy_wh for e in self.events)
+
+    @property
+    def amount_minor(self) -> int:
+        return sum(e.amount_minor for e in self.events)
+
+
+async def workflow_of(factory: SessionFactory, transaction_id: int) -> str:
+    async with factory() as db:
+        return (
+            await db.execute(
+                select(Transaction.workflow_id).where(Transaction.id == transaction_id)
+            )
+        ).scalar_one()
+
+
+async def billed(factory: SessionFactory, workflow_id: str) -> Billed | None:
+    async with factory() as db:
+        row = await db.get(ChargingSession, workflow_id)
+        if row is None:
+            return None
+        events = (
+            (
+                await db.execute(
+                    select(BillingEvent)
+                    .where(BillingEvent.workflow_id == workflow_id)
+                    .order_by(BillingEvent.sequence)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return Billed(workflow_id, row.state, list(events))
+
+
+async def transactions_for(factory: SessionFactory, workflow_id: str) -> int:
+    async with factory() as db:
+        return (
+            await db.execute(
+                select(func.count())
+                .select_from(Transaction)
+                .where(Transaction.workflow_id == workflow_id)
+            )
+        ).scalar_one()
+
+
+def lago_events(sandbox: RunningSandbox, subscription: str) -> list[dict[str, Any]]:
+    """Every usage event Lago stored for a subscription (paged through GET /api/v1/events)."""
+    events: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        response = sandbox.api(
+            "GET",
+            "/events",
+            params={"external_subscription_id": subscription, "page": page, "per_page": 100},
+        )
+        response.raise_for_status()
+        body = response.json()
+        events.extend(body["events"])
+        if not body.get("meta", {}).get("next_page"):
+            return events
+        page += 1
+
+
+def lago_wh(events: list[dict[str, Any]]) -> int:
+    """Sum of the kWh properties Lago received, back in integer Wh (exact: 3 decimals)."""
+    from decimal import Decimal
+
+    return int(sum(Decimal(str(e["properties"]["kwh"])) for e in events) * 1000)
+
+
+__all__ = [
+    "Billed",
+    "Driver",
+    "Platform",
+    "SimulatedCharger",
+    "billed",
+    "lago_events",
+    "lago_wh",
+    "seed_charger",
+    "seed_driver",
+    "transactions_for",
+    "workflow_of",
+]
