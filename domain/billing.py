@@ -19,10 +19,12 @@ from domain.energy import energy_between
 from domain.pricing import TariffTerms, price_session
 from domain.session import SessionState
 
+BillingKind = Literal["periodic", "final", "compensation"]
+
 
 class BillingLine(BaseModel):
     sequence: int
-    kind: Literal["final", "compensation"]
+    kind: BillingKind
     energy_wh: int
     amount_minor: int
     currency: str
@@ -39,12 +41,16 @@ def billing_event_id(workflow_id: str, sequence: int) -> str:
 def next_billing_line(
     state: SessionState,
     *,
-    kind: Literal["final", "compensation"],
+    kind: BillingKind,
     register_wh: int,
     at: datetime,
     tariff: TariffTerms,
 ) -> BillingLine | None:
-    """The line still owed, or ``None`` when a compensation has nothing left to bill."""
+    """The line still owed, or ``None`` when a compensation or a periodic line has nothing to bill.
+
+    ``periodic`` lines bill the delta up to the latest register while the transaction runs; the
+    ``final`` line at stop is then the remainder, so all lines sum to meter stop − meter start.
+    """
     if state.meter_start_wh is None or state.started_at is None:
         raise ValueError("nothing to bill: the session never started")
     energy_wh = energy_between(state.meter_start_wh, register_wh).energy_wh
@@ -52,7 +58,7 @@ def next_billing_line(
     total = price_session(tariff, energy_wh=energy_wh, duration_s=duration_s).total_minor
     delta_wh = max(0, energy_wh - state.billed_energy_wh)
     delta_minor = max(0, total - state.billed_amount_minor)
-    if kind == "compensation" and delta_wh == 0 and delta_minor == 0:
+    if kind != "final" and delta_wh == 0 and delta_minor == 0:
         return None
     return BillingLine(
         sequence=state.billing_sequence + 1,

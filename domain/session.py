@@ -41,6 +41,7 @@ from domain.session_events import (
     Event,
     LateStop,
     MeterProgressed,
+    PeriodicBilled,
     PreAuthorized,
     RemoteStartFailed,
     RemoteStartRequested,
@@ -90,6 +91,7 @@ __all__ = [
     "Event",
     "LateStop",
     "MeterProgressed",
+    "PeriodicBilled",
     "Phase",
     "PreAuthorized",
     "Rejection",
@@ -307,10 +309,35 @@ def _on_billed(state: SessionState, event: Billed) -> Transition:
     )
 
 
+def _on_periodic_billed(state: SessionState, event: PeriodicBilled) -> Transition:
+    ids = state.billing_event_ids
+    if event.event_id not in ids:
+        ids = [*ids, event.event_id]
+    return Transition(
+        state=_with(
+            state,
+            tariff=event.tariff,
+            currency=event.currency,
+            billing_sequence=max(state.billing_sequence, event.sequence),
+            billing_event_ids=ids,
+            billed_energy_wh=state.billed_energy_wh + event.energy_wh,
+            billed_amount_minor=state.billed_amount_minor + event.amount_minor,
+        )
+    )
+
+
+# A periodic line may complete after the transaction stopped (or was abandoned) meanwhile.
+_PERIODIC_PHASES = frozenset({*TRANSACTION_PHASES, Phase.STOPPED, Phase.ABANDONED})
+
+
 def transition(state: SessionState, event: Event) -> Transition | Rejection:
     """Apply ``event`` to ``state``. See the module docstring for the machine."""
     phase = state.phase
     if phase in FINAL_PHASES:
+        return _reject(state, event)
+    if isinstance(event, PeriodicBilled):
+        if phase in _PERIODIC_PHASES:
+            return _on_periodic_billed(state, event)
         return _reject(state, event)
     if phase in TRANSACTION_PHASES:
         return _on_running(state, event)

@@ -98,6 +98,22 @@ class Billed(BaseModel):
     tariff: TariffTerms
 
 
+class PeriodicBilled(BaseModel):
+    """A ``periodic`` line was recorded while the transaction runs (long sessions).
+
+    Unlike :class:`Billed` it answers no ``Bill`` effect: the workflow bills periodic deltas on
+    its own timer, so the phase and ``pending_bills`` stay as they are.
+    """
+
+    at: datetime
+    sequence: int
+    event_id: str
+    energy_wh: int
+    amount_minor: int
+    currency: str
+    tariff: TariffTerms
+
+
 class LateStop(BaseModel):
     """A StopTransaction that arrived after the watchdog abandoned the session."""
 
@@ -126,6 +142,7 @@ Event = (
     | StartTimedOut
     | WatchdogExpired
     | Billed
+    | PeriodicBilled
     | LateStop
     | Close
 )

@@ -18,23 +18,18 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.billing import BillingActivities, BillingEventRecord, RecordBillingEventsInput
     from activities.sessions import (
         ChargerLivenessInput,
         ChargerRouteInput,
-        LoadTariffInput,
         PreAuthorizeCardInput,
         SessionActivities,
         SessionReadModel,
     )
-    from domain.billing import billing_event_id, next_billing_line
-    from domain.pricing import TariffTerms
     from domain.session import (
         FINAL_PHASES,
         TRANSACTION_PHASES,
         AuthorizationRejected,
         Bill,
-        Billed,
         Close,
         Effect,
         Event,
@@ -56,10 +51,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import messages as msg
     from workflows import session_support as sup
+    from workflows.session_billing import LAGO_PATCH, SessionBillingMixin
 
 
 @workflow.defn(name=msg.SESSION_WORKFLOW)
-class ChargingSessionWorkflow:
+class ChargingSessionWorkflow(SessionBillingMixin):
     @workflow.init
     def __init__(self, input: msg.SessionInput) -> None:
         self._input = input
@@ -75,6 +71,7 @@ class ChargingSessionWorkflow:
             self._last_signal_at = carry.last_signal_at
             self._abandoned_at = carry.abandoned_at
             self._auth_result = carry.auth_result
+            self._init_billing(carry)
         else:
             now = workflow.now()
             self._state = SessionState(
@@ -88,11 +85,16 @@ class ChargingSessionWorkflow:
             self._last_signal_at = now
             self._abandoned_at = None
             self._auth_result = None
+            self._init_billing(None)
 
     # -- main loop --------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: msg.SessionInput) -> msg.SessionStatus:
+        # Lago sends and periodic lines; executions recorded without the marker replay without.
+        self._lago = workflow.patched(LAGO_PATCH)
+        if self._lago and self._lago_owed:
+            self._kick_lago()  # carried over continue-as-new
         if self._state.origin == "remote" and self._state.phase == Phase.REQUESTED:
             await self._remote_start()
         while self._state.phase not in FINAL_PHASES:
@@ -117,6 +119,9 @@ class ChargingSessionWorkflow:
             else:  # stopped: its Bill effect is pending; wait for it if a handler is adding it
                 await workflow.wait_condition(self._wake(phase))
         await self._sync_read_model()
+        if self._lago:
+            await self._finish_billing()
+            await self._sync_read_model()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
@@ -153,6 +158,11 @@ class ChargingSessionWorkflow:
         limit = self._input.watchdog_silence_s
         remaining = limit - (workflow.now() - self._last_signal_at).total_seconds()
         wake = self._wake(phase)
+        periodic = self._periodic_due_in()
+        if periodic is not None and periodic < remaining:
+            if not await self._wait(lambda: wake() or self._signals != heard, periodic):
+                await self._bill_periodic()
+            return
         if await self._wait(lambda: wake() or self._signals != heard, remaining):
             return
         liveness = await workflow.execute_activity_method(
@@ -190,6 +200,10 @@ class ChargingSessionWorkflow:
             last_signal_at=self._last_signal_at,
             abandoned_at=self._abandoned_at,
             auth_result=self._auth_result,
+            lago_owed=self._lago_pending(),
+            per_session=self._per_session,
+            invoice=self._invoice,
+            last_periodic_at=self._last_periodic_at,
         )
         return self._input.model_copy(update={"carry": carry.model_dump(mode="json")})
 
@@ -253,78 +267,6 @@ class ChargingSessionWorkflow:
                 await self._bill(effect)
             elif isinstance(effect, SendRemoteStart):
                 await self._send_remote_start(effect)
-
-    async def _tariff(self) -> TariffTerms:
-        if self._state.tariff is not None:
-            return self._state.tariff  # the same terms for every line of a session
-        try:
-            return await workflow.execute_activity_method(
-                SessionActivities.load_tariff,
-                LoadTariffInput(charge_box_id=self._state.charge_box_id),
-                start_to_close_timeout=sup.DB_TIMEOUT,
-                retry_policy=sup.DB_RETRY,
-            )
-        except ActivityError as err:
-            if not isinstance(err.cause, ApplicationError) or err.cause.type != "NoTariff":
-                raise
-            self._state = self._state.model_copy(
-                update={"flags": [*self._state.flags, "no_tariff"]}
-            )
-            return TariffTerms(code="none", currency=sup.NO_TARIFF_CURRENCY)
-
-    async def _bill(self, effect: Bill) -> None:
-        tariff = await self._tariff()
-        line = next_billing_line(
-            self._state,
-            kind=effect.kind,
-            register_wh=effect.register_wh,
-            at=effect.at,
-            tariff=tariff,
-        )
-        workflow_id = workflow.info().workflow_id
-        if line is None:  # a compensation with nothing left to bill
-            self._apply(
-                Billed(
-                    at=workflow.now(),
-                    sequence=self._state.billing_sequence,
-                    event_id=None,
-                    energy_wh=0,
-                    amount_minor=0,
-                    currency=tariff.currency,
-                    tariff=tariff,
-                )
-            )
-            return
-        event_id = billing_event_id(workflow_id, line.sequence)
-        record = BillingEventRecord(
-            transaction_id=event_id,
-            workflow_id=workflow_id,
-            sequence=line.sequence,
-            kind=line.kind,
-            energy_wh=line.energy_wh,
-            amount_minor=line.amount_minor,
-            currency=line.currency,
-            occurred_at=line.occurred_at,
-            lago_customer_external_id=self._state.billing_customer_id,
-        )
-        await workflow.execute_activity_method(
-            BillingActivities.record_billing_events,
-            RecordBillingEventsInput(events=[record]),
-            start_to_close_timeout=sup.DB_TIMEOUT,
-            retry_policy=sup.DB_RETRY,
-        )
-        # Seam: the next issue adds BillingActivities.send_usage_events (to Lago) here.
-        self._apply(
-            Billed(
-                at=workflow.now(),
-                sequence=line.sequence,
-                event_id=event_id,
-                energy_wh=line.energy_wh,
-                amount_minor=line.amount_minor,
-                currency=line.currency,
-                tariff=tariff,
-            )
-        )
 
     async def _send_command(
         self, action: msg.ChargerAction, payload: dict[str, object]
@@ -529,4 +471,4 @@ class ChargingSessionWorkflow:
 
     @workflow.query(name=msg.QUERY_STATUS)
     def status(self) -> msg.SessionStatus:
-        return sup.status_of(workflow.info().workflow_id, self._state)
+        return sup.status_of(workflow.info().workflow_id, self._state, self._invoice)

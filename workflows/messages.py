@@ -37,8 +37,9 @@ def tap_workflow_id(charge_box_id: str, id_tag: str, tapped_at: datetime) -> str
     return f"session:{charge_box_id}:tap:{id_tag}:{int(tapped_at.timestamp() * 1000)}"
 
 
-def charger_workflow_id(charge_box_id: str, connector_id: int, started_at: datetime,
-                        meter_start_wh: int) -> str:
+def charger_workflow_id(
+    charge_box_id: str, connector_id: int, started_at: datetime, meter_start_wh: int
+) -> str:
     """Minted for a StartTransaction with no pending tap or remote intent (Authorize skipped).
 
     Deterministic from the start's identity, so a resent StartTransaction maps to the same run.
@@ -66,6 +67,9 @@ class SessionInput(BaseModel):
     late_stop_window_s: float = 7 * 24 * 3600.0
     # Continue-as-new once the history has this many events (None: only when the SDK suggests).
     continue_as_new_after_events: int | None = None
+    # While charging, bill the delta since the last billed register as a ``periodic`` line (and
+    # send it to Lago) every this many seconds of workflow time. None or 0: only at stop.
+    periodic_billing_s: float | None = 900.0
 
 
 class PreAuthorizeInput(BaseModel):
@@ -148,6 +152,18 @@ class SessionStatus(BaseModel):
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     flags: list[str] = Field(default_factory=list)
+    # The Lago invoice that bills this session (per-session invoice, or the webhook's link).
+    lago_invoice_id: str | None = None
+    invoice_number: str | None = None
+
+
+class InvoiceLinked(BaseModel):
+    """Signal ``invoice_linked``: a Lago invoice now bills this session."""
+
+    lago_invoice_id: str
+    invoice_number: str | None = None
+    # The lago_webhook_events row that linked it (None: the workflow's own per-session invoice).
+    event_id: int | None = None
 
 
 # -- Commands to chargers -----------------------------------------------------------------------

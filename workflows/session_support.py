@@ -47,6 +47,23 @@ COMMAND_RETRY = RetryPolicy(
     non_retryable_error_types=["ChargerTimeout", "ChargerCallError"],
 )
 
+# Lago usage events and per-session invoices. Lago down for hours is just retries (no maximum
+# attempts): nothing is lost, the rows wait in PostgreSQL. What Lago refuses for good is not
+# retried; the session gets a flag instead.
+LAGO_TIMEOUT = timedelta(minutes=1)
+LAGO_HEARTBEAT = timedelta(seconds=30)
+LAGO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=[
+        "BillingMisconfigured",
+        "NoLagoSubscription",
+        "LagoRejected",
+        "LagoNotFound",
+    ],
+)
+
 SUSPENDED_STATUSES = frozenset({"SuspendedEV", "SuspendedEVSE"})
 CHARGING_STATUS = "Charging"
 
@@ -63,6 +80,11 @@ class SessionCarry(BaseModel):
     last_signal_at: datetime
     abandoned_at: datetime | None = None
     auth_result: msg.PreAuthorizeResult | None = None
+    # Billing (added with the Lago patch; defaults keep older carries valid).
+    lago_owed: bool = False
+    per_session: bool = False
+    invoice: msg.InvoiceLinked | None = None
+    last_periodic_at: datetime | None = None
 
 
 def started_event(signal: msg.TransactionStarted) -> TransactionStarted:
@@ -117,7 +139,9 @@ def energy_so_far(state: SessionState) -> int:
     return max(0, (register or state.meter_start_wh) - state.meter_start_wh)
 
 
-def status_of(workflow_id: str, state: SessionState) -> msg.SessionStatus:
+def status_of(
+    workflow_id: str, state: SessionState, invoice: msg.InvoiceLinked | None = None
+) -> msg.SessionStatus:
     return msg.SessionStatus(
         workflow_id=workflow_id,
         state=state.phase.value,
@@ -137,4 +161,6 @@ def status_of(workflow_id: str, state: SessionState) -> msg.SessionStatus:
         started_at=state.started_at,
         stopped_at=state.stopped_at,
         flags=list(state.flags),
+        lago_invoice_id=invoice.lago_invoice_id if invoice else None,
+        invoice_number=invoice.invoice_number if invoice else None,
     )

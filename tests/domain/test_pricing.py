@@ -138,3 +138,57 @@ def test_final_plus_compensation_bills_the_true_usage_once(
 
 def test_billing_event_id() -> None:
     assert billing_event_id("session:CB:1", 3) == "session:CB:1:3"
+
+
+@given(
+    tariffs(),
+    st.integers(min_value=0, max_value=100_000),
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=50_000), st.integers(0, 3600)), max_size=8
+    ),
+    st.integers(min_value=0, max_value=50_000),
+    st.integers(min_value=0, max_value=3600),
+)
+def test_periodic_lines_plus_final_sum_to_stop_minus_start(
+    tariff: TariffTerms,
+    start: int,
+    steps: list[tuple[int, int]],
+    last_wh: int,
+    last_s: int,
+) -> None:
+    state = SessionState(
+        charge_box_id="CB", phase=Phase.CHARGING, meter_start_wh=start, started_at=T0
+    )
+    register, elapsed = start, 0
+    lines = []
+    for wh, seconds in steps:
+        register, elapsed = register + wh, elapsed + seconds
+        line = next_billing_line(
+            state,
+            kind="periodic",
+            register_wh=register,
+            at=T0 + timedelta(seconds=elapsed),
+            tariff=tariff,
+        )
+        if line is None:
+            assert wh == 0
+            continue
+        assert line.sequence == state.billing_sequence + 1
+        lines.append(line)
+        state = state.model_copy(
+            update={
+                "billing_sequence": line.sequence,
+                "billed_energy_wh": line.cumulative_energy_wh,
+                "billed_amount_minor": line.cumulative_amount_minor,
+            }
+        )
+    stop, end_s = register + last_wh, elapsed + last_s
+    final = next_billing_line(
+        state, kind="final", register_wh=stop, at=T0 + timedelta(seconds=end_s), tariff=tariff
+    )
+    assert final is not None
+    lines.append(final)
+    assert sum(line.energy_wh for line in lines) == stop - start
+    truth = price_session(tariff, energy_wh=stop - start, duration_s=end_s)
+    assert sum(line.amount_minor for line in lines) == truth.total_minor
+    assert all(line.amount_minor >= 0 and line.energy_wh >= 0 for line in lines)

@@ -15,6 +15,7 @@ from domain.session import (
     Event,
     LateStop,
     MeterProgressed,
+    PeriodicBilled,
     Phase,
     PreAuthorized,
     Rejection,
@@ -91,6 +92,15 @@ EVENTS: dict[str, Event] = {
         currency="EUR",
         tariff=TARIFF,
     ),
+    "periodic_billed": PeriodicBilled(
+        at=T0,
+        sequence=1,
+        event_id="wf:1",
+        energy_wh=500,
+        amount_minor=15,
+        currency="EUR",
+        tariff=TARIFF,
+    ),
     "late_stop": LateStop(transaction_id=7, meter_stop_wh=3000, stopped_at=T0 + timedelta(hours=3)),
     "close": Close(at=T0),
 }
@@ -101,6 +111,7 @@ RUNNING = {
     "meter_progress": None,
     "transaction_stopped": Phase.STOPPED,
     "watchdog_expired": Phase.ABANDONED,
+    "periodic_billed": None,  # a periodic line changes sums, never the phase
 }
 ACCEPTED: dict[Phase, dict[str, Phase | None]] = {
     Phase.REQUESTED: {
@@ -135,9 +146,14 @@ ACCEPTED: dict[Phase, dict[str, Phase | None]] = {
         "stop_requested": None,
         "remote_stop_failed": Phase.CHARGING,
     },
-    Phase.STOPPED: {"transaction_stopped": None, "billed": Phase.BILLED},
+    Phase.STOPPED: {"transaction_stopped": None, "billed": Phase.BILLED, "periodic_billed": None},
     Phase.BILLED: {"transaction_stopped": None, "close": Phase.CLOSED},
-    Phase.ABANDONED: {"billed": None, "late_stop": Phase.STOPPED, "close": Phase.CLOSED},
+    Phase.ABANDONED: {
+        "billed": None,
+        "periodic_billed": None,
+        "late_stop": Phase.STOPPED,
+        "close": Phase.CLOSED,
+    },
     Phase.CLOSED: {},
     Phase.REJECTED: {},
     Phase.EXPIRED: {},
@@ -270,3 +286,12 @@ def test_late_stop_racing_the_abandon_bill_waits_for_both_bills() -> None:
     second = transition(first.state, EVENTS["billed"].model_copy(update={"sequence": 2}))
     assert isinstance(second, Transition)
     assert second.state.phase == Phase.BILLED
+
+
+def test_periodic_billed_keeps_phase_and_pending_bills() -> None:
+    state = state_in(Phase.STOPPED)
+    result = transition(state, EVENTS["periodic_billed"])
+    assert isinstance(result, Transition)
+    assert (result.state.phase, result.state.pending_bills) == (Phase.STOPPED, 1)
+    assert (result.state.billed_energy_wh, result.state.billing_sequence) == (500, 1)
+    assert result.state.billing_event_ids == ["wf:1"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -15,6 +16,8 @@ from temporalio.worker import Worker
 from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import Charger, EvCard, Tariff, UserMapping
+from sandbox.lago.config import SandboxConfig
+from tests.sandbox.conftest import RunningSandbox, start_sandbox
 from worker import build_worker
 from workflows.messages import (
     ACTIVITY_SEND_CHARGER_COMMAND,
@@ -113,14 +116,35 @@ def seed(session_factory: SessionFactory) -> Seed:
     return Seed(session_factory)
 
 
+LAGO_API_KEY = "workflow-test-key"
+
+
+@pytest.fixture(scope="module")
+def session_lago() -> Iterator[RunningSandbox]:
+    """A real Lago sandbox for the session workflow's usage events (cards here have a Lago
+    customer id but no subscription: their sends end with the ``lago_unsent`` flag)."""
+    running = start_sandbox(SandboxConfig(api_key=LAGO_API_KEY, admin_enabled=True))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def session_settings(base_settings: Settings, session_lago: RunningSandbox) -> Settings:
+    return base_settings.model_copy(
+        update={"lago_api_url": session_lago.url, "lago_api_key": SecretStr(LAGO_API_KEY)}
+    )
+
+
 @pytest.fixture
 async def session_worker(
     temporal_client: Client,
-    base_settings: Settings,
+    session_settings: Settings,
     session_factory: SessionFactory,
     task_queue: str,
 ) -> AsyncIterator[Worker]:
-    worker = build_worker(temporal_client, base_settings, session_factory, task_queue=task_queue)
+    worker = build_worker(temporal_client, session_settings, session_factory, task_queue=task_queue)
     async with worker:
         yield worker
 

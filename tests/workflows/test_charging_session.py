@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -32,7 +30,6 @@ from workflows.messages import (
     tap_workflow_id,
 )
 
-HISTORY_FILE = Path(__file__).resolve().parent.parent / "histories" / "charging_session_v1.json"
 TARIFF = TariffTerms(
     currency="EUR", price_per_kwh_minor=30, price_per_minute_minor=2, price_per_session_minor=50
 )
@@ -153,10 +150,6 @@ async def test_tap_to_billed_once(
         481,
         tx,
     )
-    if os.environ.get("POLARIS_RECORD_HISTORIES"):
-        history = await handle.fetch_history()
-        HISTORY_FILE.parent.mkdir(parents=True, exist_ok=True)
-        HISTORY_FILE.write_text(history.to_json())
 
 
 async def _state_is(handle: Handle, state: str) -> SessionStatus | None:

@@ -1,8 +1,9 @@
-"""Replay the committed history of a v1 session: a workflow change that breaks determinism for
+"""Replay the committed histories of sessions: a workflow change that breaks determinism for
 running sessions fails here before it reaches them (use ``workflow.patched()``).
 
-Regenerate the file (only on purpose, when a new version is recorded) with
-``POLARIS_RECORD_HISTORIES=1 pytest tests/workflows/test_charging_session.py -k billed_once``.
+``charging_session_v1.json`` was recorded before the ``lago-send-usage-v1`` patch and is frozen
+(never re-record it: it stands for executions already running). ``charging_session_v2.json`` is
+recorded with the patch by ``tests/billing/test_session_lago.py`` (see there).
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 async def test_replay_charging_session_v1() -> None:
     text = (HISTORIES / "charging_session_v1.json").read_text()
     history = WorkflowHistory.from_json("charging-session-v1", text)
+    replayer = Replayer(workflows=[ChargingSessionWorkflow], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+async def test_replay_charging_session_v2() -> None:
+    """Recorded with the ``lago-send-usage-v1`` patch: periodic lines and Lago sends.
+
+    Regenerate with ``POLARIS_RECORD_HISTORIES=1 pytest tests/billing/test_session_lago.py -k
+    periodic``.
+    """
+    text = (HISTORIES / "charging_session_v2.json").read_text()
+    history = WorkflowHistory.from_json("charging-session-v2", text)
+    assert "lago_send_usage_events" in text
     replayer = Replayer(workflows=[ChargingSessionWorkflow], data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
