@@ -58,6 +58,7 @@ def build_worker(
             sessions.check_charger_liveness,
             sessions.resolve_charger_route,
             sessions.load_tariff,
+            sessions.record_session_intent,
             billing.record_billing_events,
             lago.ensure_billable_metric,
             lago.upsert_customer,

@@ -15,14 +15,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, func, not_, select, union
+from sqlalchemy import and_, exists, func, not_, select, text, union
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db.engine import SessionFactory
-from db.models import Charger, ChargingSession, EvCard, Tariff, Transaction, UserMapping
+from db.models import (
+    Charger,
+    ChargingSession,
+    EvCard,
+    Tariff,
+    Transaction,
+    UserMapping,
+    session_intents,
+)
 from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
 from domain.pricing import TariffTerms
 from domain.session import OPEN_PHASES
@@ -32,6 +41,7 @@ ACTIVITY_UPSERT_SESSION = "upsert_session_read_model"
 ACTIVITY_CHECK_CHARGER_LIVENESS = "check_charger_liveness"
 ACTIVITY_RESOLVE_CHARGER_ROUTE = "resolve_charger_route"
 ACTIVITY_LOAD_TARIFF = "load_tariff"
+ACTIVITY_RECORD_SESSION_INTENT = "record_session_intent"
 
 _OPEN_STATES = sorted(phase.value for phase in OPEN_PHASES)
 
@@ -89,6 +99,22 @@ class ChargerRoute(BaseModel):
 
 class LoadTariffInput(BaseModel):
     charge_box_id: str
+
+
+class RecordSessionIntentInput(BaseModel):
+    """A remote start's intent: the gateway joins the next StartTransaction to this workflow."""
+
+    workflow_id: str
+    charge_box_id: str
+    id_tag: str
+    connector_id: int | None = None  # None: any connector of the charger
+    auth_status: AuthStatus = "Accepted"
+    expires_in_s: float
+
+
+class RecordSessionIntentResult(BaseModel):
+    intent_id: int
+    created: bool  # False: an earlier attempt of this activity recorded it already
 
 
 def _card_facts(card: EvCard) -> CardFacts:
@@ -218,6 +244,48 @@ class SessionActivities:
             )
         return ChargerRoute(task_queue=f"gateway-{charger.gateway_instance}")
 
+    @activity.defn(name=ACTIVITY_RECORD_SESSION_INTENT)
+    async def record_session_intent(
+        self, input: RecordSessionIntentInput
+    ) -> RecordSessionIntentResult:
+        """Insert the workflow's ``session_intents`` row (origin ``remote``), once.
+
+        ``session_intents`` has no unique key on the workflow id (a tap may be remembered more
+        than once), so a transaction-scoped advisory lock on the workflow id serialises a retried
+        attempt with one that is still running; the second finds the first's row.
+        """
+        t = session_intents
+        async with self._sessions() as db, db.begin():
+            await db.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"session-intent:{input.workflow_id}"},
+            )
+            existing = await db.scalar(
+                select(t.c.id)
+                .where(t.c.workflow_id == input.workflow_id, t.c.origin == "remote")
+                .order_by(t.c.id)
+                .limit(1)
+            )
+            if existing is not None:
+                return RecordSessionIntentResult(intent_id=existing, created=False)
+            now = datetime.now(UTC)
+            intent_id = await db.scalar(
+                sa_insert(t)
+                .values(
+                    workflow_id=input.workflow_id,
+                    charge_box_id=input.charge_box_id,
+                    id_tag=input.id_tag,
+                    connector_id=input.connector_id,
+                    origin="remote",
+                    auth_status=input.auth_status,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=input.expires_in_s),
+                )
+                .returning(t.c.id)
+            )
+        assert intent_id is not None
+        return RecordSessionIntentResult(intent_id=intent_id, created=True)
+
     @activity.defn(name=ACTIVITY_LOAD_TARIFF)
     async def load_tariff(self, input: LoadTariffInput) -> TariffTerms:
         """The charger's tariff, else the default tariff."""
@@ -253,6 +321,8 @@ __all__ = [
     "LoadTariffInput",
     "PreAuthorizeCardInput",
     "PreAuthorizeCardResult",
+    "RecordSessionIntentInput",
+    "RecordSessionIntentResult",
     "SessionActivities",
     "SessionReadModel",
 ]

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ChargerLivenessInput,
         ChargerRouteInput,
         PreAuthorizeCardInput,
+        RecordSessionIntentInput,
         SessionActivities,
         SessionReadModel,
     )
@@ -52,6 +53,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import messages as msg
     from workflows import session_support as sup
     from workflows.session_billing import LAGO_PATCH, SessionBillingMixin
+
+# Remote starts record a session_intents row before RemoteStartTransaction is sent.
+INTENT_PATCH = "remote-start-intent-v1"
 
 
 @workflow.defn(name=msg.SESSION_WORKFLOW)
@@ -303,12 +307,32 @@ class ChargingSessionWorkflow(SessionBillingMixin):
         return None if status == "Accepted" else str(status)
 
     async def _send_remote_start(self, effect: SendRemoteStart) -> None:
+        if workflow.patched(INTENT_PATCH):
+            await self._record_intent(effect)
         payload: dict[str, object] = {"idTag": effect.id_tag}
         if effect.connector_id is not None:
             payload["connectorId"] = effect.connector_id
         refused = await self._command_refused("RemoteStartTransaction", payload)
         if refused is not None:
             self._apply(RemoteStartFailed(at=workflow.now(), reason=refused))
+
+    async def _record_intent(self, effect: SendRemoteStart) -> None:
+        """The ``session_intents`` row the gateway's StartTransaction handler joins to this
+        workflow, written before the charger can possibly start."""
+        since = self._state.pre_authorized_at or workflow.now()
+        remaining = self._input.start_timeout_s - (workflow.now() - since).total_seconds()
+        await workflow.execute_activity_method(
+            SessionActivities.record_session_intent,
+            RecordSessionIntentInput(
+                workflow_id=workflow.info().workflow_id,
+                charge_box_id=self._state.charge_box_id,
+                id_tag=effect.id_tag,
+                connector_id=effect.connector_id,
+                expires_in_s=max(remaining, 1.0),
+            ),
+            start_to_close_timeout=sup.DB_TIMEOUT,
+            retry_policy=sup.DB_RETRY,
+        )
 
     # -- pre-authorization --------------------------------------------------------------------
 

@@ -11,9 +11,8 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from db.engine import SessionFactory
-from db.models import AuditLog
+from db.models import AuditLog, session_intents
 from gateway.main import Gateway
-from gateway.tables import session_intents
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
 
 PAST = datetime(2020, 1, 1, tzinfo=UTC)
