@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client
 
+from api.auth_jwt import JwtVerifier
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory
@@ -22,6 +23,8 @@ class AppState:
     engine: AsyncEngine
     sessions: SessionFactory
     http: httpx.AsyncClient
+    # Verifies the auth service's JWTs offline (keys cached); see api/authz.py.
+    verifier: JwtVerifier | None = None
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -2,23 +2,70 @@
 //
 // Kept in one place so later work (magic-link policy, generic OIDC) edits one options object.
 
+import { AsyncLocalStorage } from "node:async_hooks";
+
 import { betterAuth } from "better-auth";
 import { admin, bearer, jwt, magicLink } from "better-auth/plugins";
 import { adminAc, userAc } from "better-auth/plugins/admin/access";
 
+import { sourceOf, writeAudit } from "./audit.mjs";
 import { enqueueMail } from "./db.mjs";
+import { TokenBuckets } from "./ratelimit.mjs";
 
 export const ROLES = Object.freeze({ customer: userAc, admin: adminAc });
 export const DEFAULT_ROLE = "customer";
 
 // PRODUCT.md: a magic link is valid for 15 minutes and works once.
 const MAGIC_LINK_TTL_S = 15 * 60;
+// At most this many links per e-mail address per link lifetime; more requests are answered the
+// same way but send nothing (the answer must never tell whether the address is known).
+const MAGIC_LINKS_PER_ADDRESS = 3;
+
+// Set around server-side magic-link calls that must not mail the user as a driver's request:
+// `capture` hands the token back to the caller (scan-to-login), `invite` skips the
+// per-address throttle (an operator's card link invites a new driver once).
+const linkMode = new AsyncLocalStorage();
+
+/**
+ * A one-time sign-in token for a known user, minted like a magic link but never mailed.
+ * The caller opens `/api/auth/magic-link/verify?token=…` (once, within 15 minutes).
+ *
+ * @param {ReturnType<typeof createAuth>} auth
+ * @param {string} email
+ * @returns {Promise<{token: string, url: string}>}
+ */
+export async function mintSignInToken(auth, email) {
+  const holder = { capture: true, token: "", url: "" };
+  await linkMode.run(holder, () =>
+    auth.api.signInMagicLink({ body: { email }, headers: new Headers() }),
+  );
+  if (!holder.token) throw new Error("no sign-in token was minted");
+  return { token: holder.token, url: holder.url };
+}
+
+/**
+ * Mail an invitation (a magic link) to a user that exists, bypassing the per-address throttle.
+ *
+ * @param {ReturnType<typeof createAuth>} auth
+ * @param {string} email
+ */
+export async function sendInvite(auth, email) {
+  const holder = { invite: true, delivered: false };
+  await linkMode.run(holder, () =>
+    auth.api.signInMagicLink({ body: { email }, headers: new Headers() }),
+  );
+  return holder.delivered;
+}
 
 /**
  * @param {ReturnType<typeof import("./config.mjs").loadConfig>} config
  * @param {import("pg").Pool} pool
  */
 export function createAuth(config, pool) {
+  const perAddress = new TokenBuckets({
+    capacity: MAGIC_LINKS_PER_ADDRESS,
+    refillPerSecond: MAGIC_LINKS_PER_ADDRESS / MAGIC_LINK_TTL_S,
+  });
   return betterAuth({
     appName: "Polaris Express",
     baseURL: config.baseUrl,
@@ -31,6 +78,24 @@ export function createAuth(config, pool) {
     // internal endpoint, which calls the admin plugin's createUser server API.
     emailAndPassword: { enabled: true, disableSignUp: true },
     rateLimit: { enabled: config.env === "prod" },
+    databaseHooks: {
+      session: {
+        create: {
+          // Every real sign-in creates a session: audit it (impersonation sessions are audited
+          // by the API, which starts them).
+          after: async (session, ctx) => {
+            if (session.impersonatedBy) return;
+            await writeAudit(pool, {
+              actor: `user:${session.userId}`,
+              action: "auth.sign_in",
+              subject: session.userId,
+              source: session.ipAddress || sourceOf(ctx),
+              details: { via: ctx?.path ?? "server", user_agent: session.userAgent || null },
+            });
+          },
+        },
+      },
+    },
     plugins: [
       jwt({
         // Explicit, and equal to BetterAuth's own default (the base URL), so the API's
@@ -39,7 +104,11 @@ export function createAuth(config, pool) {
           issuer: config.baseUrl,
           audience: config.baseUrl,
           expirationTime: "15m",
-          definePayload: ({ user }) => ({
+          definePayload: ({ user, session }) => ({
+            // The session id lets the API re-check the live session (bans, revocation);
+            // impersonatedBy marks an operator's read-only impersonation.
+            sid: session.id,
+            impersonatedBy: session.impersonatedBy ?? undefined,
             email: user.email,
             name: user.name,
             role: user.role ?? DEFAULT_ROLE,
@@ -53,9 +122,35 @@ export function createAuth(config, pool) {
         expiresIn: MAGIC_LINK_TTL_S,
         disableSignUp: true,
         storeToken: "hashed",
-        sendMagicLink: async ({ email, url }) => {
+        sendMagicLink: async ({ email, url, token }, ctx) => {
+          const mode = linkMode.getStore();
+          if (mode?.capture) {
+            mode.token = token;
+            mode.url = url;
+            return;
+          }
+          const address = email.trim().toLowerCase();
+          const found = await ctx?.context.internalAdapter.findUserByEmail(address);
+          const user = found?.user;
+          const source = sourceOf(ctx);
+          // No account enumeration: unknown, banned and throttled addresses get the same
+          // answer as everyone else ({status: true}); they just get no mail.
+          let refused = null;
+          if (!user) refused = "unknown_address";
+          else if (user.banned) refused = "banned";
+          else if (!mode?.invite && !perAddress.take(address).ok) refused = "throttled";
+          if (refused) {
+            await writeAudit(pool, {
+              actor: user ? `user:${user.id}` : "anonymous",
+              action: "auth.magic_link.requested",
+              subject: user?.id ?? null,
+              source,
+              details: { delivered: false, reason: refused },
+            });
+            return;
+          }
           await enqueueMail(pool, {
-            to: email,
+            to: address,
             subject: "Your Polaris Express sign-in link",
             body:
               `Sign in to Polaris Express with this link:\n\n${url}\n\n` +
@@ -63,8 +158,16 @@ export function createAuth(config, pool) {
               "If you did not ask for it, ignore this e-mail.\n",
             url,
           });
+          if (mode) mode.delivered = true;
+          await writeAudit(pool, {
+            actor: mode?.invite ? "system:card-link" : `user:${user.id}`,
+            action: mode?.invite ? "auth.magic_link.invited" : "auth.magic_link.requested",
+            subject: user.id,
+            source,
+            details: { delivered: true },
+          });
           // Only in dev: the link is a credential, so it never reaches logs elsewhere.
-          if (config.env === "dev") console.log(`[dev] magic link for ${email}: ${url}`);
+          if (config.env === "dev") console.log(`[dev] magic link for ${address}: ${url}`);
         },
       }),
     ],

@@ -17,6 +17,23 @@ import { createAuth } from "./auth.mjs";
 import { ConfigError, loadConfig } from "./config.mjs";
 import { createPool, databaseAnswers, migrate } from "./db.mjs";
 import { HttpError, bearerMatches, ensureUser, readJson } from "./internal.mjs";
+import { handleInternal } from "./internal_admin.mjs";
+import { TokenBuckets } from "./ratelimit.mjs";
+
+// Magic-link requests per client address: 5 a minute (on top of the per-address throttle in
+// auth.mjs). Answered 429 with Retry-After, whatever the e-mail.
+const magicLinkPerClient = new TokenBuckets({ capacity: 5, refillPerSecond: 5 / 60 });
+const PRIVATE_PEER = /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|::1$|::ffff:127\.|::ffff:10\.|::ffff:192\.168\.|fc|fd)/;
+
+/** The client address; X-Forwarded-For is trusted only from a loopback/private peer (a proxy). */
+function clientAddress(req) {
+  const peer = req.socket.remoteAddress ?? "";
+  const forwarded = req.headers["x-forwarded-for"];
+  if (typeof forwarded === "string" && forwarded && PRIVATE_PEER.test(peer)) {
+    return forwarded.split(",")[0].trim();
+  }
+  return peer;
+}
 
 function log(fields) {
   console.log(JSON.stringify({ ts: new Date().toISOString(), ...fields }));
@@ -79,13 +96,29 @@ async function main() {
         sendJson(res, ok ? 200 : 503, ok ? { status: "ok" } : { status: "unhealthy", database: "down" });
         return;
       }
-      if (path === "/internal/users") {
-        if (req.method !== "POST") throw new HttpError(405, "method_not_allowed", "use POST");
+      if (path === "/internal/users" && req.method === "POST") {
         if (!bearerMatches(req.headers.authorization, config.internalToken)) {
           throw new HttpError(401, "unauthorized", "a valid internal token is required");
         }
         sendJson(res, 200, await ensureUser(auth, await readJson(req)));
         return;
+      }
+      if (path === "/internal" || path.startsWith("/internal/")) {
+        if (!bearerMatches(req.headers.authorization, config.internalToken)) {
+          throw new HttpError(401, "unauthorized", "a valid internal token is required");
+        }
+        const query = new URL(req.url ?? "/", "http://internal").searchParams;
+        const answer = await handleInternal(auth, req.method ?? "GET", path, query, () => readJson(req));
+        if (!answer) throw new HttpError(404, "not_found", "no such endpoint");
+        sendJson(res, answer[0], answer[1]);
+        return;
+      }
+      if (path === "/api/auth/sign-in/magic-link" && req.method === "POST") {
+        const verdict = magicLinkPerClient.take(clientAddress(req));
+        if (!verdict.ok) {
+          res.setHeader("retry-after", String(verdict.retryAfterS));
+          throw new HttpError(429, "RATE_LIMITED", "too many sign-in link requests; try again later");
+        }
       }
       if (path === "/api/auth" || path.startsWith("/api/auth/")) {
         await betterAuthHandler(req, res);

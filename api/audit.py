@@ -1,0 +1,63 @@
+"""Audit-log writes from the API: who, what, when (the row's ``at``), from where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.engine import SessionFactory
+from db.models import AuditLog
+
+
+def client_ip(request: Request) -> str | None:
+    """The caller's address: the first X-Forwarded-For hop when a proxy set one."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[0].strip()[:255] or None
+    return request.client.host if request.client else None
+
+
+def audit_row(
+    actor: str,
+    action: str,
+    *,
+    subject: str | None = None,
+    source: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
+    return AuditLog(
+        actor=actor[:255],
+        action=action[:64],
+        subject=subject[:255] if subject else None,
+        source=source[:255] if source else None,
+        details=details or {},
+    )
+
+
+def add_audit(
+    db: AsyncSession,
+    actor: str,
+    action: str,
+    *,
+    subject: str | None = None,
+    source: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add a row to the caller's transaction (it commits with the change it describes)."""
+    db.add(audit_row(actor, action, subject=subject, source=source, details=details))
+
+
+async def write_audit(
+    sessions: SessionFactory,
+    actor: str,
+    action: str,
+    *,
+    subject: str | None = None,
+    source: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Write one row in its own transaction (for events with no other database change)."""
+    async with sessions() as db, db.begin():
+        add_audit(db, actor, action, subject=subject, source=source, details=details)

@@ -1,0 +1,183 @@
+"""Response models and ownership-scoped queries shared by the identity routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import AuditLog, ChargingSession, EvCard, UserMapping
+
+ID_TAG_PATTERN = r"^[\x21-\x7e]{1,20}$"  # printable ASCII, OCPP 1.6 CiString20
+
+
+class Page(BaseModel):
+    limit: int
+    offset: int
+
+
+class CardOut(BaseModel):
+    id_tag: str
+    parent_id_tag: str | None
+    label: str | None
+    is_active: bool
+    blocked: bool
+    expires_at: datetime | None
+    lost_at: datetime | None
+    max_concurrent_sessions: int
+    created_at: datetime | None
+    user_id: str | None = None
+    email: str | None = None
+    public_id: str | None = None
+
+    @classmethod
+    def of(cls, card: EvCard, mapping: UserMapping | None = None) -> CardOut:
+        return cls(
+            id_tag=card.id_tag,
+            parent_id_tag=card.parent_id_tag,
+            label=card.label,
+            is_active=card.is_active,
+            blocked=card.blocked,
+            expires_at=card.expires_at,
+            lost_at=card.lost_at,
+            max_concurrent_sessions=card.max_concurrent_sessions,
+            created_at=card.created_at,
+            user_id=mapping.user_id if mapping else None,
+            email=mapping.email if mapping else None,
+            public_id=mapping.public_id if mapping else None,
+        )
+
+
+class MappingOut(BaseModel):
+    id: int
+    user_id: str
+    public_id: str
+    email: str | None
+    id_tag: str
+    lago_customer_external_id: str | None
+    lago_subscription_external_id: str | None
+    billing_mode: str
+    is_active: bool
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, m: UserMapping) -> MappingOut:
+        return cls(
+            id=m.id,
+            user_id=m.user_id,
+            public_id=m.public_id,
+            email=m.email,
+            id_tag=m.id_tag,
+            lago_customer_external_id=m.lago_customer_external_id,
+            lago_subscription_external_id=m.lago_subscription_external_id,
+            billing_mode=m.billing_mode,
+            is_active=m.is_active,
+            created_at=m.created_at,
+        )
+
+
+class SessionOut(BaseModel):
+    workflow_id: str
+    state: str
+    charge_box_id: str
+    connector_id: int | None
+    id_tag: str | None
+    transaction_id: int | None
+    user_id: str | None = None
+    energy_wh: int
+    cost_minor: int
+    currency: str | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    end_reason: str | None
+
+    @classmethod
+    def of(cls, s: ChargingSession, *, with_user: bool = False) -> SessionOut:
+        return cls(
+            workflow_id=s.workflow_id,
+            state=s.state,
+            charge_box_id=s.charge_box_id,
+            connector_id=s.connector_id,
+            id_tag=s.id_tag,
+            transaction_id=s.transaction_id,
+            user_id=s.user_id if with_user else None,
+            energy_wh=s.energy_wh,
+            cost_minor=s.cost_minor,
+            currency=s.currency,
+            started_at=s.started_at,
+            stopped_at=s.stopped_at,
+            end_reason=s.end_reason,
+        )
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    source: str | None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, row: AuditLog) -> AuditOut:
+        return cls(
+            id=row.id,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            source=row.source,
+            details=row.details or {},
+        )
+
+
+# -- ownership ----------------------------------------------------------------------------------
+
+
+def owned_cards(user_id: str) -> Select[EvCard, UserMapping]:
+    """The caller's cards: those with an active mapping to them."""
+    return (
+        select(EvCard, UserMapping)
+        .join(UserMapping, UserMapping.id_tag == EvCard.id_tag)
+        .where(UserMapping.user_id == user_id, UserMapping.is_active)
+        .order_by(EvCard.created_at, EvCard.id_tag)
+    )
+
+
+async def owned_card(
+    db: AsyncSession, user_id: str, id_tag: str, *, for_update: bool = False
+) -> tuple[EvCard, UserMapping] | None:
+    query = owned_cards(user_id).where(EvCard.id_tag == id_tag)
+    if for_update:
+        query = query.with_for_update(of=EvCard)
+    row = (await db.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+def owned_sessions(user_id: str) -> Select[ChargingSession]:
+    """The caller's sessions: attributed to them, or (unattributed) on a card they hold now."""
+    active_tags = select(UserMapping.id_tag).where(
+        UserMapping.user_id == user_id, UserMapping.is_active
+    )
+    return select(ChargingSession).where(
+        or_(
+            ChargingSession.user_id == user_id,
+            and_(ChargingSession.user_id.is_(None), ChargingSession.id_tag.in_(active_tags)),
+        )
+    )
+
+
+__all__ = [
+    "ID_TAG_PATTERN",
+    "AuditOut",
+    "CardOut",
+    "MappingOut",
+    "SessionOut",
+    "owned_card",
+    "owned_cards",
+    "owned_sessions",
+]

@@ -1,0 +1,148 @@
+"""The signed-in driver: who am I, my EV cards, report a card lost."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from temporalio.service import RPCError
+
+from api.audit import add_audit, write_audit
+from api.authz import CurrentUser, LiveUser, not_found_unless
+from api.deps import AppState, State
+from api.identity_views import CardOut, owned_card, owned_cards
+from db.billing_models import Notification
+from db.models import ChargingSession
+from domain.session import TRANSACTION_PHASES
+from workflows.messages import UPDATE_REMOTE_STOP, RemoteStopInput, RemoteStopResult
+
+log = logging.getLogger("polaris.api.me")
+
+router = APIRouter(prefix="/api/v1/me", tags=["me"])
+
+OPERATORS = "operators"  # notifications.user_public_id for the operators' inbox
+
+
+class MeOut(BaseModel):
+    user_id: str
+    email: str | None
+    role: str
+    impersonated_by: str | None
+    cards: list[CardOut]
+
+
+class StopOutcome(BaseModel):
+    workflow_id: str
+    accepted: bool
+    message: str | None = None
+
+
+class ReportLostOut(BaseModel):
+    card: CardOut
+    already_lost: bool
+    stopped_sessions: list[StopOutcome] = Field(default_factory=list)
+
+
+@router.get("", response_model=MeOut)
+async def me(user: CurrentUser, state: State) -> MeOut:
+    async with state.sessions() as db:
+        rows = (await db.execute(owned_cards(user.user_id))).all()
+    return MeOut(
+        user_id=user.user_id,
+        email=user.email,
+        role=user.role,
+        impersonated_by=user.impersonated_by,
+        cards=[CardOut.of(card, mapping) for card, mapping in rows],
+    )
+
+
+@router.get("/cards", response_model=list[CardOut])
+async def my_cards(user: CurrentUser, state: State) -> list[CardOut]:
+    async with state.sessions() as db:
+        rows = (await db.execute(owned_cards(user.user_id))).all()
+    return [CardOut.of(card, mapping) for card, mapping in rows]
+
+
+@router.get("/cards/{id_tag}", response_model=CardOut)
+async def my_card(id_tag: str, user: CurrentUser, state: State) -> CardOut:
+    async with state.sessions() as db:
+        found = await owned_card(db, user.user_id, id_tag)
+    not_found_unless(found, "card")
+    assert found is not None
+    return CardOut.of(*found)
+
+
+@router.post("/cards/{id_tag}/report-lost", response_model=ReportLostOut)
+async def report_lost(id_tag: str, user: LiveUser, state: State) -> ReportLostOut:
+    """Deactivate at once (irreversible by the driver), stop a running session, tell operators."""
+    now = datetime.now(UTC)
+    async with state.sessions() as db, db.begin():
+        found = await owned_card(db, user.user_id, id_tag, for_update=True)
+        not_found_unless(found, "card")
+        assert found is not None
+        card, mapping = found
+        already = card.lost_at is not None
+        if not already:
+            card.lost_at = now
+            card.is_active = False
+            add_audit(
+                db,
+                user.actor,
+                "card.lost",
+                subject=id_tag,
+                source=user.source,
+                details={"user_id": user.user_id},
+            )
+            db.add(
+                Notification(
+                    user_public_id=OPERATORS,
+                    kind="card.lost",
+                    dedupe_key=f"card-lost:{id_tag}:{int(now.timestamp())}",
+                    title=f"EV card {id_tag} was reported lost",
+                    data={
+                        "id_tag": id_tag,
+                        "user_id": user.user_id,
+                        "public_id": mapping.public_id,
+                        "email": mapping.email,
+                    },
+                )
+            )
+        running = (
+            await db.scalars(
+                select(ChargingSession.workflow_id).where(
+                    ChargingSession.id_tag == id_tag,
+                    ChargingSession.state.in_([p.value for p in TRANSACTION_PHASES]),
+                )
+            )
+        ).all()
+        out = CardOut.of(card, mapping)
+    stopped = [await _stop(state, workflow_id, user.actor) for workflow_id in running]
+    if stopped:
+        await write_audit(
+            state.sessions,
+            user.actor,
+            "session.remote_stop",
+            subject=id_tag,
+            source=user.source,
+            details={"reason": "card_lost", "sessions": [s.model_dump() for s in stopped]},
+        )
+    return ReportLostOut(card=out, already_lost=already, stopped_sessions=stopped)
+
+
+async def _stop(state: AppState, workflow_id: str, actor: str) -> StopOutcome:
+    try:
+        client = await state.temporal()
+        result = await client.get_workflow_handle(workflow_id).execute_update(
+            UPDATE_REMOTE_STOP,
+            RemoteStopInput(requested_by=actor, reason="card_lost"),
+            result_type=RemoteStopResult,
+        )
+    except (RPCError, OSError, RuntimeError) as exc:
+        log.warning("remote stop of %s after a lost card failed: %s", workflow_id, exc)
+        return StopOutcome(workflow_id=workflow_id, accepted=False, message=str(exc)[:200])
+    except Exception as exc:  # an update rejected by its validator (no transaction running)
+        return StopOutcome(workflow_id=workflow_id, accepted=False, message=str(exc)[:200])
+    return StopOutcome(workflow_id=workflow_id, accepted=result.accepted, message=result.message)
