@@ -18,18 +18,21 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
+from activities.identity import IdentityActivities
+from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities
 from activities.sessions import SessionActivities
 from config.settings import Settings, load_settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
+from workflows.card_link import CardLinkWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
 from workflows.lago_webhook import LagoWebhookWorkflow
 
 log = logging.getLogger("polaris.worker")
 
-WORKFLOWS: list[type] = [ChargingSessionWorkflow, LagoWebhookWorkflow]
+WORKFLOWS: list[type] = [ChargingSessionWorkflow, LagoWebhookWorkflow, CardLinkWorkflow]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
@@ -45,9 +48,11 @@ def build_worker(
     sessions = SessionActivities(session_factory)
     billing = BillingActivities(session_factory)
     lago = LagoBilling(settings, session_factory, plan_code=settings.lago_plan_code)
+    invoice_links = InvoiceLinkActivities(client, session_factory)
     webhooks = LagoWebhookActivities(
         session_factory, breaker_threshold=settings.lago_webhook_breaker_threshold
     )
+    identity = IdentityActivities(settings, session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -67,6 +72,15 @@ def build_worker(
             lago.create_session_invoice,
             webhooks.process_webhook_event,
             webhooks.fail_webhook_event,
+            invoice_links.link_invoice_to_sessions,
+            identity.prepare_card_link,
+            identity.provision_user,
+            identity.delete_provisioned_user,
+            identity.invite_user,
+            identity.write_mapping,
+            identity.revert_mapping,
+            identity.lago_terminate_subscription,
+            identity.lago_discard_customer,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

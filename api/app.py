@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import health, webhooks_lago
+from api import (
+    health,
+    routes_audit,
+    routes_cards,
+    routes_me,
+    routes_scan,
+    routes_sessions,
+    routes_users,
+    webhooks_lago,
+)
+from api.auth_jwt import JwtVerifier
+from api.authz import require_admin
 from api.deps import AppState
 from api.errors import install_error_handlers
 from config.settings import Settings
@@ -25,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
                 engine=engine,
                 sessions=make_session_factory(engine),
                 http=http,
+                verifier=JwtVerifier.for_auth_service(settings.auth_base_url, http_client=http),
             )
             try:
                 yield
@@ -41,5 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(webhooks_lago.router)
-    app.include_router(webhooks_lago.admin_router)
+    app.include_router(webhooks_lago.build_admin_router(require_admin))
+    for family in (routes_me, routes_cards, routes_users, routes_sessions, routes_audit,
+                   routes_scan):
+        app.include_router(family.router)
     return app

@@ -25,6 +25,7 @@ from db.engine import SessionFactory
 from db.models import AuditLog
 from gateway import intents
 from gateway.local_auth import LocalDecision, decide
+from gateway.scan_intercept import intercept_scan
 from gateway.temporal_link import TemporalLink
 from gateway.transactions import tighter
 from workflows.messages import (
@@ -72,6 +73,9 @@ class Authorizer:
     async def authorize(self, charge_box_id: str, id_tag: str) -> AuthOutcome:
         now = self._clock()
         async with self._sf() as s:
+            # An armed scan (scan-to-login / tap-to-add) takes the tap: Blocked, no session.
+            if await intercept_scan(s, charge_box_id, id_tag, now) is not None:
+                return AuthOutcome("Blocked", "scan")
             local = await decide(s, id_tag, now)
         if not local.accepted:
             await self._audit(charge_box_id, id_tag, local.status, local.reason, "local")

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import db.billing_models  # noqa: F401  (registers the billing tables on Base.metadata)
+from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.models import Base
 
 config = context.config
