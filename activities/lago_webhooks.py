@@ -255,6 +255,7 @@ class LagoWebhookActivities:
                 raise ApplicationError(
                     str(exc), type=MALFORMED_LAGO_WEBHOOK, non_retryable=True
                 ) from exc
+            lago_invoice_id, invoice_number = _invoice_ref(row.webhook_type, row.payload)
             row.status = WEBHOOK_PROCESSED
             row.processed_at = datetime.now(UTC)
             row.last_error = None
@@ -262,7 +263,11 @@ class LagoWebhookActivities:
             if breaker.opened_at is None:
                 breaker.consecutive_failures = 0
         return ProcessLagoWebhookResult(
-            status=WEBHOOK_PROCESSED, linked_sessions=linked, notified=notified
+            status=WEBHOOK_PROCESSED,
+            linked_sessions=linked,
+            notified=notified,
+            lago_invoice_id=lago_invoice_id,
+            invoice_number=invoice_number,
         )
 
     @activity.defn(name=ACTIVITY_FAIL_LAGO_WEBHOOK)
@@ -292,6 +297,18 @@ async def _handle(
     if webhook_type == "invoice.created":
         return await _invoice_created(db, payload)
     return [], 0  # stored for the log; nothing else to do yet
+
+
+def _invoice_ref(webhook_type: str, payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(lago id, number) of an ``invoice.created`` payload's invoice."""
+    invoice = payload.get("invoice") if webhook_type == "invoice.created" else None
+    if not isinstance(invoice, dict):
+        return None, None
+    lago_id, number = invoice.get("lago_id"), invoice.get("number")
+    return (
+        lago_id if isinstance(lago_id, str) else None,
+        number if isinstance(number, str) else None,
+    )
 
 
 async def _invoice_created(db: AsyncSession, payload: dict[str, Any]) -> tuple[list[str], int]:

@@ -75,6 +75,7 @@ class SessionReadModel(BaseModel):
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     end_reason: str | None = None
+    lago_invoice_id: str | None = None  # None never clears one already linked
 
 
 class ChargerLivenessInput(BaseModel):
@@ -204,6 +205,10 @@ class SessionActivities:
             index_elements=[ChargingSession.workflow_id],
             set_={
                 **{k: statement.excluded[k] for k in values if k != "workflow_id"},
+                # The webhook's activity may have linked an invoice the workflow has not heard of.
+                "lago_invoice_id": func.coalesce(
+                    statement.excluded.lago_invoice_id, ChargingSession.lago_invoice_id
+                ),
                 "updated_at": func.now(),
             },
         )

@@ -263,6 +263,8 @@ class ChargingSession(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     stopped_at: Mapped[datetime | None] = mapped_column()
     end_reason: Mapped[str | None] = mapped_column(String(64))
+    # The Lago invoice billing the session (per-session invoice, or linked by Lago's webhook).
+    lago_invoice_id: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (Index("ix_charging_sessions_id_tag", "id_tag"),)
 

@@ -56,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Remote starts record a session_intents row before RemoteStartTransaction is sent.
 INTENT_PATCH = "remote-start-intent-v1"
+# The invoice_linked signal is recorded; before it, such a signal was ignored.
+INVOICE_PATCH = "session-invoice-linked-v1"
 
 
 @workflow.defn(name=msg.SESSION_WORKFLOW)
@@ -251,6 +253,7 @@ class ChargingSessionWorkflow(SessionBillingMixin):
             started_at=s.started_at,
             stopped_at=s.stopped_at,
             end_reason=s.end_reason,
+            lago_invoice_id=self._invoice.lago_invoice_id if self._invoice else None,
         )
         if row == self._persisted:
             return
@@ -490,6 +493,12 @@ class ChargingSessionWorkflow(SessionBillingMixin):
         event = sup.connector_event(signal)
         if event is not None:
             self._apply(event)
+
+    @workflow.signal(name=msg.SIGNAL_INVOICE_LINKED)
+    def invoice_linked(self, signal: msg.InvoiceLinked) -> None:
+        """Lago invoiced this session (webhook link); shown in the status and the read model."""
+        if workflow.patched(INVOICE_PATCH):
+            self._invoice = signal
 
     # -- query --------------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ from temporalio.exceptions import ActivityError
 LAGO_WEBHOOK_WORKFLOW = "LagoWebhook"
 ACTIVITY_PROCESS_LAGO_WEBHOOK = "lago_process_webhook_event"
 ACTIVITY_FAIL_LAGO_WEBHOOK = "lago_fail_webhook_event"
+ACTIVITY_LINK_INVOICE = "lago_link_invoice_to_sessions"
+# Executions recorded before it never told the sessions about their invoice.
+INVOICE_LINK_PATCH = "invoice-linked-signal-v1"
 
 # Raised (non-retryable) by the processing activity for a payload it can never process.
 MALFORMED_LAGO_WEBHOOK = "MalformedLagoWebhook"
@@ -41,6 +44,23 @@ class ProcessLagoWebhookResult(BaseModel):
     status: str  # processed | failed | skipped (what the row says afterwards)
     linked_sessions: list[str] = []
     notified: int = 0
+    # invoice.created: the invoice the sessions were linked to.
+    lago_invoice_id: str | None = None
+    invoice_number: str | None = None
+
+
+class LinkInvoiceInput(BaseModel):
+    """Tell the linked sessions (signal ``invoice_linked``, read model) about their invoice."""
+
+    lago_invoice_id: str
+    invoice_number: str | None = None
+    event_id: int | None = None
+    workflow_ids: list[str]
+
+
+class LinkInvoiceResult(BaseModel):
+    signalled: list[str] = []
+    closed: list[str] = []  # not running any more: the read model alone carries the link
 
 
 class FailLagoWebhookInput(BaseModel):
@@ -83,6 +103,25 @@ class LagoWebhookWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
             )
             return LagoWebhookResult(event_id=input.event_id, status="failed", error=error)
+        if (
+            done.linked_sessions
+            and done.lago_invoice_id is not None
+            and workflow.patched(INVOICE_LINK_PATCH)
+        ):
+            await workflow.execute_activity(
+                ACTIVITY_LINK_INVOICE,
+                LinkInvoiceInput(
+                    lago_invoice_id=done.lago_invoice_id,
+                    invoice_number=done.invoice_number,
+                    event_id=input.event_id,
+                    workflow_ids=done.linked_sessions,
+                ),
+                result_type=LinkInvoiceResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                # The link is already in session_invoices; this only spreads it. Keep trying
+                # while PostgreSQL or Temporal are briefly away.
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+            )
         return LagoWebhookResult(
             event_id=input.event_id, status=done.status, linked_sessions=done.linked_sessions
         )

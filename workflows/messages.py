@@ -20,6 +20,8 @@ SIGNAL_TRANSACTION_STARTED = "transaction_started"
 SIGNAL_METER_PROGRESS = "meter_progress"
 SIGNAL_TRANSACTION_STOPPED = "transaction_stopped"
 SIGNAL_CONNECTOR_STATUS = "connector_status"
+# Signal (LagoWebhookWorkflow's activity → workflow): a Lago invoice bills this session.
+SIGNAL_INVOICE_LINKED = "invoice_linked"
 
 # Updates
 UPDATE_PRE_AUTHORIZE = "pre_authorize"
