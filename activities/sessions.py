@@ -35,6 +35,7 @@ from db.models import (
 from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
 from domain.pricing import TariffTerms
 from domain.session import OPEN_PHASES
+from workflows.messages import PreAuthorizeResult, SessionSummary
 
 ACTIVITY_PRE_AUTHORIZE_CARD = "pre_authorize_card"
 ACTIVITY_UPSERT_SESSION = "upsert_session_read_model"
@@ -52,30 +53,17 @@ class PreAuthorizeCardInput(BaseModel):
     charge_box_id: str
 
 
-class PreAuthorizeCardResult(BaseModel):
-    status: AuthStatus
-    reason: str | None = None
-    parent_id_tag: str | None = None
-    expiry_date: datetime | None = None
+class PreAuthorizeCardResult(PreAuthorizeResult):
+    """The workflow's answer to the gateway, plus what the session keeps for billing."""
+
     user_id: str | None = None
     lago_customer_external_id: str | None = None
 
 
-class SessionReadModel(BaseModel):
-    workflow_id: str
-    state: str
-    charge_box_id: str
-    connector_id: int | None = None
-    id_tag: str | None = None
-    transaction_id: int | None = None
+class SessionReadModel(SessionSummary):
+    """One ``charging_sessions`` row (a ``lago_invoice_id`` of None never clears a link)."""
+
     user_id: str | None = None
-    energy_wh: int = 0
-    cost_minor: int = 0
-    currency: str | None = None
-    started_at: datetime | None = None
-    stopped_at: datetime | None = None
-    end_reason: str | None = None
-    lago_invoice_id: str | None = None  # None never clears one already linked
 
 
 class ChargerLivenessInput(BaseModel):
@@ -118,17 +106,6 @@ class RecordSessionIntentResult(BaseModel):
     created: bool  # False: an earlier attempt of this activity recorded it already
 
 
-def _card_facts(card: EvCard) -> CardFacts:
-    return CardFacts(
-        id_tag=card.id_tag,
-        is_active=card.is_active,
-        blocked=card.blocked,
-        expires_at=card.expires_at,
-        lost_at=card.lost_at,
-        max_concurrent_sessions=card.max_concurrent_sessions,
-    )
-
-
 class SessionActivities:
     def __init__(self, session_factory: SessionFactory) -> None:
         self._sessions = session_factory
@@ -151,8 +128,8 @@ class SessionActivities:
             open_sessions = await self._other_open_sessions(db, input.id_tag, input.workflow_id)
         decision = decide(
             AuthorizationFacts(
-                card=_card_facts(card) if card else None,
-                parent=_card_facts(parent) if parent else None,
+                card=CardFacts.model_validate(card) if card else None,
+                parent=CardFacts.model_validate(parent) if parent else None,
                 has_active_mapping=mapping is not None,
                 other_open_sessions=open_sessions,
             ),

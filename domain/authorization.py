@@ -10,12 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 AuthStatus = Literal["Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"]
 
 
 class CardFacts(BaseModel):
+    # Built straight from a row object (``CardFacts.model_validate(ev_card)``) by the gateway and
+    # the pre-authorization activity alike.
+    model_config = ConfigDict(from_attributes=True)
+
     id_tag: str
     is_active: bool = True
     blocked: bool = False

@@ -23,7 +23,14 @@ FLAG_BEFORE_TRANSACTION = "before_transaction"
 FLAG_AFTER_TRANSACTION = "after_transaction"
 FLAG_NOT_MONOTONIC = "not_monotonic"
 
-_UNIT_FACTORS = {"wh": Decimal(1), "kwh": Decimal(1000)}
+# Energy registers in their base unit: Wh for active energy, varh for reactive (the same scale;
+# OCPP's ``kWh`` / ``kvarh`` are thousands).
+_UNIT_FACTORS = {
+    "wh": Decimal(1),
+    "kwh": Decimal(1000),
+    "varh": Decimal(1),
+    "kvarh": Decimal(1000),
+}
 
 
 class UnparseableSample(ValueError):
@@ -53,8 +60,16 @@ def energy_between(meter_start_wh: int, meter_stop_wh: int) -> EnergyReading:
     return EnergyReading(energy_wh=meter_stop_wh - meter_start_wh)
 
 
+def is_energy_register(measurand: str) -> bool:
+    """``Energy.{Active,Reactive}.{Import,Export}.Register``: a register to convert to Wh."""
+    return measurand.startswith("Energy.") and measurand.endswith(".Register")
+
+
 def to_wh(value: str, unit: str | None = None) -> int:
-    """Convert an OCPP decimal string in Wh (the default) or kWh to integer Wh (round half up)."""
+    """Convert an OCPP decimal string in Wh (the default) or kWh to integer Wh (round half up).
+
+    Reactive registers in varh / kvarh are scaled the same way (to integer varh).
+    """
     factor = _UNIT_FACTORS.get((unit or "Wh").strip().lower())
     if factor is None:
         raise UnparseableSample(f"not an energy unit: {unit!r}")
@@ -73,10 +88,11 @@ def parse_sampled_value(
     """Parse one OCPP ``sampledValue`` entry.
 
     ``measurand`` defaults to ``Energy.Active.Import.Register`` and ``unit`` to ``Wh``, as in
-    OCPP 1.6. Non-energy measurands are returned with ``energy_wh=None``.
+    OCPP 1.6. Energy registers (any ``Energy.*.Register``) are converted; other measurands are
+    returned with ``energy_wh=None``.
     """
     name = measurand or ENERGY_REGISTER
-    if name != ENERGY_REGISTER:
+    if not is_energy_register(name):
         return ParsedSample(measurand=name, unit=unit, energy_wh=None, raw_value=value)
     return ParsedSample(measurand=name, unit=unit, energy_wh=to_wh(value, unit), raw_value=value)
 

@@ -1,28 +1,39 @@
-"""Meter values at the edge: OCPP sampled values → integer Wh, once (pure functions).
+"""Meter values at the edge: OCPP sampled values → integer Wh, once.
 
 Chargers differ: values arrive as decimal strings, units in Wh or kWh (or absent, which OCPP
-defines as Wh), and many measurands other than energy. Energy registers are converted; every
-other measurand is kept raw.
+defines as Wh), and many measurands other than energy. The conversion and the window and
+monotonicity rules are :mod:`domain.energy` (one source of truth); this module only flattens the
+ocpp library's ``meterValue`` into rows and names the flags as ``meter_samples.flag`` stores them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-DEFAULT_MEASURAND = "Energy.Active.Import.Register"
+from domain.energy import (
+    ENERGY_REGISTER,
+    FLAG_AFTER_TRANSACTION,
+    FLAG_BEFORE_TRANSACTION,
+    FLAG_NOT_MONOTONIC,
+    UnparseableSample,
+    check_sample,
+    is_energy_register,
+    parse_sampled_value,
+)
+
+DEFAULT_MEASURAND = ENERGY_REGISTER
 # The register the session is billed from; progress is reported on it.
-BILLING_REGISTER = DEFAULT_MEASURAND
+BILLING_REGISTER = ENERGY_REGISTER
 
-_ENERGY_FACTORS = {
-    "wh": Decimal(1), "kwh": Decimal(1000), "varh": Decimal(1), "kvarh": Decimal(1000),
+# meter_samples.flag keeps the names it has always stored; the rules are the domain's.
+STORED_FLAGS = {
+    FLAG_BEFORE_TRANSACTION: "before_transaction_start",
+    FLAG_AFTER_TRANSACTION: "after_transaction_stop",
+    FLAG_NOT_MONOTONIC: "non_monotonic",
 }
-
-
-class MeterValueError(ValueError):
-    """A value that should be a number is not one (mapped to an OCPP CallError by the caller)."""
+NON_MONOTONIC = STORED_FLAGS[FLAG_NOT_MONOTONIC]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,24 +48,6 @@ class Sample:
     location: str | None
     # Why the value could not be read (kept raw, flagged, never billed).
     problem: str | None = None
-
-
-def energy_to_wh(raw_value: str, unit: str | None) -> int:
-    """``"12.3456"`` kWh → 12346 Wh (half up); missing unit means Wh."""
-    factor = _ENERGY_FACTORS.get((unit or "Wh").lower())
-    if factor is None:
-        raise MeterValueError(f"unit {unit!r} is not an energy unit")
-    try:
-        value = Decimal(str(raw_value).strip())
-    except InvalidOperation as exc:
-        raise MeterValueError(f"{raw_value!r} is not a number") from exc
-    if not value.is_finite():
-        raise MeterValueError(f"{raw_value!r} is not a finite number")
-    return int((value * factor).to_integral_value(rounding=ROUND_HALF_UP))
-
-
-def is_energy_register(measurand: str) -> bool:
-    return measurand.startswith("Energy.") and measurand.endswith(".Register")
 
 
 def parse_samples(meter_value: list[dict[str, Any]], parse_time: Any) -> list[Sample]:
@@ -76,8 +69,8 @@ def parse_samples(meter_value: list[dict[str, Any]], parse_time: Any) -> list[Sa
                     problem = "signed_data"
                 else:
                     try:
-                        energy = energy_to_wh(raw, unit)
-                    except MeterValueError:
+                        energy = parse_sampled_value(raw, unit=unit, measurand=measurand).energy_wh
+                    except UnparseableSample:
                         problem = "unreadable_value"
             samples.append(
                 Sample(
@@ -97,15 +90,40 @@ def parse_samples(meter_value: list[dict[str, Any]], parse_time: Any) -> list[Sa
 
 def is_billing_sample(sample: Sample) -> bool:
     """The samples that feed progress and monotonicity: the total import register."""
-    return (sample.measurand == BILLING_REGISTER and sample.phase is None
-            and sample.energy_wh is not None)
+    return (
+        sample.measurand == BILLING_REGISTER
+        and sample.phase is None
+        and sample.energy_wh is not None
+    )
 
 
 def window_flag(
     sampled_at: datetime, started_at: datetime, stopped_at: datetime | None
 ) -> str | None:
-    if sampled_at < started_at:
-        return "before_transaction_start"
-    if stopped_at is not None and sampled_at > stopped_at:
-        return "after_transaction_stop"
-    return None
+    """Outside the transaction window → the stored flag (domain rule: ``check_sample``)."""
+    flag = check_sample(
+        sampled_at=sampled_at, energy_wh=0, started_at=started_at, stopped_at=stopped_at
+    )
+    return STORED_FLAGS[flag] if flag is not None else None
+
+
+def monotonic_flag(
+    sample: Sample, started_at: datetime, low_wh: int, high_wh: int | None
+) -> str | None:
+    """A billing register below what came before it (domain rule) or above what came after."""
+    assert sample.energy_wh is not None
+    flag = check_sample(
+        sampled_at=sample.sampled_at,
+        energy_wh=sample.energy_wh,
+        started_at=started_at,
+        previous_wh=low_wh,
+    )
+    if flag is None and high_wh is not None:
+        # Later samples are already stored: this one must not exceed them either.
+        flag = check_sample(
+            sampled_at=sample.sampled_at,
+            energy_wh=high_wh,
+            started_at=started_at,
+            previous_wh=sample.energy_wh,
+        )
+    return STORED_FLAGS[flag] if flag is not None else None

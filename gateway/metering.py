@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import SessionFactory
 from db.models import MeterSample, Transaction
-from gateway.meter import BILLING_REGISTER, Sample, is_billing_sample, window_flag
+from gateway.meter import (
+    BILLING_REGISTER,
+    Sample,
+    is_billing_sample,
+    monotonic_flag,
+    window_flag,
+)
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_METER_PROGRESS, MeterProgress, SessionInput
 
@@ -70,35 +76,53 @@ async def store_samples(
                 for at, wh, _ in good:
                     if at <= sample.sampled_at:
                         low = max(low, wh)
-                if sample.energy_wh < low or (high is not None and sample.energy_wh > high):
-                    flag = "non_monotonic"
-                else:
+                flag = monotonic_flag(sample, tx.started_at, low, high)
+                if flag is None:
                     good.append((sample.sampled_at, sample.energy_wh, sample.context))
-        rows.append(dict(
-            transaction_id=transaction_id, charge_box_id=charge_box_id,
-            connector_id=connector_id, sampled_at=sample.sampled_at,
-            measurand=sample.measurand[:64], phase=sample.phase, unit=sample.unit,
-            context=sample.context, raw_value=sample.raw_value, energy_wh=sample.energy_wh,
-            flag=flag,
-        ))
+        rows.append(
+            dict(
+                transaction_id=transaction_id,
+                charge_box_id=charge_box_id,
+                connector_id=connector_id,
+                sampled_at=sample.sampled_at,
+                measurand=sample.measurand[:64],
+                phase=sample.phase,
+                unit=sample.unit,
+                context=sample.context,
+                raw_value=sample.raw_value,
+                energy_wh=sample.energy_wh,
+                flag=flag,
+            )
+        )
     if rows:
         await s.execute(insert(MeterSample), rows)
     if tx is None or not good:
         return 0
-    start = SessionInput(charge_box_id=charge_box_id, connector_id=tx.connector_id,
-                         id_tag=tx.id_tag, origin="charger")
+    start = SessionInput(
+        charge_box_id=charge_box_id,
+        connector_id=tx.connector_id,
+        id_tag=tx.id_tag,
+        origin="charger",
+    )
     events = 0
     boundary = [g for g in good if g[2] in BOUNDARY_CONTEXTS]
     latest = good[-1]
-    chosen = boundary + ([latest] if latest not in boundary and progress_gate(tx.id, False)
-                         else [])
+    chosen = boundary + ([latest] if latest not in boundary and progress_gate(tx.id, False) else [])
     for at, wh, context in chosen:
         if context in BOUNDARY_CONTEXTS:
             progress_gate(tx.id, True)
         await enqueue(
-            s, workflow_id=tx.workflow_id, kind=SIGNAL_METER_PROGRESS, start=start,
-            signal=MeterProgress(event_id=0, transaction_id=tx.id, energy_register_wh=wh,
-                                 sampled_at=at, context=context),
+            s,
+            workflow_id=tx.workflow_id,
+            kind=SIGNAL_METER_PROGRESS,
+            start=start,
+            signal=MeterProgress(
+                event_id=0,
+                transaction_id=tx.id,
+                energy_register_wh=wh,
+                sampled_at=at,
+                context=context,
+            ),
         )
         events += 1
     return events
@@ -116,20 +140,37 @@ async def record_meter_values(
     async with sf.begin() as s:
         tx: Transaction | None = None
         if transaction_id is not None:
-            tx = (await s.execute(select(Transaction).where(
-                Transaction.id == transaction_id,
-                Transaction.charge_box_id == charge_box_id))).scalar_one_or_none()
+            tx = (
+                await s.execute(
+                    select(Transaction).where(
+                        Transaction.id == transaction_id, Transaction.charge_box_id == charge_box_id
+                    )
+                )
+            ).scalar_one_or_none()
         elif connector_id > 0:
             # Some firmwares omit transactionId: attribute to the open transaction, if any.
-            tx = (await s.execute(
-                select(Transaction).where(Transaction.charge_box_id == charge_box_id,
-                                          Transaction.connector_id == connector_id,
-                                          Transaction.stopped_at.is_(None))
-                .order_by(Transaction.id.desc()).limit(1))).scalar_one_or_none()
+            tx = (
+                await s.execute(
+                    select(Transaction)
+                    .where(
+                        Transaction.charge_box_id == charge_box_id,
+                        Transaction.connector_id == connector_id,
+                        Transaction.stopped_at.is_(None),
+                    )
+                    .order_by(Transaction.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
             transaction_id = tx.id if tx is not None else None
-        return await store_samples(s, charge_box_id=charge_box_id, connector_id=connector_id,
-                                   tx=tx, transaction_id=transaction_id, samples=samples,
-                                   progress_gate=progress_gate)
+        return await store_samples(
+            s,
+            charge_box_id=charge_box_id,
+            connector_id=connector_id,
+            tx=tx,
+            transaction_id=transaction_id,
+            samples=samples,
+            progress_gate=progress_gate,
+        )
 
 
 class ProgressThrottle:

@@ -15,14 +15,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sessions import (
         ChargerLivenessInput,
-        ChargerRouteInput,
-        PreAuthorizeCardInput,
-        RecordSessionIntentInput,
         SessionActivities,
         SessionReadModel,
     )
@@ -37,8 +33,6 @@ with workflow.unsafe.imports_passed_through():
         LateStop,
         Phase,
         Rejection,
-        RemoteStartFailed,
-        RemoteStartRequested,
         RemoteStopFailed,
         SendRemoteStart,
         SendRemoteStop,
@@ -50,18 +44,20 @@ with workflow.unsafe.imports_passed_through():
         WatchdogExpired,
         transition,
     )
-    from workflows import messages as msg
-    from workflows import session_support as sup
-    from workflows.session_billing import LAGO_PATCH, SessionBillingMixin
 
-# Remote starts record a session_intents row before RemoteStartTransaction is sent.
-INTENT_PATCH = "remote-start-intent-v1"
+    # ``from workflows import x`` for every module of this package: the sandbox then loads them
+    # (and the message classes they share) once, consistently, for each run.
+    from workflows import messages as msg
+    from workflows import session_billing as billing
+    from workflows import session_commands as commands
+    from workflows import session_support as sup
+
 # The invoice_linked signal is recorded; before it, such a signal was ignored.
 INVOICE_PATCH = "session-invoice-linked-v1"
 
 
 @workflow.defn(name=msg.SESSION_WORKFLOW)
-class ChargingSessionWorkflow(SessionBillingMixin):
+class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionCommandsMixin):
     @workflow.init
     def __init__(self, input: msg.SessionInput) -> None:
         self._input = input
@@ -98,7 +94,7 @@ class ChargingSessionWorkflow(SessionBillingMixin):
     @workflow.run
     async def run(self, input: msg.SessionInput) -> msg.SessionStatus:
         # Lago sends and periodic lines; executions recorded without the marker replay without.
-        self._lago = workflow.patched(LAGO_PATCH)
+        self._lago = workflow.patched(billing.LAGO_PATCH)
         if self._lago and self._lago_owed:
             self._kick_lago()  # carried over continue-as-new
         if self._state.origin == "remote" and self._state.phase == Phase.REQUESTED:
@@ -238,23 +234,7 @@ class ChargingSessionWorkflow(SessionBillingMixin):
             await self._write_read_model()
 
     async def _write_read_model(self) -> None:
-        s = self._state
-        row = SessionReadModel(
-            workflow_id=workflow.info().workflow_id,
-            state=s.phase.value,
-            charge_box_id=s.charge_box_id,
-            connector_id=s.connector_id,
-            id_tag=s.id_tag,
-            transaction_id=s.transaction_id,
-            user_id=s.user_id,
-            energy_wh=sup.energy_so_far(s),
-            cost_minor=s.billed_amount_minor,
-            currency=s.currency,
-            started_at=s.started_at,
-            stopped_at=s.stopped_at,
-            end_reason=s.end_reason,
-            lago_invoice_id=self._invoice.lago_invoice_id if self._invoice else None,
-        )
+        row = sup.read_model_of(workflow.info().workflow_id, self._state, self._invoice)
         if row == self._persisted:
             return
         await workflow.execute_activity_method(
@@ -275,118 +255,7 @@ class ChargingSessionWorkflow(SessionBillingMixin):
             elif isinstance(effect, SendRemoteStart):
                 await self._send_remote_start(effect)
 
-    async def _send_command(
-        self, action: msg.ChargerAction, payload: dict[str, object]
-    ) -> msg.ChargerCommandResult:
-        route = await workflow.execute_activity_method(
-            SessionActivities.resolve_charger_route,
-            ChargerRouteInput(charge_box_id=self._state.charge_box_id),
-            start_to_close_timeout=sup.DB_TIMEOUT,
-            retry_policy=sup.DB_RETRY,
-        )
-        answer: msg.ChargerCommandResult = await workflow.execute_activity(
-            msg.ACTIVITY_SEND_CHARGER_COMMAND,
-            msg.ChargerCommandInput(
-                charge_box_id=self._state.charge_box_id, action=action, payload=payload
-            ),
-            task_queue=route.task_queue,
-            result_type=msg.ChargerCommandResult,
-            schedule_to_start_timeout=sup.COMMAND_START_TIMEOUT,
-            start_to_close_timeout=sup.COMMAND_CLOSE_TIMEOUT,
-            retry_policy=sup.COMMAND_RETRY,
-        )
-        return answer
-
-    async def _command_refused(
-        self, action: msg.ChargerAction, payload: dict[str, object]
-    ) -> str | None:
-        """Send a command; the reason it was refused, or None when the charger accepted it."""
-        try:
-            answer = await self._send_command(action, payload)
-        except ActivityError as err:
-            cause = err.cause
-            return cause.type or str(cause) if isinstance(cause, ApplicationError) else str(err)
-        status = answer.payload.get("status")
-        return None if status == "Accepted" else str(status)
-
-    async def _send_remote_start(self, effect: SendRemoteStart) -> None:
-        if workflow.patched(INTENT_PATCH):
-            await self._record_intent(effect)
-        payload: dict[str, object] = {"idTag": effect.id_tag}
-        if effect.connector_id is not None:
-            payload["connectorId"] = effect.connector_id
-        refused = await self._command_refused("RemoteStartTransaction", payload)
-        if refused is not None:
-            self._apply(RemoteStartFailed(at=workflow.now(), reason=refused))
-
-    async def _record_intent(self, effect: SendRemoteStart) -> None:
-        """The ``session_intents`` row the gateway's StartTransaction handler joins to this
-        workflow, written before the charger can possibly start."""
-        since = self._state.pre_authorized_at or workflow.now()
-        remaining = self._input.start_timeout_s - (workflow.now() - since).total_seconds()
-        await workflow.execute_activity_method(
-            SessionActivities.record_session_intent,
-            RecordSessionIntentInput(
-                workflow_id=workflow.info().workflow_id,
-                charge_box_id=self._state.charge_box_id,
-                id_tag=effect.id_tag,
-                connector_id=effect.connector_id,
-                expires_in_s=max(remaining, 1.0),
-            ),
-            start_to_close_timeout=sup.DB_TIMEOUT,
-            retry_policy=sup.DB_RETRY,
-        )
-
     # -- pre-authorization --------------------------------------------------------------------
-
-    async def _remote_start(self) -> None:
-        if not self._state.id_tag:
-            self._apply(
-                AuthorizationRejected(at=workflow.now(), status="Invalid", reason="no_id_tag")
-            )
-            return
-        async with self._auth_lock:
-            result = await self._authorize(self._state.id_tag, self._state.connector_id)
-        if result.status == "Accepted":
-            # The read-model row (charger, card, pre_authorized), written by _authorize, is the
-            # recorded intent the gateway matches a StartTransaction against.
-            self._apply(RemoteStartRequested(at=workflow.now()))
-
-    async def _authorize(self, id_tag: str, connector_id: int | None) -> msg.PreAuthorizeResult:
-        check = await workflow.execute_activity_method(
-            SessionActivities.pre_authorize_card,
-            PreAuthorizeCardInput(
-                workflow_id=workflow.info().workflow_id,
-                id_tag=id_tag,
-                charge_box_id=self._state.charge_box_id,
-            ),
-            start_to_close_timeout=sup.AUTH_TIMEOUT,
-            retry_policy=sup.AUTH_RETRY,
-        )
-        result = msg.PreAuthorizeResult(
-            status=check.status,
-            reason=check.reason,
-            parent_id_tag=check.parent_id_tag,
-            expiry_date=check.expiry_date,
-        )
-        if result.status == "Accepted":
-            event: Event = sup.pre_authorized_event(
-                workflow.now(),
-                id_tag,
-                connector_id,
-                check.user_id,
-                check.lago_customer_external_id,
-            )
-        else:
-            event = AuthorizationRejected(
-                at=workflow.now(), status=result.status, reason=result.reason
-            )
-        if isinstance(self._apply(event), Transition):
-            self._auth_result = result
-        if result.status == "Accepted":
-            # Written before answering, so the card's next tap elsewhere counts this session.
-            await self._sync_read_model()
-        return result
 
     @workflow.update(name=msg.UPDATE_PRE_AUTHORIZE)
     async def pre_authorize(self, request: msg.PreAuthorizeInput) -> msg.PreAuthorizeResult:

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from domain.authorization import AuthStatus
+
 SESSION_WORKFLOW = "ChargingSession"
 
 # Signals (gateway outbox relay → workflow). Each carries the outbox row id as ``event_id`` so
@@ -30,7 +32,7 @@ UPDATE_REMOTE_STOP = "remote_stop"
 # Queries
 QUERY_STATUS = "status"
 
-AuthorizationStatus = Literal["Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"]
+AuthorizationStatus = AuthStatus  # OCPP's idTagInfo.status; one definition, in domain/
 SessionOrigin = Literal["tap", "remote", "charger"]
 
 
@@ -135,8 +137,8 @@ class RemoteStopResult(BaseModel):
     message: str | None = None
 
 
-class SessionStatus(BaseModel):
-    """What ``polaris sessions show`` and the API read from a running workflow."""
+class SessionSummary(BaseModel):
+    """What the status query and the read model row (``charging_sessions``) both say."""
 
     workflow_id: str
     state: str
@@ -144,18 +146,23 @@ class SessionStatus(BaseModel):
     connector_id: int | None = None
     id_tag: str | None = None
     transaction_id: int | None = None
-    meter_start_wh: int | None = None
-    last_register_wh: int | None = None
     energy_wh: int = 0
     cost_minor: int = 0
     currency: str | None = None
-    billing_event_ids: list[str] = Field(default_factory=list)
     end_reason: str | None = None
     started_at: datetime | None = None
     stopped_at: datetime | None = None
-    flags: list[str] = Field(default_factory=list)
     # The Lago invoice that bills this session (per-session invoice, or the webhook's link).
     lago_invoice_id: str | None = None
+
+
+class SessionStatus(SessionSummary):
+    """What ``polaris sessions show`` and the API read from a running workflow."""
+
+    meter_start_wh: int | None = None
+    last_register_wh: int | None = None
+    billing_event_ids: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)
     invoice_number: str | None = None
 
 

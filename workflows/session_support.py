@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field
 from temporalio.common import RetryPolicy
 
+from activities.sessions import SessionReadModel
 from domain.session import (
     MeterProgressed,
     Phase,
@@ -137,6 +138,28 @@ def energy_so_far(state: SessionState) -> int:
         return 0
     register = state.meter_stop_wh if state.meter_stop_wh is not None else state.last_register_wh
     return max(0, (register or state.meter_start_wh) - state.meter_start_wh)
+
+
+def read_model_of(
+    workflow_id: str, state: SessionState, invoice: msg.InvoiceLinked | None
+) -> SessionReadModel:
+    """The ``charging_sessions`` row for the session as it is now."""
+    return SessionReadModel(
+        workflow_id=workflow_id,
+        state=state.phase.value,
+        charge_box_id=state.charge_box_id,
+        connector_id=state.connector_id,
+        id_tag=state.id_tag,
+        transaction_id=state.transaction_id,
+        user_id=state.user_id,
+        energy_wh=energy_so_far(state),
+        cost_minor=state.billed_amount_minor,
+        currency=state.currency,
+        started_at=state.started_at,
+        stopped_at=state.stopped_at,
+        end_reason=state.end_reason,
+        lago_invoice_id=invoice.lago_invoice_id if invoice else None,
+    )
 
 
 def status_of(
