@@ -54,7 +54,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(webhooks_lago.router)
     app.include_router(webhooks_lago.build_admin_router(require_admin))
-    for family in (routes_me, routes_cards, routes_users, routes_sessions, routes_audit,
-                   routes_scan):
+    for family in (
+        routes_me,
+        routes_cards,
+        routes_users,
+        routes_sessions,
+        routes_audit,
+        routes_scan,
+    ):
         app.include_router(family.router)
     return app

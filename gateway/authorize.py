@@ -92,9 +92,16 @@ class Authorizer:
             parent = answer.parent_id_tag or local.parent_id_tag
             expiry = answer.expiry_date or local.expiry_date
         async with self._sf.begin() as s:
-            await intents.remember(s, workflow_id=workflow_id, charge_box_id=charge_box_id,
-                                   id_tag=id_tag, origin="tap", auth_status=status, now=now,
-                                   ttl=self._tap_ttl)
+            await intents.remember(
+                s,
+                workflow_id=workflow_id,
+                charge_box_id=charge_box_id,
+                id_tag=id_tag,
+                origin="tap",
+                auth_status=status,
+                now=now,
+                ttl=self._tap_ttl,
+            )
             if status != "Accepted":
                 reason = (answer.reason if answer else None) or "pre_authorization"
                 s.add(_audit_row(charge_box_id, id_tag, status, reason, source))
@@ -108,8 +115,9 @@ class Authorizer:
             return None
         operation: WithStartWorkflowOperation[object, object] = WithStartWorkflowOperation(
             SESSION_WORKFLOW,
-            SessionInput(charge_box_id=charge_box_id, id_tag=id_tag, origin="tap",
-                         requested_at=self._clock()),
+            SessionInput(
+                charge_box_id=charge_box_id, id_tag=id_tag, origin="tap", requested_at=self._clock()
+            ),
             id=workflow_id,
             task_queue=self._settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -118,16 +126,21 @@ class Authorizer:
             result = await asyncio.wait_for(
                 client.execute_update_with_start_workflow(
                     UPDATE_PRE_AUTHORIZE,
-                    PreAuthorizeInput(id_tag=id_tag, charge_box_id=charge_box_id,
-                                      local_status=local.status),
+                    PreAuthorizeInput(
+                        id_tag=id_tag, charge_box_id=charge_box_id, local_status=local.status
+                    ),
                     start_workflow_operation=operation,
                     result_type=PreAuthorizeResult,
                 ),
                 timeout=self._settings.authorize_budget_s,
             )
         except Exception as exc:
-            log.warning("pre_authorize for %s at %s fell back to the local decision: %r",
-                        id_tag, charge_box_id, exc)
+            log.warning(
+                "pre_authorize for %s at %s fell back to the local decision: %r",
+                id_tag,
+                charge_box_id,
+                exc,
+            )
             return None
         if not isinstance(result, PreAuthorizeResult):
             return None
@@ -144,16 +157,18 @@ class Authorizer:
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
 
-    async def _audit(self, charge_box_id: str, id_tag: str, status: str, reason: str,
-                     source: str) -> None:
+    async def _audit(
+        self, charge_box_id: str, id_tag: str, status: str, reason: str, source: str
+    ) -> None:
         async with self._sf.begin() as s:
             s.add(_audit_row(charge_box_id, id_tag, status, reason, source))
 
 
-def _audit_row(charge_box_id: str, id_tag: str, status: str, reason: str,
-               source: str) -> AuditLog:
-    return AuditLog(actor=f"charger:{charge_box_id}", action="authorize.rejected",
-                    subject=id_tag, source="gateway",
-                    details={"status": status, "reason": reason, "decided_by": source})
-
-
+def _audit_row(charge_box_id: str, id_tag: str, status: str, reason: str, source: str) -> AuditLog:
+    return AuditLog(
+        actor=f"charger:{charge_box_id}",
+        action="authorize.rejected",
+        subject=id_tag,
+        source="gateway",
+        details={"status": status, "reason": reason, "decided_by": source},
+    )

@@ -47,7 +47,8 @@ def parse_time(value: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except (ValueError, AttributeError):
         raise TypeConstraintViolationError(
-            details={"cause": f"{value!r} is not an ISO 8601 dateTime"}) from None
+            details={"cause": f"{value!r} is not an ISO 8601 dateTime"}
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -55,8 +56,9 @@ def ocpp_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _id_tag_info(status: str, parent: str | None = None,
-                 expiry: datetime | None = None) -> dict[str, str]:
+def _id_tag_info(
+    status: str, parent: str | None = None, expiry: datetime | None = None
+) -> dict[str, str]:
     info = {"status": status}
     if parent:
         info["parentIdTag"] = parent
@@ -140,37 +142,51 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
     # -- core messages ---------------------------------------------------------------------
 
     @handles(Action.boot_notification)
-    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
-                                   **kwargs: Any) -> call_result.BootNotification:
+    async def on_boot_notification(
+        self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
+    ) -> call_result.BootNotification:
         now = self.ctx.clock()
         try:
             async with asyncio.timeout(self.ctx.db_timeout_s):
                 await journal.record_boot(
-                    self.ctx.sf, self.charge_box_id, vendor=charge_point_vendor,
+                    self.ctx.sf,
+                    self.charge_box_id,
+                    vendor=charge_point_vendor,
                     model=charge_point_model,
                     serial_number=kwargs.get("charge_point_serial_number")
                     or kwargs.get("charge_box_serial_number"),
-                    firmware_version=kwargs.get("firmware_version"), now=now)
+                    firmware_version=kwargs.get("firmware_version"),
+                    now=now,
+                )
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.error("%s: boot not recorded: %r", self.id, exc)
         return call_result.BootNotification(
-            current_time=ocpp_time(now), interval=self.ctx.settings.heartbeat_interval_s,
-            status="Accepted")
+            current_time=ocpp_time(now),
+            interval=self.ctx.settings.heartbeat_interval_s,
+            status="Accepted",
+        )
 
     @handles(Action.heartbeat)
     async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
         return call_result.Heartbeat(current_time=ocpp_time(self.ctx.clock()))
 
     @handles(Action.status_notification)
-    async def on_status_notification(self, connector_id: int, error_code: str, status: str,
-                                     **kwargs: Any) -> call_result.StatusNotification:
+    async def on_status_notification(
+        self, connector_id: int, error_code: str, status: str, **kwargs: Any
+    ) -> call_result.StatusNotification:
         at = parse_time(kwargs["timestamp"]) if kwargs.get("timestamp") else self.ctx.clock()
         try:
             async with asyncio.timeout(self.ctx.db_timeout_s):
                 queued = await journal.record_status(
-                    self.ctx.sf, self.charge_box_id, connector_id=connector_id, status=status,
-                    error_code=error_code, info=kwargs.get("info"),
-                    vendor_error_code=kwargs.get("vendor_error_code"), status_at=at)
+                    self.ctx.sf,
+                    self.charge_box_id,
+                    connector_id=connector_id,
+                    status=status,
+                    error_code=error_code,
+                    info=kwargs.get("info"),
+                    vendor_error_code=kwargs.get("vendor_error_code"),
+                    status_at=at,
+                )
             if queued:
                 self.ctx.wake_relay()
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
@@ -182,52 +198,79 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
         async with journal_guard(self.ctx, "Authorize"):
             outcome = await self.ctx.authorizer.authorize(self.charge_box_id, id_tag)
         return call_result.Authorize(
-            id_tag_info=_id_tag_info(outcome.status, outcome.parent_id_tag, outcome.expiry_date))
+            id_tag_info=_id_tag_info(outcome.status, outcome.parent_id_tag, outcome.expiry_date)
+        )
 
     @handles(Action.start_transaction)
-    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int,
-                                   timestamp: str, **kwargs: Any
-                                   ) -> call_result.StartTransaction:
+    async def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs: Any
+    ) -> call_result.StartTransaction:
         started_at = parse_time(timestamp)
         async with journal_guard(self.ctx, "StartTransaction"):
             outcome = await transactions.start_transaction(
-                self.ctx.sf, charge_box_id=self.charge_box_id, connector_id=connector_id,
-                id_tag=id_tag, meter_start_wh=int(meter_start), started_at=started_at,
-                reservation_id=kwargs.get("reservation_id"), now=self.ctx.clock())
+                self.ctx.sf,
+                charge_box_id=self.charge_box_id,
+                connector_id=connector_id,
+                id_tag=id_tag,
+                meter_start_wh=int(meter_start),
+                started_at=started_at,
+                reservation_id=kwargs.get("reservation_id"),
+                now=self.ctx.clock(),
+            )
         if outcome.created:
             self.ctx.wake_relay()
         return call_result.StartTransaction(
             transaction_id=outcome.transaction_id,
-            id_tag_info=_id_tag_info(outcome.auth_status, outcome.parent_id_tag,
-                                     outcome.expiry_date))
+            id_tag_info=_id_tag_info(
+                outcome.auth_status, outcome.parent_id_tag, outcome.expiry_date
+            ),
+        )
 
     @handles(Action.meter_values)
-    async def on_meter_values(self, connector_id: int, meter_value: list[dict[str, Any]],
-                              **kwargs: Any) -> call_result.MeterValues:
+    async def on_meter_values(
+        self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
+    ) -> call_result.MeterValues:
         samples = parse_samples(meter_value, parse_time)
         async with journal_guard(self.ctx, "MeterValues"):
             events = await metering.record_meter_values(
-                self.ctx.sf, charge_box_id=self.charge_box_id, connector_id=connector_id,
-                transaction_id=kwargs.get("transaction_id"), samples=samples,
-                progress_gate=self.ctx.throttle)
+                self.ctx.sf,
+                charge_box_id=self.charge_box_id,
+                connector_id=connector_id,
+                transaction_id=kwargs.get("transaction_id"),
+                samples=samples,
+                progress_gate=self.ctx.throttle,
+            )
         if events:
             self.ctx.wake_relay()
         return call_result.MeterValues()
 
     @handles(Action.stop_transaction)
-    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
-                                  **kwargs: Any) -> call_result.StopTransaction:
+    async def on_stop_transaction(
+        self, meter_stop: int, timestamp: str, transaction_id: int, **kwargs: Any
+    ) -> call_result.StopTransaction:
         stopped_at = parse_time(timestamp)
         id_tag: str | None = kwargs.get("id_tag")
         samples = parse_samples(kwargs.get("transaction_data") or [], parse_time)
-        raw = {"meterStop": meter_stop, "timestamp": timestamp, "transactionId": transaction_id,
-               "idTag": id_tag, "reason": kwargs.get("reason")}
+        raw = {
+            "meterStop": meter_stop,
+            "timestamp": timestamp,
+            "transactionId": transaction_id,
+            "idTag": id_tag,
+            "reason": kwargs.get("reason"),
+        }
         async with journal_guard(self.ctx, "StopTransaction"):
             outcome = await transactions.stop_transaction(
-                self.ctx.sf, charge_box_id=self.charge_box_id, transaction_id=transaction_id,
-                meter_stop_wh=int(meter_stop), stopped_at=stopped_at,
-                reason=kwargs.get("reason"), id_tag=id_tag, samples=samples, raw_payload=raw,
-                progress_gate=self.ctx.throttle)
+                self.ctx.sf,
+                charge_box_id=self.charge_box_id,
+                transaction_id=transaction_id,
+                meter_stop_wh=int(meter_stop),
+                stopped_at=stopped_at,
+                reason=kwargs.get("reason"),
+                id_tag=id_tag,
+                samples=samples,
+                raw_payload=raw,
+                progress_gate=self.ctx.throttle,
+            )
             info = None
             if id_tag is not None:
                 async with self.ctx.sf() as s:

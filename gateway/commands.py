@@ -45,31 +45,39 @@ class ChargerCommands:
     async def send_charger_command(self, input: ChargerCommandInput) -> ChargerCommandResult:
         cp = self._registry.get(input.charge_box_id)
         if cp is None:
-            raise ApplicationError(f"{input.charge_box_id} is not connected to this gateway",
-                                   type="ChargerOffline")
+            raise ApplicationError(
+                f"{input.charge_box_id} is not connected to this gateway", type="ChargerOffline"
+            )
         request_cls = getattr(call, input.action, None)
         if request_cls is None:
-            raise ApplicationError(f"unsupported action {input.action}", type="BadCommand",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"unsupported action {input.action}", type="BadCommand", non_retryable=True
+            )
         try:
             request = request_cls(**camel_to_snake_case(input.payload))
         except TypeError as exc:
-            raise ApplicationError(f"payload does not fit {input.action}: {exc}",
-                                   type="BadCommand", non_retryable=True) from exc
+            raise ApplicationError(
+                f"payload does not fit {input.action}: {exc}", type="BadCommand", non_retryable=True
+            ) from exc
         try:
             async with asyncio.timeout(input.timeout_s):
                 answer = await cp.call(request, suppress=False)
         except TimeoutError as exc:
-            raise ApplicationError(f"{input.charge_box_id} did not answer {input.action} "
-                                   f"within {input.timeout_s}s", type="ChargerTimeout",
-                                   non_retryable=True) from exc
+            raise ApplicationError(
+                f"{input.charge_box_id} did not answer {input.action} within {input.timeout_s}s",
+                type="ChargerTimeout",
+                non_retryable=True,
+            ) from exc
         except ConnectionClosed as exc:
-            raise ApplicationError(f"{input.charge_box_id} disconnected during {input.action}",
-                                   type="ChargerOffline") from exc
+            raise ApplicationError(
+                f"{input.charge_box_id} disconnected during {input.action}", type="ChargerOffline"
+            ) from exc
         except OCPPError as exc:
             raise ApplicationError(
                 f"{input.action} failed: {exc.code}",
                 {"code": exc.code, "description": exc.description, "details": exc.details},
-                type="ChargerCallError", non_retryable=True) from exc
+                type="ChargerCallError",
+                non_retryable=True,
+            ) from exc
         payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
         return ChargerCommandResult(payload=payload)

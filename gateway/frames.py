@@ -49,8 +49,9 @@ class FrameProblem(Exception):
         self.error = error
 
     def call_error_json(self) -> str:
-        text: str = CallError(self.unique_id, self.error.code, self.error.description,
-                              self.error.details).to_json()
+        text: str = CallError(
+            self.unique_id, self.error.code, self.error.description, self.error.details
+        ).to_json()
         return text
 
 
@@ -77,43 +78,59 @@ def _schema_error(action: str, payload: dict[str, Any]) -> OCPPError | None:
 def check_frame(raw: str | bytes, handled: Container[str]) -> None:
     """Raise :class:`FrameProblem` for a Call the library must not see; pass everything else."""
     if isinstance(raw, bytes):
-        raise FrameProblem(UNKNOWN_UID, FormationViolationError(
-            details={"cause": "OCPP-J frames are text, not binary"}))
+        raise FrameProblem(
+            UNKNOWN_UID,
+            FormationViolationError(details={"cause": "OCPP-J frames are text, not binary"}),
+        )
     try:
         msg = json.loads(raw)
     except ValueError:
         found = _UID.match(raw)
         uid = found.group(1) if found else UNKNOWN_UID
-        raise FrameProblem(uid, FormationViolationError(
-            details={"cause": "frame is not valid JSON"})) from None
+        raise FrameProblem(
+            uid, FormationViolationError(details={"cause": "frame is not valid JSON"})
+        ) from None
     if not isinstance(msg, list) or not msg:
-        raise FrameProblem(UNKNOWN_UID, FormationViolationError(
-            details={"cause": "frame must be a non-empty JSON array"}))
+        raise FrameProblem(
+            UNKNOWN_UID,
+            FormationViolationError(details={"cause": "frame must be a non-empty JSON array"}),
+        )
     if msg[0] in (3, 4):
         return  # a CallResult / CallError for one of our commands: the library matches it
     uid = msg[1] if len(msg) > 1 and isinstance(msg[1], str) else UNKNOWN_UID
     if msg[0] != 2:
-        raise FrameProblem(uid, PropertyConstraintViolationError(
-            details={"cause": f"MessageTypeId {msg[0]!r} is not 2, 3 or 4"}))
+        raise FrameProblem(
+            uid,
+            PropertyConstraintViolationError(
+                details={"cause": f"MessageTypeId {msg[0]!r} is not 2, 3 or 4"}
+            ),
+        )
     if len(msg) != 4:
-        raise FrameProblem(uid, ProtocolError(
-            details={"cause": "a Call has exactly 4 elements"}))
+        raise FrameProblem(uid, ProtocolError(details={"cause": "a Call has exactly 4 elements"}))
     if not isinstance(msg[1], str) or not isinstance(msg[2], str):
-        raise FrameProblem(uid, FormationViolationError(
-            details={"cause": "UniqueId and Action must be strings"}))
+        raise FrameProblem(
+            uid, FormationViolationError(details={"cause": "UniqueId and Action must be strings"})
+        )
     if len(msg[1]) > 36:
-        raise FrameProblem(uid, PropertyConstraintViolationError(
-            details={"cause": "UniqueId longer than 36 characters"}))
+        raise FrameProblem(
+            uid,
+            PropertyConstraintViolationError(
+                details={"cause": "UniqueId longer than 36 characters"}
+            ),
+        )
     action, payload = msg[2], msg[3]
     if action not in handled:
         if action in _V16_ACTIONS:
-            raise FrameProblem(uid, NotSupportedError(
-                details={"cause": f"{action} is not sent by a charge point"}))
-        raise FrameProblem(uid, OcppNotImplementedError(
-            details={"cause": f"unknown action {action!r}"}))
+            raise FrameProblem(
+                uid, NotSupportedError(details={"cause": f"{action} is not sent by a charge point"})
+            )
+        raise FrameProblem(
+            uid, OcppNotImplementedError(details={"cause": f"unknown action {action!r}"})
+        )
     if not isinstance(payload, dict):
-        raise FrameProblem(uid, FormationViolationError(
-            details={"cause": "payload must be a JSON object"}))
+        raise FrameProblem(
+            uid, FormationViolationError(details={"cause": "payload must be a JSON object"})
+        )
     problem = _schema_error(action, payload)
     if problem is not None:
         raise FrameProblem(uid, problem)

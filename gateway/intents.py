@@ -77,5 +77,6 @@ async def take(
     await session.execute(
         update(t).where(t.c.id == row.id).values(consumed_at=now, transaction_id=transaction_id)
     )
-    return Intent(id=row.id, workflow_id=row.workflow_id, origin=row.origin,
-                  auth_status=row.auth_status)
+    return Intent(
+        id=row.id, workflow_id=row.workflow_id, origin=row.origin, auth_status=row.auth_status
+    )

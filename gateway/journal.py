@@ -18,8 +18,12 @@ async def auto_register(sf: SessionFactory, charge_box_id: str, remote: str | No
     async with sf.begin() as s:
         created = await s.scalar(
             pg_insert(Charger)
-            .values(charge_box_id=charge_box_id, auto_registered=True,
-                    registration_status="Accepted", connected=False)
+            .values(
+                charge_box_id=charge_box_id,
+                auto_registered=True,
+                registration_status="Accepted",
+                connected=False,
+            )
             .on_conflict_do_nothing(index_elements=[Charger.charge_box_id])
             .returning(Charger.charge_box_id)
         )
@@ -27,8 +31,11 @@ async def auto_register(sf: SessionFactory, charge_box_id: str, remote: str | No
             return False
         await s.execute(
             insert(AuditLog).values(
-                actor="gateway", action="charger.auto_registered", subject=charge_box_id,
-                source=remote, details={"charge_box_id": charge_box_id},
+                actor="gateway",
+                action="charger.auto_registered",
+                subject=charge_box_id,
+                source=remote,
+                details={"charge_box_id": charge_box_id},
             )
         )
     return True
@@ -76,9 +83,15 @@ async def record_boot(
         await s.execute(
             update(Charger)
             .where(Charger.charge_box_id == charge_box_id)
-            .values(vendor=vendor, model=model, serial_number=serial_number,
-                    firmware_version=firmware_version, last_boot_at=now, last_seen_at=now,
-                    registration_status="Accepted")
+            .values(
+                vendor=vendor,
+                model=model,
+                serial_number=serial_number,
+                firmware_version=firmware_version,
+                last_boot_at=now,
+                last_seen_at=now,
+                registration_status="Accepted",
+            )
         )
 
 
@@ -95,10 +108,16 @@ async def record_status(
 ) -> bool:
     """Upsert the connector; tell the running session on it, if any. True if an event was queued."""
     async with sf.begin() as s:
-        values = dict(status=status, error_code=error_code, info=info,
-                      vendor_error_code=vendor_error_code, status_at=status_at)
-        stmt = pg_insert(Connector).values(charge_box_id=charge_box_id,
-                                           connector_id=connector_id, **values)
+        values = dict(
+            status=status,
+            error_code=error_code,
+            info=info,
+            vendor_error_code=vendor_error_code,
+            status_at=status_at,
+        )
+        stmt = pg_insert(Connector).values(
+            charge_box_id=charge_box_id, connector_id=connector_id, **values
+        )
         # A queued, older status never overwrites a newer one.
         await s.execute(
             stmt.on_conflict_do_update(
@@ -112,9 +131,11 @@ async def record_status(
         open_tx = (
             await s.execute(
                 select(Transaction.id, Transaction.workflow_id, Transaction.id_tag)
-                .where(Transaction.charge_box_id == charge_box_id,
-                       Transaction.connector_id == connector_id,
-                       Transaction.stopped_at.is_(None))
+                .where(
+                    Transaction.charge_box_id == charge_box_id,
+                    Transaction.connector_id == connector_id,
+                    Transaction.stopped_at.is_(None),
+                )
                 .order_by(Transaction.id.desc())
                 .limit(1)
             )
@@ -125,9 +146,18 @@ async def record_status(
             s,
             workflow_id=open_tx.workflow_id,
             kind=SIGNAL_CONNECTOR_STATUS,
-            start=SessionInput(charge_box_id=charge_box_id, connector_id=connector_id,
-                               id_tag=open_tx.id_tag, origin="charger"),
-            signal=ConnectorStatus(event_id=0, connector_id=connector_id, status=status,
-                                   error_code=error_code, at=status_at),
+            start=SessionInput(
+                charge_box_id=charge_box_id,
+                connector_id=connector_id,
+                id_tag=open_tx.id_tag,
+                origin="charger",
+            ),
+            signal=ConnectorStatus(
+                event_id=0,
+                connector_id=connector_id,
+                status=status,
+                error_code=error_code,
+                at=status_at,
+            ),
         )
     return True

@@ -55,8 +55,9 @@ class Gateway:
         self.engine = engine or make_engine(settings.require_database_url())
         self.sf = make_session_factory(self.engine)
         self.link = TemporalLink(settings)
-        self.relay = OutboxRelay(self.sf, self.link, settings,
-                                 poll_interval_s=relay_poll_interval_s)
+        self.relay = OutboxRelay(
+            self.sf, self.link, settings, poll_interval_s=relay_poll_interval_s
+        )
         self.registry = ChargerRegistry()
         self.commands = ChargerCommands(self.registry)
         self.ctx = GatewayContext(
@@ -99,13 +100,20 @@ class Gateway:
             process_request=self.ocpp.process_request,
             subprotocols=[Subprotocol(SUBPROTOCOL)],
         )
-        log.info("gateway %s listening on %s:%s", self.settings.gateway_instance,
-                 self.settings.gateway_host, self.port)
+        log.info(
+            "gateway %s listening on %s:%s",
+            self.settings.gateway_instance,
+            self.settings.gateway_host,
+            self.port,
+        )
 
     async def _run_worker(self) -> None:
         client = await self.link.wait()
-        self._worker = Worker(client, task_queue=self.settings.gateway_task_queue,
-                              activities=[self.commands.send_charger_command])
+        self._worker = Worker(
+            client,
+            task_queue=self.settings.gateway_task_queue,
+            activities=[self.commands.send_charger_command],
+        )
         await self._worker.run()
 
     async def stop(self) -> None:
@@ -130,8 +138,12 @@ class Gateway:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
 

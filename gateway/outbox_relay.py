@@ -115,8 +115,10 @@ class OutboxRelay:
         self._wake.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._loop(), name=f"outbox-relay-{i}")
-                       for i in range(self._concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._loop(), name=f"outbox-relay-{i}")
+            for i in range(self._concurrency)
+        ]
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Deliver what can be delivered within the timeout, then stop."""
@@ -168,17 +170,26 @@ class OutboxRelay:
                 delay = min(self._max_backoff, 0.5 * 2 ** min(row.attempts, 10))
                 self._backoff[row.workflow_id] = time.monotonic() + delay
                 await s.execute(_FAILED, {"id": row.id, "error": repr(exc)[:2000]})
-                log.warning("outbox row %s (%s) not delivered, retry in %.1fs: %r",
-                            row.id, row.kind, delay, exc)
+                log.warning(
+                    "outbox row %s (%s) not delivered, retry in %.1fs: %r",
+                    row.id,
+                    row.kind,
+                    delay,
+                    exc,
+                )
                 return not self._stopping
             await s.execute(_DELIVERED, {"id": row.id, "note": note})
             return True
 
-    async def _signal(self, client: Client, row_id: int, workflow_id: str, kind: str,
-                      payload: dict[str, Any]) -> None:
+    async def _signal(
+        self, client: Client, row_id: int, workflow_id: str, kind: str, payload: dict[str, Any]
+    ) -> None:
         start = SessionInput.model_validate(payload.get("session", {}))
-        policy = (WorkflowIDReusePolicy.ALLOW_DUPLICATE if kind in MAY_RESTART
-                  else WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        policy = (
+            WorkflowIDReusePolicy.ALLOW_DUPLICATE
+            if kind in MAY_RESTART
+            else WorkflowIDReusePolicy.REJECT_DUPLICATE
+        )
         await client.start_workflow(
             SESSION_WORKFLOW,
             start,

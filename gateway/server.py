@@ -37,7 +37,7 @@ def charge_box_id_from_path(path: str) -> str | None:
     path = path.split("?", 1)[0]
     for prefix in PATH_PREFIXES:
         if path.startswith(prefix):
-            rest = unquote(path[len(prefix):])
+            rest = unquote(path[len(prefix) :])
             if rest and "/" not in rest and len(rest) <= 255:
                 return rest
     return None
@@ -79,14 +79,19 @@ class ChargerRegistry:
 
 
 class OcppServer:
-    def __init__(self, ctx: GatewayContext, registry: ChargerRegistry,
-                 health: Callable[[], dict[str, object]]) -> None:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        registry: ChargerRegistry,
+        health: Callable[[], dict[str, object]],
+    ) -> None:
         self.ctx = ctx
         self.registry = registry
         self._health = health
 
-    async def process_request(self, connection: ServerConnection,
-                              request: Request) -> Response | None:
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":
             response = connection.respond(HTTPStatus.OK, json.dumps(self._health()) + "\n")
             response.headers["Content-Type"] = "application/json"
@@ -94,19 +99,29 @@ class OcppServer:
         charge_box_id = charge_box_id_from_path(request.path)
         if charge_box_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not a charger endpoint\n")
-        offered = {p.strip() for h in request.headers.get_all("Sec-WebSocket-Protocol")
-                   for p in h.split(",")}
+        offered = {
+            p.strip()
+            for h in request.headers.get_all("Sec-WebSocket-Protocol")
+            for p in h.split(",")
+        }
         if SUBPROTOCOL not in offered:
-            return connection.respond(HTTPStatus.BAD_REQUEST,
-                                      f"Subprotocol {SUBPROTOCOL} required\n")
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST, f"Subprotocol {SUBPROTOCOL} required\n"
+            )
         try:
             async with asyncio.timeout(self.ctx.db_timeout_s), self.ctx.sf() as s:
-                row = (await s.execute(select(Charger.charge_box_id, Charger.password_hash)
-                                       .where(Charger.charge_box_id == charge_box_id))).first()
+                row = (
+                    await s.execute(
+                        select(Charger.charge_box_id, Charger.password_hash).where(
+                            Charger.charge_box_id == charge_box_id
+                        )
+                    )
+                ).first()
             if row is None and self.ctx.settings.gateway_auto_register:
                 remote = connection.remote_address
-                await journal.auto_register(self.ctx.sf, charge_box_id,
-                                            str(remote[0]) if remote else None)
+                await journal.auto_register(
+                    self.ctx.sf, charge_box_id, str(remote[0]) if remote else None
+                )
                 log.info("auto-registered charger %s", charge_box_id)
                 return None
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
@@ -116,8 +131,11 @@ class OcppServer:
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger\n")
         if row.password_hash:
             creds = basic_credentials(request.headers.get("Authorization"))
-            ok = (creds is not None and creds[0] == charge_box_id
-                  and await asyncio.to_thread(verify_password, creds[1], row.password_hash))
+            ok = (
+                creds is not None
+                and creds[0] == charge_box_id
+                and await asyncio.to_thread(verify_password, creds[1], row.password_hash)
+            )
             if not ok:
                 response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
                 response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
@@ -134,8 +152,9 @@ class OcppServer:
             # The charger reconnected while its old socket looked alive: the new one wins.
             cp.spawn(old._connection.close(1000, "replaced by a new connection"))
         try:
-            await journal.set_connected(self.ctx.sf, charge_box_id,
-                                        self.ctx.settings.gateway_instance, self.ctx.clock())
+            await journal.set_connected(
+                self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance, self.ctx.clock()
+            )
         except (SQLAlchemyError, OSError) as exc:
             log.error("%s: connection not recorded: %r", charge_box_id, exc)
         log.info("charger %s connected", charge_box_id)
@@ -147,8 +166,9 @@ class OcppServer:
             await cp.close_background()
             if self.registry.remove(cp):
                 try:
-                    await journal.set_disconnected(self.ctx.sf, charge_box_id,
-                                                   self.ctx.settings.gateway_instance)
+                    await journal.set_disconnected(
+                        self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance
+                    )
                 except (SQLAlchemyError, OSError) as exc:
                     log.error("%s: disconnection not recorded: %r", charge_box_id, exc)
             log.info("charger %s disconnected", charge_box_id)

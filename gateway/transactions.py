@@ -29,8 +29,13 @@ from workflows.messages import (
     charger_workflow_id,
 )
 
-_STRICTNESS: dict[str, int] = {"Accepted": 0, "ConcurrentTx": 1, "Expired": 2, "Invalid": 3,
-                               "Blocked": 4}
+_STRICTNESS: dict[str, int] = {
+    "Accepted": 0,
+    "ConcurrentTx": 1,
+    "Expired": 2,
+    "Invalid": 3,
+    "Blocked": 4,
+}
 
 
 def tighter(a: AuthorizationStatus, b: str) -> AuthorizationStatus:
@@ -72,11 +77,17 @@ async def start_transaction(
         existing = (await s.execute(select(Transaction).where(*identity))).scalar_one_or_none()
         if existing is not None:
             # A resend (the charger never saw our answer): same id, nothing new to tell.
-            return StartOutcome(existing.id, existing.workflow_id,
-                                existing.auth_status,  # type: ignore[arg-type]
-                                False, decision.parent_id_tag, decision.expiry_date)
-        intent = await intents.take(s, charge_box_id=charge_box_id, id_tag=id_tag,
-                                    connector_id=connector_id, now=now)
+            return StartOutcome(
+                existing.id,
+                existing.workflow_id,
+                existing.auth_status,  # type: ignore[arg-type]
+                False,
+                decision.parent_id_tag,
+                decision.expiry_date,
+            )
+        intent = await intents.take(
+            s, charge_box_id=charge_box_id, id_tag=id_tag, connector_id=connector_id, now=now
+        )
         status: AuthorizationStatus = decision.status
         origin: SessionOrigin = "charger"
         if intent is not None:
@@ -84,36 +95,57 @@ async def start_transaction(
             status = tighter(status, intent.auth_status)
             origin = "remote" if intent.origin == "remote" else "tap"
         else:
-            workflow_id = charger_workflow_id(charge_box_id, connector_id, started_at,
-                                              meter_start_wh)
+            workflow_id = charger_workflow_id(
+                charge_box_id, connector_id, started_at, meter_start_wh
+            )
         tx_id = await s.scalar(
             pg_insert(Transaction)
-            .values(charge_box_id=charge_box_id, connector_id=connector_id, id_tag=id_tag,
-                    workflow_id=workflow_id, auth_status=status, meter_start_wh=meter_start_wh,
-                    started_at=started_at, reservation_id=reservation_id)
+            .values(
+                charge_box_id=charge_box_id,
+                connector_id=connector_id,
+                id_tag=id_tag,
+                workflow_id=workflow_id,
+                auth_status=status,
+                meter_start_wh=meter_start_wh,
+                started_at=started_at,
+                reservation_id=reservation_id,
+            )
             .on_conflict_do_nothing(constraint="uq_transactions_start_identity")
             .returning(Transaction.id)
         )
         if tx_id is None:
             raise RuntimeError("concurrent identical StartTransaction; the charger will retry")
         if intent is not None:
-            await s.execute(update(session_intents)
-                            .where(session_intents.c.id == intent.id)
-                            .values(transaction_id=tx_id))
+            await s.execute(
+                update(session_intents)
+                .where(session_intents.c.id == intent.id)
+                .values(transaction_id=tx_id)
+            )
         await enqueue(
             s,
             workflow_id=workflow_id,
             kind=SIGNAL_TRANSACTION_STARTED,
-            start=SessionInput(charge_box_id=charge_box_id, connector_id=connector_id,
-                               id_tag=id_tag, origin=origin, requested_at=started_at),
+            start=SessionInput(
+                charge_box_id=charge_box_id,
+                connector_id=connector_id,
+                id_tag=id_tag,
+                origin=origin,
+                requested_at=started_at,
+            ),
             signal=TransactionStarted(
-                event_id=0, transaction_id=tx_id, charge_box_id=charge_box_id,
-                connector_id=connector_id, id_tag=id_tag, meter_start_wh=meter_start_wh,
-                started_at=started_at, auth_status=status,
+                event_id=0,
+                transaction_id=tx_id,
+                charge_box_id=charge_box_id,
+                connector_id=connector_id,
+                id_tag=id_tag,
+                meter_start_wh=meter_start_wh,
+                started_at=started_at,
+                auth_status=status,
             ),
         )
-    return StartOutcome(int(tx_id), workflow_id, status, True, decision.parent_id_tag,
-                        decision.expiry_date)
+    return StartOutcome(
+        int(tx_id), workflow_id, status, True, decision.parent_id_tag, decision.expiry_date
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,43 +171,70 @@ async def stop_transaction(
         row = (
             await s.execute(
                 update(Transaction)
-                .where(Transaction.id == transaction_id,
-                       Transaction.charge_box_id == charge_box_id,
-                       Transaction.stopped_at.is_(None))
-                .values(meter_stop_wh=meter_stop_wh, stopped_at=stopped_at,
-                        stop_reason=reason, stop_id_tag=id_tag)
+                .where(
+                    Transaction.id == transaction_id,
+                    Transaction.charge_box_id == charge_box_id,
+                    Transaction.stopped_at.is_(None),
+                )
+                .values(
+                    meter_stop_wh=meter_stop_wh,
+                    stopped_at=stopped_at,
+                    stop_reason=reason,
+                    stop_id_tag=id_tag,
+                )
                 .returning(Transaction)
             )
         ).scalar_one_or_none()
         if row is None:
             known = await s.scalar(
-                select(Transaction.workflow_id).where(Transaction.id == transaction_id,
-                                                      Transaction.charge_box_id == charge_box_id)
+                select(Transaction.workflow_id).where(
+                    Transaction.id == transaction_id, Transaction.charge_box_id == charge_box_id
+                )
             )
             if known is not None:
                 return StopOutcome("repeat", known)
             seen = await s.scalar(
-                select(OrphanStop.id).where(OrphanStop.charge_box_id == charge_box_id,
-                                            OrphanStop.transaction_id == transaction_id)
+                select(OrphanStop.id).where(
+                    OrphanStop.charge_box_id == charge_box_id,
+                    OrphanStop.transaction_id == transaction_id,
+                )
             )
             if seen is None:
-                await s.execute(insert(OrphanStop).values(
-                    charge_box_id=charge_box_id, transaction_id=transaction_id,
-                    payload=raw_payload))
+                await s.execute(
+                    insert(OrphanStop).values(
+                        charge_box_id=charge_box_id,
+                        transaction_id=transaction_id,
+                        payload=raw_payload,
+                    )
+                )
             return StopOutcome("orphan", None)
         if samples:
-            await store_samples(s, charge_box_id=charge_box_id, connector_id=row.connector_id,
-                                tx=row, transaction_id=row.id, samples=samples,
-                                progress_gate=progress_gate)
+            await store_samples(
+                s,
+                charge_box_id=charge_box_id,
+                connector_id=row.connector_id,
+                tx=row,
+                transaction_id=row.id,
+                samples=samples,
+                progress_gate=progress_gate,
+            )
         await enqueue(
             s,
             workflow_id=row.workflow_id,
             kind=SIGNAL_TRANSACTION_STOPPED,
-            start=SessionInput(charge_box_id=charge_box_id, connector_id=row.connector_id,
-                               id_tag=row.id_tag, origin="charger"),
-            signal=TransactionStopped(event_id=0, transaction_id=row.id,
-                                      meter_stop_wh=meter_stop_wh, stopped_at=stopped_at,
-                                      reason=reason, id_tag=id_tag),
+            start=SessionInput(
+                charge_box_id=charge_box_id,
+                connector_id=row.connector_id,
+                id_tag=row.id_tag,
+                origin="charger",
+            ),
+            signal=TransactionStopped(
+                event_id=0,
+                transaction_id=row.id,
+                meter_stop_wh=meter_stop_wh,
+                stopped_at=stopped_at,
+                reason=reason,
+                id_tag=id_tag,
+            ),
         )
     return StopOutcome("stopped", row.workflow_id)
-

@@ -44,7 +44,8 @@ class TestCharger(ChargePoint):  # type: ignore[misc]
     @on(Action.get_configuration)
     async def on_get_configuration(self, **kwargs: Any) -> Any:
         return call_result.GetConfiguration(
-            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "300"}])
+            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]
+        )
 
 
 def uid(prefix: str = "CB") -> str:
@@ -54,8 +55,12 @@ def uid(prefix: str = "CB") -> str:
 async def seed_charger(sf: SessionFactory, *, password: str | None = None) -> str:
     charge_box_id = uid("CB-")
     async with sf.begin() as s:
-        s.add(Charger(charge_box_id=charge_box_id,
-                      password_hash=hash_password(password) if password else None))
+        s.add(
+            Charger(
+                charge_box_id=charge_box_id,
+                password_hash=hash_password(password) if password else None,
+            )
+        )
     return charge_box_id
 
 
@@ -72,8 +77,16 @@ async def seed_card(
 ) -> str:
     id_tag = uid(prefix)[:20]
     async with sf.begin() as s:
-        s.add(EvCard(id_tag=id_tag, blocked=blocked, is_active=is_active, expires_at=expires_at,
-                     parent_id_tag=parent, lost_at=lost_at))
+        s.add(
+            EvCard(
+                id_tag=id_tag,
+                blocked=blocked,
+                is_active=is_active,
+                expires_at=expires_at,
+                parent_id_tag=parent,
+                lost_at=lost_at,
+            )
+        )
         await s.flush()
         if mapped:
             s.add(UserMapping(user_id=f"user-{id_tag}", public_id=id_tag[-8:], id_tag=id_tag))
@@ -82,15 +95,21 @@ async def seed_card(
 
 @asynccontextmanager
 async def charger_session(
-    gateway: Gateway, charge_box_id: str, *, password: str | None = None,
+    gateway: Gateway,
+    charge_box_id: str,
+    *,
+    password: str | None = None,
     path: str = "/ocpp/",
 ) -> AsyncIterator[TestCharger]:
     headers = {}
     if password is not None:
         token = base64.b64encode(f"{charge_box_id}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    async with connect(f"ws://127.0.0.1:{gateway.port}{path}{charge_box_id}",
-                       subprotocols=["ocpp1.6"], additional_headers=headers) as ws:
+    async with connect(
+        f"ws://127.0.0.1:{gateway.port}{path}{charge_box_id}",
+        subprotocols=["ocpp1.6"],
+        additional_headers=headers,
+    ) as ws:
         cp = TestCharger(charge_box_id, ws)
         task = asyncio.create_task(cp.start())
         try:
@@ -102,18 +121,21 @@ async def charger_session(
 
 @pytest.fixture
 def gw_settings(base_settings: Settings, task_queue: str) -> Settings:
-    return base_settings.model_copy(update={
-        "gateway_port": 0,
-        "gateway_instance": uid("gw-").lower(),
-        "temporal_task_queue": task_queue,
-        "authorize_budget_s": 2.0,
-    })
+    return base_settings.model_copy(
+        update={
+            "gateway_port": 0,
+            "gateway_instance": uid("gw-").lower(),
+            "temporal_task_queue": task_queue,
+            "authorize_budget_s": 2.0,
+        }
+    )
 
 
 @pytest.fixture
 async def session_worker(temporal_client: Client, task_queue: str) -> AsyncIterator[Worker]:
-    worker = Worker(temporal_client, task_queue=task_queue,
-                    workflows=[RecordingSession, CommandProbe])
+    worker = Worker(
+        temporal_client, task_queue=task_queue, workflows=[RecordingSession, CommandProbe]
+    )
     async with worker:
         yield worker
 

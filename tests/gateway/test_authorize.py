@@ -21,8 +21,10 @@ PAST = datetime(2020, 1, 1, tzinfo=UTC)
 async def _intent_workflow(sf: SessionFactory, cb: str, id_tag: str) -> str | None:
     async with sf() as s:
         return await s.scalar(
-            select(session_intents.c.workflow_id)
-            .where(session_intents.c.charge_box_id == cb, session_intents.c.id_tag == id_tag))
+            select(session_intents.c.workflow_id).where(
+                session_intents.c.charge_box_id == cb, session_intents.c.id_tag == id_tag
+            )
+        )
 
 
 @pytest.mark.parametrize(

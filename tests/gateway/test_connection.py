@@ -80,25 +80,45 @@ async def test_auto_register_creates_the_charger(
 async def test_boot_heartbeat_status(gateway: Gateway, session_factory: SessionFactory) -> None:
     cb = await seed_charger(session_factory)
     async with charger_session(gateway, cb) as cp:
-        boot = await cp.call(call.BootNotification(
-            charge_point_model="Wallbox-X", charge_point_vendor="Acme",
-            firmware_version="1.2.3", charge_point_serial_number="SN-9"))
+        boot = await cp.call(
+            call.BootNotification(
+                charge_point_model="Wallbox-X",
+                charge_point_vendor="Acme",
+                firmware_version="1.2.3",
+                charge_point_serial_number="SN-9",
+            )
+        )
         assert boot.status == "Accepted"
         assert boot.interval == gateway.settings.heartbeat_interval_s
         beat = await cp.call(call.Heartbeat())
         assert beat.current_time.endswith("Z")
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError",
-                                              status="Preparing",
-                                              timestamp="2030-01-01T10:00:00Z"))
+        await cp.call(
+            call.StatusNotification(
+                connector_id=1,
+                error_code="NoError",
+                status="Preparing",
+                timestamp="2030-01-01T10:00:00Z",
+            )
+        )
         # An older, queued status never overwrites a newer one.
-        await cp.call(call.StatusNotification(connector_id=1, error_code="GroundFailure",
-                                              status="Faulted", info="old",
-                                              timestamp="2029-01-01T10:00:00Z"))
+        await cp.call(
+            call.StatusNotification(
+                connector_id=1,
+                error_code="GroundFailure",
+                status="Faulted",
+                info="old",
+                timestamp="2029-01-01T10:00:00Z",
+            )
+        )
         async with session_factory() as s:
             charger = await s.get(Charger, cb)
             assert charger is not None
-            assert (charger.vendor, charger.model, charger.firmware_version,
-                    charger.serial_number) == ("Acme", "Wallbox-X", "1.2.3", "SN-9")
+            assert (
+                charger.vendor,
+                charger.model,
+                charger.firmware_version,
+                charger.serial_number,
+            ) == ("Acme", "Wallbox-X", "1.2.3", "SN-9")
             assert charger.connected
             assert charger.gateway_instance == gateway.settings.gateway_instance
             assert charger.last_boot_at is not None and charger.last_seen_at is not None

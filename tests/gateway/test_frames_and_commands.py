@@ -29,27 +29,38 @@ BOOT = {"chargePointVendor": "Acme", "chargePointModel": "X"}
         ('{"not": "an array"}', "FormationViolation"),
         ('[2, "m2", "Heartbeat"]', "ProtocolError"),
         ('[2, "m3", "BootNotification", {"chargePointVendor": "Acme"}]', "ProtocolError"),
-        ('[2, "m4", "BootNotification", {"chargePointVendor": 5, "chargePointModel": "X"}]',
-         "TypeConstraintViolation"),
-        ('[2, "m5", "BootNotification", {"chargePointVendor": "' + "A" * 21
-         + '", "chargePointModel": "X"}]', "TypeConstraintViolation"),
-        ('[2, "m6", "StatusNotification", {"connectorId": 1, "errorCode": "Melted", '
-         '"status": "Available"}]', "PropertyConstraintViolation"),
+        (
+            '[2, "m4", "BootNotification", {"chargePointVendor": 5, "chargePointModel": "X"}]',
+            "TypeConstraintViolation",
+        ),
+        (
+            '[2, "m5", "BootNotification", {"chargePointVendor": "'
+            + "A" * 21
+            + '", "chargePointModel": "X"}]',
+            "TypeConstraintViolation",
+        ),
+        (
+            '[2, "m6", "StatusNotification", {"connectorId": 1, "errorCode": "Melted", '
+            '"status": "Available"}]',
+            "PropertyConstraintViolation",
+        ),
         ('[2, "m7", "Heartbeat", {"extra": 1}]', "FormationViolation"),
         ('[2, "m8", "FlyToTheMoon", {}]', "NotImplemented"),
         ('[2, "m9", "Reset", {"type": "Hard"}]', "NotSupported"),
         ('[2, "m10", "Heartbeat", []]', "FormationViolation"),
         ('[7, "m11", "Heartbeat", {}]', "PropertyConstraintViolation"),
-        ('[2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 0, '
-         '"timestamp": "yesterday"}]', "TypeConstraintViolation"),
+        (
+            '[2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 0, '
+            '"timestamp": "yesterday"}]',
+            "TypeConstraintViolation",
+        ),
     ],
 )
 async def test_malformed_frames_get_precise_call_errors(
     gateway: Gateway, session_factory: SessionFactory, frame: str, code: str
 ) -> None:
     cb = await seed_charger(session_factory)
-    async with connect(f"ws://127.0.0.1:{gateway.port}/ocpp/{cb}",
-                       subprotocols=["ocpp1.6"]) as ws:
+    async with connect(f"ws://127.0.0.1:{gateway.port}/ocpp/{cb}", subprotocols=["ocpp1.6"]) as ws:
         await ws.send(frame)
         answer = json.loads(await ws.recv())
         assert answer[0] == 4 and answer[2] == code, answer
@@ -62,9 +73,11 @@ async def test_malformed_frames_get_precise_call_errors(
 async def _probe(client: Client, gateway: Gateway, command: ChargerCommandInput) -> object:
     return await client.execute_workflow(
         CommandProbe.run,
-        CommandProbeInput(charge_box_id=command.charge_box_id,
-                          gateway_task_queue=gateway.settings.gateway_task_queue,
-                          command=command),
+        CommandProbeInput(
+            charge_box_id=command.charge_box_id,
+            gateway_task_queue=gateway.settings.gateway_task_queue,
+            command=command,
+        ),
         id=f"probe-{uuid.uuid4().hex}",
         task_queue=gateway.settings.temporal_task_queue,
     )
@@ -76,17 +89,33 @@ async def test_commands_reach_a_connected_charger(
     cb = await seed_charger(session_factory)
     async with charger_session(gateway, cb) as cp:
         await cp.call(call.Heartbeat())
-        result = await _probe(temporal_client, gateway, ChargerCommandInput(
-            charge_box_id=cb, action="RemoteStartTransaction",
-            payload={"idTag": "CARD-1", "connectorId": 1}))
+        result = await _probe(
+            temporal_client,
+            gateway,
+            ChargerCommandInput(
+                charge_box_id=cb,
+                action="RemoteStartTransaction",
+                payload={"idTag": "CARD-1", "connectorId": 1},
+            ),
+        )
         assert result.payload == {"status": "Accepted"}  # type: ignore[attr-defined]
         assert cp.last_remote_start == "CARD-1"
-        config = await _probe(temporal_client, gateway, ChargerCommandInput(
-            charge_box_id=cb, action="GetConfiguration", payload={"key": ["HeartbeatInterval"]}))
+        config = await _probe(
+            temporal_client,
+            gateway,
+            ChargerCommandInput(
+                charge_box_id=cb, action="GetConfiguration", payload={"key": ["HeartbeatInterval"]}
+            ),
+        )
         assert config.payload["configurationKey"][0]["value"] == "300"  # type: ignore[attr-defined]
         with pytest.raises(WorkflowFailureError) as failure:
-            await _probe(temporal_client, gateway, ChargerCommandInput(
-                charge_box_id=cb, action="UnlockConnector", payload={"connectorId": 1}))
+            await _probe(
+                temporal_client,
+                gateway,
+                ChargerCommandInput(
+                    charge_box_id=cb, action="UnlockConnector", payload={"connectorId": 1}
+                ),
+            )
         cause = failure.value.cause
         assert isinstance(cause, ActivityError) and isinstance(cause.cause, ApplicationError)
         assert cause.cause.type == "ChargerCallError"  # the test charger has no such handler
@@ -97,8 +126,11 @@ async def test_command_to_a_disconnected_charger_is_offline(
 ) -> None:
     cb = await seed_charger(session_factory)
     with pytest.raises(WorkflowFailureError) as failure:
-        await _probe(temporal_client, gateway, ChargerCommandInput(
-            charge_box_id=cb, action="Reset", payload={"type": "Soft"}))
+        await _probe(
+            temporal_client,
+            gateway,
+            ChargerCommandInput(charge_box_id=cb, action="Reset", payload={"type": "Soft"}),
+        )
     cause = failure.value.cause
     assert isinstance(cause, ActivityError) and isinstance(cause.cause, ApplicationError)
     assert cause.cause.type == "ChargerOffline"
@@ -108,8 +140,7 @@ async def test_graceful_shutdown_closes_with_1001(
     gateway: Gateway, session_factory: SessionFactory
 ) -> None:
     cb = await seed_charger(session_factory)
-    async with connect(f"ws://127.0.0.1:{gateway.port}/ocpp/{cb}",
-                       subprotocols=["ocpp1.6"]) as ws:
+    async with connect(f"ws://127.0.0.1:{gateway.port}/ocpp/{cb}", subprotocols=["ocpp1.6"]) as ws:
         await ws.send(json.dumps([2, "b1", "BootNotification", BOOT]))
         await ws.recv()
         await gateway.stop()

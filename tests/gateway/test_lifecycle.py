@@ -29,8 +29,9 @@ async def test_run_gateway_serves_until_cancelled(
     ready = asyncio.Event()
     task = asyncio.create_task(run_gateway(settings, ready=ready))
     await asyncio.wait_for(ready.wait(), 30)
-    async with connect(f"ws://127.0.0.1:{settings.gateway_port}/ocpp/{cb}",
-                       subprotocols=["ocpp1.6"]) as ws:
+    async with connect(
+        f"ws://127.0.0.1:{settings.gateway_port}/ocpp/{cb}", subprotocols=["ocpp1.6"]
+    ) as ws:
         await ws.send(json.dumps([2, "h1", "Heartbeat", {}]))
         assert json.loads(await ws.recv())[0] == 3
         task.cancel()  # what SIGTERM does
@@ -42,21 +43,30 @@ async def test_run_gateway_serves_until_cancelled(
 
 
 async def test_outbox_waits_out_a_temporal_outage(
-    offline_gateway: Gateway, session_factory: SessionFactory, gw_settings: Settings,
-    session_worker: Worker, temporal_client: Client,
+    offline_gateway: Gateway,
+    session_factory: SessionFactory,
+    gw_settings: Settings,
+    session_worker: Worker,
+    temporal_client: Client,
 ) -> None:
     cb = await seed_charger(session_factory)
     id_tag = await seed_card(session_factory)
     async with charger_session(offline_gateway, cb) as cp:
-        start = await cp.call(call.StartTransaction(
-            connector_id=1, id_tag=id_tag, meter_start=10, timestamp="2032-01-01T00:00:00Z"))
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=id_tag, meter_start=10, timestamp="2032-01-01T00:00:00Z"
+            )
+        )
         assert start.id_tag_info["status"] == "Accepted"
     await offline_gateway.stop()
     async with session_factory() as s:
         tx = await s.get(Transaction, start.transaction_id)
         assert tx is not None
-        row = (await s.execute(select(GatewayOutbox).where(
-            GatewayOutbox.workflow_id == tx.workflow_id))).scalar_one()
+        row = (
+            await s.execute(
+                select(GatewayOutbox).where(GatewayOutbox.workflow_id == tx.workflow_id)
+            )
+        ).scalar_one()
         assert row.delivered_at is None and row.kind == "transaction_started"
     # Temporal is back (a gateway that can reach it): the relay drains the row.
     async with Gateway(gw_settings, relay_poll_interval_s=0.2):

@@ -64,14 +64,18 @@ async def relay(pg_url: str) -> AsyncIterator[TcpRelay]:
 
 
 async def test_postgres_down_internal_error_but_heartbeats(
-    gw_settings: Settings, pg_url: str, relay: TcpRelay, session_factory: SessionFactory,
+    gw_settings: Settings,
+    pg_url: str,
+    relay: TcpRelay,
+    session_factory: SessionFactory,
     session_worker: Worker,
 ) -> None:
     parts = urlsplit(pg_url)
     netloc = parts.netloc.rsplit("@", 1)
     host = f"127.0.0.1:{relay.port}"
-    via_relay = urlunsplit(parts._replace(
-        netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+    via_relay = urlunsplit(
+        parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host)
+    )
     cb = await seed_charger(session_factory)
     id_tag = await seed_card(session_factory)
     async with Gateway(gw_settings.model_copy(update={"database_url": via_relay})) as gw:
@@ -80,8 +84,9 @@ async def test_postgres_down_internal_error_but_heartbeats(
             await cp.call(call.Heartbeat())
             await relay.down()
             assert (await cp.call(call.Heartbeat())).current_time
-            start = call.StartTransaction(connector_id=1, id_tag=id_tag, meter_start=0,
-                                          timestamp="2033-01-01T00:00:00Z")
+            start = call.StartTransaction(
+                connector_id=1, id_tag=id_tag, meter_start=0, timestamp="2033-01-01T00:00:00Z"
+            )
             with pytest.raises(InternalError):
                 await cp.call(start, suppress=False)
             await relay.up()

@@ -15,8 +15,9 @@ from tests.gateway.conftest import charger_session, seed_card, seed_charger
 from tests.helpers import eventually
 
 
-def sample(value: str, *, unit: str | None = "Wh", context: str | None = None,
-           measurand: str | None = None) -> dict[str, Any]:
+def sample(
+    value: str, *, unit: str | None = "Wh", context: str | None = None, measurand: str | None = None
+) -> dict[str, Any]:
     sv: dict[str, Any] = {"value": value}
     if unit:
         sv["unit"] = unit
@@ -29,9 +30,15 @@ def sample(value: str, *, unit: str | None = "Wh", context: str | None = None,
 
 async def _samples(sf: SessionFactory, tx_id: int) -> list[MeterSample]:
     async with sf() as s:
-        return list((await s.execute(select(MeterSample).where(
-            MeterSample.transaction_id == tx_id).order_by(MeterSample.sampled_at,
-                                                          MeterSample.id))).scalars())
+        return list(
+            (
+                await s.execute(
+                    select(MeterSample)
+                    .where(MeterSample.transaction_id == tx_id)
+                    .order_by(MeterSample.sampled_at, MeterSample.id)
+                )
+            ).scalars()
+        )
 
 
 async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
@@ -41,25 +48,54 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
     id_tag = await seed_card(session_factory)
     async with charger_session(gateway, cb) as cp:
         assert (await cp.call(call.Authorize(id_tag=id_tag))).id_tag_info["status"] == "Accepted"
-        start = await cp.call(call.StartTransaction(
-            connector_id=1, id_tag=id_tag, meter_start=1000, timestamp="2030-05-01T10:00:00Z"))
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=id_tag, meter_start=1000, timestamp="2030-05-01T10:00:00Z"
+            )
+        )
         tx_id = start.transaction_id
         assert start.id_tag_info["status"] == "Accepted"
-        await cp.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
-            {"timestamp": "2030-05-01T10:00:00Z",
-             "sampledValue": [sample("1000", context="Transaction.Begin")]},
-            {"timestamp": "2030-05-01T10:10:00Z",
-             "sampledValue": [sample("1.5", unit="kWh"),
-                              sample("16.2", unit="A", measurand="Current.Import")]},
-            {"timestamp": "2030-05-01T10:20:00Z", "sampledValue": [sample("2500", unit=None)]},
-        ]))
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError",
-                                              status="SuspendedEV"))
-        stop = await cp.call(call.StopTransaction(
-            meter_stop=4000, timestamp="2030-05-01T10:30:00Z", transaction_id=tx_id,
-            id_tag=id_tag, reason="Local", transaction_data=[
-                {"timestamp": "2030-05-01T10:30:00Z",
-                 "sampledValue": [sample("4", unit="kWh", context="Transaction.End")]}]))
+        await cp.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=tx_id,
+                meter_value=[
+                    {
+                        "timestamp": "2030-05-01T10:00:00Z",
+                        "sampledValue": [sample("1000", context="Transaction.Begin")],
+                    },
+                    {
+                        "timestamp": "2030-05-01T10:10:00Z",
+                        "sampledValue": [
+                            sample("1.5", unit="kWh"),
+                            sample("16.2", unit="A", measurand="Current.Import"),
+                        ],
+                    },
+                    {
+                        "timestamp": "2030-05-01T10:20:00Z",
+                        "sampledValue": [sample("2500", unit=None)],
+                    },
+                ],
+            )
+        )
+        await cp.call(
+            call.StatusNotification(connector_id=1, error_code="NoError", status="SuspendedEV")
+        )
+        stop = await cp.call(
+            call.StopTransaction(
+                meter_stop=4000,
+                timestamp="2030-05-01T10:30:00Z",
+                transaction_id=tx_id,
+                id_tag=id_tag,
+                reason="Local",
+                transaction_data=[
+                    {
+                        "timestamp": "2030-05-01T10:30:00Z",
+                        "sampledValue": [sample("4", unit="kWh", context="Transaction.End")],
+                    }
+                ],
+            )
+        )
         assert stop.id_tag_info["status"] == "Accepted"
 
     async with session_factory() as s:
@@ -89,8 +125,11 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
     event_ids = [e[1] for e in events]
     assert event_ids == sorted(event_ids)  # outbox order per session
     async with session_factory() as s:
-        pending = await s.scalar(select(GatewayOutbox.id).where(
-            GatewayOutbox.workflow_id == tx.workflow_id, GatewayOutbox.delivered_at.is_(None)))
+        pending = await s.scalar(
+            select(GatewayOutbox.id).where(
+                GatewayOutbox.workflow_id == tx.workflow_id, GatewayOutbox.delivered_at.is_(None)
+            )
+        )
     assert pending is None
 
 
@@ -99,47 +138,87 @@ async def test_resends_duplicates_orphans_and_stale_samples(
 ) -> None:
     cb = await seed_charger(session_factory)
     id_tag = await seed_card(session_factory)
-    begin = call.StartTransaction(connector_id=2, id_tag=id_tag, meter_start=500,
-                                  timestamp="2031-02-01T08:00:00.000Z")
+    begin = call.StartTransaction(
+        connector_id=2, id_tag=id_tag, meter_start=500, timestamp="2031-02-01T08:00:00.000Z"
+    )
     async with charger_session(gateway, cb) as cp:
         first = await cp.call(begin)
         again = await cp.call(begin)
         assert first.transaction_id == again.transaction_id
         tx_id = first.transaction_id
-        stop = call.StopTransaction(meter_stop=900, timestamp="2031-02-01T09:00:00Z",
-                                    transaction_id=tx_id, reason="PowerLoss")
+        stop = call.StopTransaction(
+            meter_stop=900,
+            timestamp="2031-02-01T09:00:00Z",
+            transaction_id=tx_id,
+            reason="PowerLoss",
+        )
         await cp.call(stop)
     # The charger reconnects after a power loss and flushes what it had queued.
     async with charger_session(gateway, cb) as cp:
-        repeat = await cp.call(call.StopTransaction(meter_stop=950,
-                                                    timestamp="2031-02-01T09:05:00Z",
-                                                    transaction_id=tx_id))
+        repeat = await cp.call(
+            call.StopTransaction(
+                meter_stop=950, timestamp="2031-02-01T09:05:00Z", transaction_id=tx_id
+            )
+        )
         assert repeat.id_tag_info is None
-        await cp.call(call.MeterValues(connector_id=2, transaction_id=tx_id, meter_value=[
-            {"timestamp": "2031-02-01T07:00:00Z", "sampledValue": [sample("400")]},
-            {"timestamp": "2031-02-01T08:30:00Z", "sampledValue": [sample("450")]},
-            {"timestamp": "2031-02-01T08:40:00Z", "sampledValue": [sample("700")]},
-            {"timestamp": "2031-02-01T10:00:00Z", "sampledValue": [sample("990")]},
-        ]))
-        orphan = await cp.call(call.StopTransaction(meter_stop=1, timestamp="2031-02-01T09:00:00Z",
-                                                    transaction_id=-1, id_tag="UNKNOWN-TAG"))
+        await cp.call(
+            call.MeterValues(
+                connector_id=2,
+                transaction_id=tx_id,
+                meter_value=[
+                    {"timestamp": "2031-02-01T07:00:00Z", "sampledValue": [sample("400")]},
+                    {"timestamp": "2031-02-01T08:30:00Z", "sampledValue": [sample("450")]},
+                    {"timestamp": "2031-02-01T08:40:00Z", "sampledValue": [sample("700")]},
+                    {"timestamp": "2031-02-01T10:00:00Z", "sampledValue": [sample("990")]},
+                ],
+            )
+        )
+        orphan = await cp.call(
+            call.StopTransaction(
+                meter_stop=1,
+                timestamp="2031-02-01T09:00:00Z",
+                transaction_id=-1,
+                id_tag="UNKNOWN-TAG",
+            )
+        )
         assert orphan.id_tag_info["status"] == "Invalid"
         # Back-dated start with a tag nobody knows: still an id, marked Invalid.
-        invalid = await cp.call(call.StartTransaction(
-            connector_id=1, id_tag="UNKNOWN-TAG", meter_start=0,
-            timestamp="2020-01-01T00:00:00Z"))
+        invalid = await cp.call(
+            call.StartTransaction(
+                connector_id=1,
+                id_tag="UNKNOWN-TAG",
+                meter_start=0,
+                timestamp="2020-01-01T00:00:00Z",
+            )
+        )
         assert invalid.transaction_id > 0 and invalid.id_tag_info["status"] == "Invalid"
 
     async with session_factory() as s:
         tx = await s.get(Transaction, tx_id)
         assert tx is not None and (tx.meter_stop_wh, tx.stop_reason) == (900, "PowerLoss")
-        stops = (await s.execute(select(GatewayOutbox).where(
-            GatewayOutbox.workflow_id == tx.workflow_id,
-            GatewayOutbox.kind == "transaction_stopped"))).scalars().all()
+        stops = (
+            (
+                await s.execute(
+                    select(GatewayOutbox).where(
+                        GatewayOutbox.workflow_id == tx.workflow_id,
+                        GatewayOutbox.kind == "transaction_stopped",
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert len(stops) == 1
-        orphans = (await s.execute(select(OrphanStop).where(
-            OrphanStop.charge_box_id == cb))).scalars().all()
+        orphans = (
+            (await s.execute(select(OrphanStop).where(OrphanStop.charge_box_id == cb)))
+            .scalars()
+            .all()
+        )
         assert [o.transaction_id for o in orphans] == [-1]
     flags = [(r.energy_wh, r.flag) for r in await _samples(session_factory, tx_id)]
-    assert flags == [(400, "before_transaction_start"), (450, "non_monotonic"), (700, None),
-                     (990, "after_transaction_stop")]
+    assert flags == [
+        (400, "before_transaction_start"),
+        (450, "non_monotonic"),
+        (700, None),
+        (990, "after_transaction_stop"),
+    ]
