@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from db.engine import SessionFactory
 from gateway import journal, metering, transactions
 from gateway.authorize import Authorizer
 from gateway.frames import FrameProblem, check_frame
+from gateway.group_commit import MeterValuesBatcher
 from gateway.local_auth import decide
 from gateway.meter import parse_samples
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 # Vendors whose DataTransfer messages we understand (none yet).
 KNOWN_VENDORS: frozenset[str] = frozenset()
+# last_seen_at is written at most this often per charger (first message always).
+TOUCH_INTERVAL_S = 5.0
 
 
 def handles(action: Action) -> Callable[[F], F]:
@@ -75,6 +79,7 @@ class GatewayContext:
     settings: Settings
     authorizer: Authorizer
     throttle: metering.ProgressThrottle
+    meter_values: MeterValuesBatcher
     wake_relay: Callable[[], None]
     clock: Callable[[], datetime]
     db_timeout_s: float = 10.0
@@ -98,7 +103,7 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
         self.ctx = ctx
         self.charge_box_id = charge_box_id
         self._background: set[asyncio.Task[None]] = set()
-        self._touch_pending = False
+        self._touched_at = 0.0
         self._touch_task: asyncio.Task[None] | None = None
 
     # -- frames ----------------------------------------------------------------------------
@@ -114,19 +119,24 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
         await super().route_message(raw_msg)
 
     def _touch(self) -> None:
-        """last_seen_at on every message, coalesced so a burst costs one or two UPDATEs."""
-        self._touch_pending = True
-        if self._touch_task is None or self._touch_task.done():
-            self._touch_task = asyncio.create_task(self._touch_loop())
+        """last_seen_at on every message, at most one UPDATE per ``TOUCH_INTERVAL_S``.
 
-    async def _touch_loop(self) -> None:
-        while self._touch_pending:
-            self._touch_pending = False
-            try:
-                await journal.touch(self.ctx.sf, self.charge_box_id, self.ctx.clock())
-            except Exception as exc:
-                log.warning("%s: last_seen_at not recorded: %r", self.id, exc)
-                return
+        The watchdog's silence limit is minutes to hours; a charger sending MeterValues every few
+        seconds must not cost an UPDATE each (it was a tenth of the gateway's CPU under load).
+        """
+        now = time.monotonic()
+        if now - self._touched_at < TOUCH_INTERVAL_S:
+            return
+        self._touched_at = now
+        if self._touch_task is None or self._touch_task.done():
+            self._touch_task = asyncio.create_task(self._touch_once())
+
+    async def _touch_once(self) -> None:
+        try:
+            await journal.touch(self.ctx.sf, self.charge_box_id, self.ctx.clock())
+        except Exception as exc:
+            self._touched_at = 0.0  # try again with the next message
+            log.warning("%s: last_seen_at not recorded: %r", self.id, exc)
 
     def spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -232,13 +242,11 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
     ) -> call_result.MeterValues:
         samples = parse_samples(meter_value, parse_time)
         async with journal_guard(self.ctx, "MeterValues"):
-            events = await metering.record_meter_values(
-                self.ctx.sf,
+            events = await self.ctx.meter_values.record(
                 charge_box_id=self.charge_box_id,
                 connector_id=connector_id,
                 transaction_id=kwargs.get("transaction_id"),
                 samples=samples,
-                progress_gate=self.ctx.throttle,
             )
         if events:
             self.ctx.wake_relay()

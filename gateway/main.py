@@ -27,6 +27,7 @@ from db.engine import make_engine, make_session_factory
 from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
 from gateway.charge_point import GatewayContext
 from gateway.commands import ChargerCommands
+from gateway.group_commit import MeterValuesBatcher
 from gateway.metering import ProgressThrottle
 from gateway.outbox_relay import OutboxRelay
 from gateway.server import SUBPROTOCOL, ChargerRegistry, OcppServer
@@ -60,11 +61,13 @@ class Gateway:
         )
         self.registry = ChargerRegistry()
         self.commands = ChargerCommands(self.registry)
+        throttle = ProgressThrottle(settings.meter_signal_interval_s, time.monotonic)
         self.ctx = GatewayContext(
             sf=self.sf,
             settings=settings,
             authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
-            throttle=ProgressThrottle(settings.meter_signal_interval_s, time.monotonic),
+            throttle=throttle,
+            meter_values=MeterValuesBatcher(self.sf, throttle),
             wake_relay=self.relay.wake,
             clock=clock,
         )
@@ -123,6 +126,7 @@ class Gateway:
         if self._server is not None:
             self._server.close(close_connections=True)  # 1001 Going Away
             await self._server.wait_closed()
+        await self.ctx.meter_values.close()
         await self.relay.stop(self._drain_timeout)
         if self._worker is not None:
             with contextlib.suppress(Exception):

@@ -12,7 +12,6 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.engine import SessionFactory
 from db.models import MeterSample, Transaction
 from gateway.meter import (
     BILLING_REGISTER,
@@ -36,12 +35,15 @@ async def _neighbours(s: AsyncSession, tx: Transaction, at: datetime) -> tuple[i
         MeterSample.flag.is_(None),
         MeterSample.energy_wh.is_not(None),
     )
-    before = await s.scalar(
-        select(func.max(MeterSample.energy_wh)).where(*conds, MeterSample.sampled_at <= at)
-    )
-    after = await s.scalar(
-        select(func.min(MeterSample.energy_wh)).where(*conds, MeterSample.sampled_at > at)
-    )
+    # One round trip for both neighbours: this runs for every billing sample.
+    before, after = (
+        await s.execute(
+            select(
+                func.max(MeterSample.energy_wh).filter(MeterSample.sampled_at <= at),
+                func.min(MeterSample.energy_wh).filter(MeterSample.sampled_at > at),
+            ).where(*conds)
+        )
+    ).one()
     low = max(tx.meter_start_wh, before if before is not None else tx.meter_start_wh)
     high = after
     if tx.meter_stop_wh is not None and tx.stopped_at is not None and at <= tx.stopped_at:
@@ -128,8 +130,8 @@ async def store_samples(
     return events
 
 
-async def record_meter_values(
-    sf: SessionFactory,
+async def record_in(
+    s: AsyncSession,
     *,
     charge_box_id: str,
     connector_id: int,
@@ -137,40 +139,40 @@ async def record_meter_values(
     samples: list[Sample],
     progress_gate: Callable[[int, bool], bool],
 ) -> int:
-    async with sf.begin() as s:
-        tx: Transaction | None = None
-        if transaction_id is not None:
-            tx = (
-                await s.execute(
-                    select(Transaction).where(
-                        Transaction.id == transaction_id, Transaction.charge_box_id == charge_box_id
-                    )
+    """Journal one MeterValues message inside the caller's transaction; returns outbox events."""
+    tx: Transaction | None = None
+    if transaction_id is not None:
+        tx = (
+            await s.execute(
+                select(Transaction).where(
+                    Transaction.id == transaction_id, Transaction.charge_box_id == charge_box_id
                 )
-            ).scalar_one_or_none()
-        elif connector_id > 0:
-            # Some firmwares omit transactionId: attribute to the open transaction, if any.
-            tx = (
-                await s.execute(
-                    select(Transaction)
-                    .where(
-                        Transaction.charge_box_id == charge_box_id,
-                        Transaction.connector_id == connector_id,
-                        Transaction.stopped_at.is_(None),
-                    )
-                    .order_by(Transaction.id.desc())
-                    .limit(1)
+            )
+        ).scalar_one_or_none()
+    elif connector_id > 0:
+        # Some firmwares omit transactionId: attribute to the open transaction, if any.
+        tx = (
+            await s.execute(
+                select(Transaction)
+                .where(
+                    Transaction.charge_box_id == charge_box_id,
+                    Transaction.connector_id == connector_id,
+                    Transaction.stopped_at.is_(None),
                 )
-            ).scalar_one_or_none()
-            transaction_id = tx.id if tx is not None else None
-        return await store_samples(
-            s,
-            charge_box_id=charge_box_id,
-            connector_id=connector_id,
-            tx=tx,
-            transaction_id=transaction_id,
-            samples=samples,
-            progress_gate=progress_gate,
-        )
+                .order_by(Transaction.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        transaction_id = tx.id if tx is not None else None
+    return await store_samples(
+        s,
+        charge_box_id=charge_box_id,
+        connector_id=connector_id,
+        tx=tx,
+        transaction_id=transaction_id,
+        samples=samples,
+        progress_gate=progress_gate,
+    )
 
 
 class ProgressThrottle:
