@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import MeterSample, Transaction
@@ -26,24 +26,24 @@ from workflows.messages import SIGNAL_METER_PROGRESS, MeterProgress, SessionInpu
 BOUNDARY_CONTEXTS = frozenset({"Transaction.Begin", "Transaction.End"})
 
 
+# Highest good register at or before :at and lowest good register after it, in one round trip.
+# Built once: this runs for every billing sample, and building the expression each time was a
+# tenth of the gateway's CPU under load.
+_NEIGHBOURS = select(
+    func.max(MeterSample.energy_wh).filter(MeterSample.sampled_at <= bindparam("at")),
+    func.min(MeterSample.energy_wh).filter(MeterSample.sampled_at > bindparam("at")),
+).where(
+    MeterSample.transaction_id == bindparam("tx"),
+    MeterSample.measurand == BILLING_REGISTER,
+    MeterSample.phase.is_(None),
+    MeterSample.flag.is_(None),
+    MeterSample.energy_wh.is_not(None),
+)
+
+
 async def _neighbours(s: AsyncSession, tx: Transaction, at: datetime) -> tuple[int, int | None]:
     """Highest good register at or before ``at`` and lowest good register after it."""
-    conds = (
-        MeterSample.transaction_id == tx.id,
-        MeterSample.measurand == BILLING_REGISTER,
-        MeterSample.phase.is_(None),
-        MeterSample.flag.is_(None),
-        MeterSample.energy_wh.is_not(None),
-    )
-    # One round trip for both neighbours: this runs for every billing sample.
-    before, after = (
-        await s.execute(
-            select(
-                func.max(MeterSample.energy_wh).filter(MeterSample.sampled_at <= at),
-                func.min(MeterSample.energy_wh).filter(MeterSample.sampled_at > at),
-            ).where(*conds)
-        )
-    ).one()
+    before, after = (await s.execute(_NEIGHBOURS, {"tx": tx.id, "at": at})).one()
     low = max(tx.meter_start_wh, before if before is not None else tx.meter_start_wh)
     high = after
     if tx.meter_stop_wh is not None and tx.stopped_at is not None and at <= tx.stopped_at:
