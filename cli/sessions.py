@@ -8,17 +8,30 @@ history in the web UI).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import make_engine, make_session_factory
 from db.models import BillingEvent, ChargingSession, MeterSample, Transaction
+from workflows.messages import (
+    SESSION_WORKFLOW,
+    UPDATE_REMOTE_STOP,
+    RemoteStopInput,
+    RemoteStopResult,
+    SessionInput,
+    remote_workflow_id,
+)
 
 LIST_COLUMNS = (
     "workflow_id",
@@ -217,7 +230,52 @@ def _print_story(story: dict[str, Any]) -> None:
         print(f"history      {wf['ui']}")
 
 
+async def start_remote(settings: Settings, args: argparse.Namespace) -> int:
+    """Start a session remotely: the workflow pre-authorizes the card, then sends
+    RemoteStartTransaction to the charger through the gateway that holds its socket."""
+    request_id = args.request_id or uuid.uuid4().hex[:12]
+    workflow_id = remote_workflow_id(args.charger, request_id)
+    client = await connect(settings)
+    try:
+        await client.start_workflow(
+            SESSION_WORKFLOW,
+            SessionInput(
+                charge_box_id=args.charger,
+                id_tag=args.id_tag,
+                connector_id=args.connector,
+                origin="remote",
+            ),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        print(f"session {workflow_id} was already requested")
+        return 0
+    print(workflow_id)
+    return 0
+
+
+async def stop_remote(settings: Settings, args: argparse.Namespace) -> int:
+    """Ask a running session to stop (RemoteStopTransaction through its workflow)."""
+    client = await connect(settings)
+    try:
+        result = await client.get_workflow_handle(args.workflow_id).execute_update(
+            UPDATE_REMOTE_STOP,
+            RemoteStopInput(requested_by=f"cli:{getpass.getuser()}", reason=args.reason),
+            result_type=RemoteStopResult,
+        )
+    except (RPCError, WorkflowUpdateFailedError) as exc:
+        print(f"polaris: cannot stop {args.workflow_id}: {exc}")
+        return 1
+    print("stop accepted" if result.accepted else f"stop refused: {result.message}")
+    return 0 if result.accepted else 1
+
+
 async def run_sessions_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.sessions_command == "start":
+        return await start_remote(settings, args)
+    if args.sessions_command == "stop":
+        return await stop_remote(settings, args)
     engine = make_engine(settings.require_database_url(), pool_size=1)
     try:
         async with make_session_factory(engine)() as db:

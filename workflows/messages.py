@@ -41,6 +41,12 @@ def tap_workflow_id(charge_box_id: str, id_tag: str, tapped_at: datetime) -> str
     return f"session:{charge_box_id}:tap:{id_tag}:{int(tapped_at.timestamp() * 1000)}"
 
 
+def remote_workflow_id(charge_box_id: str, request_id: str) -> str:
+    """Minted by whoever asks for a remote start (API, CLI); ``request_id`` makes a retried
+    request land on the same session instead of starting a second one."""
+    return f"session:{charge_box_id}:remote:{request_id}"
+
+
 def charger_workflow_id(
     charge_box_id: str, connector_id: int, started_at: datetime, meter_start_wh: int
 ) -> str:
