@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api import (
     health,
     routes_audit,
+    routes_billing,
     routes_cards,
     routes_me,
     routes_scan,
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_sessions,
         routes_audit,
         routes_scan,
+        routes_billing,
     ):
         app.include_router(family.router)
     return app
