@@ -11,13 +11,13 @@ workflow id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from temporalio.client import WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from config.settings import Settings
@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 
 # How long a tap waits for its StartTransaction (OCPP ConnectionTimeOut, typical default).
 DEFAULT_TAP_TTL = timedelta(minutes=3)
+# Under overload Temporal can answer slower than the Authorize budget for every tap. After this
+# many misses in a row the gateway stops making chargers wait for SKIP_WAITING_S (a half-open
+# breaker: the next tap after it waits again), while the workflows still start in the background.
+BUDGET_MISSES_BEFORE_SKIP = 3
+SKIP_WAITING_S = 15.0
+BACKGROUND_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +74,9 @@ class Authorizer:
         self._settings = settings
         self._clock = clock
         self._tap_ttl = tap_ttl
-        self._reaping: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._misses = 0
+        self._skip_until = 0.0
 
     async def authorize(self, charge_box_id: str, id_tag: str) -> AuthOutcome:
         now = self._clock()
@@ -107,12 +115,39 @@ class Authorizer:
                 s.add(_audit_row(charge_box_id, id_tag, status, reason, source))
         return AuthOutcome(status, source, workflow_id, parent, expiry)
 
+    @property
+    def waiting_for_workflow(self) -> bool:
+        """False while taps are answered locally because Temporal kept missing the budget."""
+        return time.monotonic() >= self._skip_until
+
     async def _pre_authorize(
         self, workflow_id: str, charge_box_id: str, id_tag: str, local: LocalDecision
     ) -> PreAuthorizeResult | None:
         client = self._link.client
         if client is None:
             return None
+        update = self._update_with_start(client, workflow_id, charge_box_id, id_tag, local)
+        if not self.waiting_for_workflow:
+            # Temporal has been missing the budget: answer the charger from the local decision at
+            # once, and let the workflow start and pre-authorize in the background.
+            self._in_background(update)
+            return None
+        try:
+            result = await asyncio.wait_for(update, timeout=self._settings.authorize_budget_s)
+        except Exception as exc:
+            self._missed(id_tag, charge_box_id, exc)
+            return None
+        self._misses = 0
+        return result if isinstance(result, PreAuthorizeResult) else None
+
+    async def _update_with_start(
+        self,
+        client: Client,
+        workflow_id: str,
+        charge_box_id: str,
+        id_tag: str,
+        local: LocalDecision,
+    ) -> object:
         operation: WithStartWorkflowOperation[object, object] = WithStartWorkflowOperation(
             SESSION_WORKFLOW,
             SessionInput(
@@ -123,39 +158,67 @@ class Authorizer:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
         try:
-            result = await asyncio.wait_for(
-                client.execute_update_with_start_workflow(
-                    UPDATE_PRE_AUTHORIZE,
-                    PreAuthorizeInput(
-                        id_tag=id_tag, charge_box_id=charge_box_id, local_status=local.status
-                    ),
-                    start_workflow_operation=operation,
-                    result_type=PreAuthorizeResult,
+            return await client.execute_update_with_start_workflow(
+                UPDATE_PRE_AUTHORIZE,
+                PreAuthorizeInput(
+                    id_tag=id_tag, charge_box_id=charge_box_id, local_status=local.status
                 ),
-                timeout=self._settings.authorize_budget_s,
+                start_workflow_operation=operation,
+                result_type=PreAuthorizeResult,
             )
-        except Exception as exc:
-            log.warning(
-                "pre_authorize for %s at %s fell back to the local decision: %r",
-                id_tag,
-                charge_box_id,
-                exc,
-            )
-            return None
-        if not isinstance(result, PreAuthorizeResult):
-            return None
-        return result
+        except BaseException:
+            self._reap(operation)
+            raise
 
     def _reap(self, operation: WithStartWorkflowOperation[object, object]) -> None:
-        """Collect the start operation's outcome, so an abandoned update leaves no stray future."""
+        """Collect the start operation's outcome after an abandoned update (budget passed), so
+        its future is retrieved instead of reported as a never-retrieved exception."""
 
         async def collect() -> None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(operation.workflow_handle(), 30)
+            try:
+                await asyncio.wait_for(operation.workflow_handle(), BACKGROUND_TIMEOUT_S)
+            except BaseException as exc:
+                log.debug("start of an abandoned pre_authorize: %r", exc)
 
-        task = asyncio.create_task(collect())
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
+        self._track(asyncio.create_task(collect()))
+
+    async def close(self) -> None:
+        """Cancel background pre-authorizations (the workflows already started carry on)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _missed(self, id_tag: str, charge_box_id: str, exc: BaseException) -> None:
+        """A pre-authorization missed the budget; after a few in a row, stop waiting a while."""
+        self._misses += 1
+        log.warning(
+            "pre_authorize for %s at %s fell back to the local decision: %r",
+            id_tag,
+            charge_box_id,
+            exc,
+        )
+        if self._misses >= BUDGET_MISSES_BEFORE_SKIP:
+            self._skip_until = time.monotonic() + SKIP_WAITING_S
+            self._misses = 0
+            log.warning(
+                "Temporal missed the Authorize budget %d times in a row: answering taps from the "
+                "local decision for %.0f s while pre-authorization runs in the background",
+                BUDGET_MISSES_BEFORE_SKIP,
+                SKIP_WAITING_S,
+            )
+
+    def _in_background(self, update: Coroutine[object, object, object]) -> None:
+        async def run() -> None:
+            try:
+                await asyncio.wait_for(update, BACKGROUND_TIMEOUT_S)
+            except Exception as exc:
+                log.info("background pre_authorize did not complete: %r", exc)
+
+        self._track(asyncio.create_task(run()))
 
     async def _audit(
         self, charge_box_id: str, id_tag: str, status: str, reason: str, source: str

@@ -127,6 +127,7 @@ class Gateway:
             self._server.close(close_connections=True)  # 1001 Going Away
             await self._server.wait_closed()
         await self.ctx.meter_values.close()
+        await self.ctx.authorizer.close()
         await self.relay.stop(self._drain_timeout)
         if self._worker is not None:
             with contextlib.suppress(Exception):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,10 +12,13 @@ from ocpp.v16 import call
 from sqlalchemy import select
 from temporalio.client import Client
 
+from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import AuditLog, session_intents
+from gateway.authorize import BUDGET_MISSES_BEFORE_SKIP
 from gateway.main import Gateway
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
+from tests.helpers import eventually
 
 PAST = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -116,3 +121,42 @@ async def test_temporal_unreachable_answers_locally(
     assert no.id_tag_info["status"] == "Blocked"
     assert later.id_tag_info["expiry_date"].startswith(expiring.strftime("%Y-%m-%dT%H:%M"))
     assert await _intent_workflow(session_factory, cb, good) is not None
+
+
+@pytest.fixture
+async def workerless_gateway(gw_settings: Settings) -> AsyncIterator[Gateway]:
+    """Temporal is up but no worker polls the sessions queue: every pre-authorization is late."""
+    settings = gw_settings.model_copy(update={"authorize_budget_s": 0.3})
+    gw = Gateway(settings, relay_poll_interval_s=0.5)
+    await gw.start()
+    await asyncio.wait_for(gw.link.wait(), 30)
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+async def test_taps_stop_waiting_after_repeated_budget_misses(
+    workerless_gateway: Gateway, session_factory: SessionFactory, temporal_client: Client
+) -> None:
+    gateway = workerless_gateway
+    authorizer = gateway.ctx.authorizer
+    cb = await seed_charger(session_factory)
+    tags = [
+        await seed_card(session_factory, prefix="MISS")
+        for _ in range(BUDGET_MISSES_BEFORE_SKIP + 1)
+    ]
+    async with charger_session(gateway, cb) as cp:
+        for tag in tags[:-1]:
+            assert authorizer.waiting_for_workflow
+            answer = await cp.call(call.Authorize(id_tag=tag))
+            assert answer.id_tag_info["status"] == "Accepted"  # the local decision
+        # Temporal missed the budget every time: the next tap is answered without waiting …
+        assert not authorizer.waiting_for_workflow
+        answer = await cp.call(call.Authorize(id_tag=tags[-1]))
+        assert answer.id_tag_info["status"] == "Accepted"
+    # … and its workflow was still started, in the background, for pre-authorization.
+    workflow_id = await _intent_workflow(session_factory, cb, tags[-1])
+    assert workflow_id is not None
+    handle = temporal_client.get_workflow_handle(workflow_id)
+    await eventually(handle.describe, timeout=30, message="workflow started in the background")
