@@ -15,6 +15,7 @@ import signal
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
@@ -22,6 +23,7 @@ from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities
+from activities.mail import MailActivities
 from activities.sessions import SessionActivities
 from config.settings import Settings, load_settings
 from config.temporal import connect
@@ -29,10 +31,20 @@ from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
 from workflows.lago_webhook import LagoWebhookWorkflow
+from workflows.mail_delivery import (
+    MAIL_DELIVERY_WORKFLOW_ID,
+    MailDeliveryInput,
+    MailDeliveryWorkflow,
+)
 
 log = logging.getLogger("polaris.worker")
 
-WORKFLOWS: list[type] = [ChargingSessionWorkflow, LagoWebhookWorkflow, CardLinkWorkflow]
+WORKFLOWS: list[type] = [
+    ChargingSessionWorkflow,
+    LagoWebhookWorkflow,
+    CardLinkWorkflow,
+    MailDeliveryWorkflow,
+]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
@@ -53,6 +65,7 @@ def build_worker(
         session_factory, breaker_threshold=settings.lago_webhook_breaker_threshold
     )
     identity = IdentityActivities(settings, session_factory)
+    mail = MailActivities(settings, session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -81,8 +94,26 @@ def build_worker(
             identity.revert_mapping,
             identity.lago_terminate_subscription,
             identity.lago_discard_customer,
+            mail.deliver_pending_mail,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def start_mail_delivery(
+    client: Client,
+    task_queue: str,
+    *,
+    workflow_id: str = MAIL_DELIVERY_WORKFLOW_ID,
+    params: MailDeliveryInput | None = None,
+) -> None:
+    """Make sure the one mail relay runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        MailDeliveryWorkflow.run,
+        params or MailDeliveryInput(),
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
 
 
@@ -95,6 +126,10 @@ async def run_worker(settings: Settings) -> None:
         # Loud, never fatal: a misconfigured metric refuses billing, not charging.
         await check_billable_metric_at_startup(settings, session_factory)
         worker = build_worker(client, settings, session_factory)
+        try:
+            await start_mail_delivery(client, settings.temporal_task_queue)
+        except Exception:  # never fatal: magic links wait in the outbox until a worker starts it
+            log.exception("could not start the mail relay workflow %s", MAIL_DELIVERY_WORKFLOW_ID)
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS ${SCHEMA}.mail_outbox (
 );
 CREATE INDEX IF NOT EXISTS mail_outbox_unsent_idx
   ON ${SCHEMA}.mail_outbox (created_at) WHERE sent_at IS NULL;
+-- Written by the mail relay (activities/mail.py): how the row was handled (smtp, local, refused)
+-- and, for a refusal, the SMTP server's answer.
+ALTER TABLE ${SCHEMA}.mail_outbox ADD COLUMN IF NOT EXISTS delivery text;
+ALTER TABLE ${SCHEMA}.mail_outbox ADD COLUMN IF NOT EXISTS last_error text;
 `;
 
 /**

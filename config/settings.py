@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     lago_webhook_breaker_threshold: int = 5
     sandbox_port: int = 3100
 
+    # Mail relay (activities/mail.py): smtp://user:password@host:587?starttls=true, or
+    # smtps://… for TLS from the start. Unset: mail is kept in the outbox and logged, not sent.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "Polaris Express <no-reply@localhost>"
+
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
 
