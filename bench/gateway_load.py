@@ -70,6 +70,8 @@ def _load(url: str, args: argparse.Namespace, label: str) -> dict[str, Any]:
             str(args.think_s),
             "--ramp-s",
             str(args.ramp_s),
+            "--spread-s",
+            str(args.spread_s),
         ],
         capture_output=True,
         text=True,
@@ -127,6 +129,7 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
         )
         _wait_port(temporal_port)
+        lago_port = _free_port()
         env = {
             **os.environ,
             "POLARIS_ENV": "test",
@@ -136,7 +139,19 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "POLARIS_GATEWAY_PORT": str(gateway_port),
             "POLARIS_GATEWAY_AUTO_REGISTER": "true",
             "POLARIS_LOG_LEVEL": "WARNING",
+            "POLARIS_LAGO_API_URL": f"http://127.0.0.1:{lago_port}",
+            "POLARIS_LAGO_API_KEY": "bench-key",
         }
+        # The billing sandbox stands in for Lago, so billing runs as it would in production.
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "sandbox.lago", "--port", str(lago_port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        _wait_port(lago_port)
         for command in ("worker", "gateway"):
             procs.append(
                 subprocess.Popen(
@@ -194,7 +209,8 @@ def main() -> None:
     parser.add_argument("--meter-values", type=int, default=3)
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--think-s", type=float, default=2.0)
-    parser.add_argument("--ramp-s", type=float, default=20.0)
+    parser.add_argument("--ramp-s", type=float, default=60.0, help="chargers connect over this")
+    parser.add_argument("--spread-s", type=float, default=300.0, help="first taps spread over this")
     parser.add_argument("--json", type=Path, help="also write both raw summaries here")
     args = parser.parse_args()
     bare = _bare(args)

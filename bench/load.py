@@ -101,6 +101,8 @@ async def run_charger(
                 call.StatusNotification(connector_id=1, error_code="NoError", status="Available"),
             )
             await start_gate.wait()
+            # Sessions begin spread over --spread-s, as taps arrive at a real site.
+            await asyncio.sleep(random.uniform(0, args.spread_s))
             register = 0
             for _ in range(args.sessions):
                 await asyncio.sleep(random.uniform(0, args.think_s))
@@ -220,6 +222,9 @@ def main() -> None:
     )
     parser.add_argument("--think-s", type=float, default=1.0)
     parser.add_argument("--ramp-s", type=float, default=10.0)
+    parser.add_argument(
+        "--spread-s", type=float, default=0.0, help="first taps spread uniformly over this time"
+    )
     parser.add_argument("--prefix", default="BENCH")
     parser.add_argument("--tag-prefix", default="BT")
     args = parser.parse_args()
