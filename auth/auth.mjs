@@ -1,11 +1,11 @@
 // The BetterAuth instance: which plugins, which roles, where magic links go.
 //
-// Kept in one place so later work (magic-link policy, generic OIDC) edits one options object.
+// Kept in one place: plugins, magic-link policy, and generic OIDC for operators (optional).
 
 import { AsyncLocalStorage } from "node:async_hooks";
 
 import { betterAuth } from "better-auth";
-import { admin, bearer, jwt, magicLink } from "better-auth/plugins";
+import { admin, bearer, genericOAuth, jwt, magicLink } from "better-auth/plugins";
 import { adminAc, userAc } from "better-auth/plugins/admin/access";
 
 import { sourceOf, writeAudit } from "./audit.mjs";
@@ -58,6 +58,32 @@ export async function sendInvite(auth, email) {
 }
 
 /**
+ * Generic OIDC (operators' single sign-on), when configured: discovery from the issuer, ID tokens
+ * verified against its JWKS (issuer, audience, nonce), PKCE. No sign-up unless allowed: an
+ * unknown e-mail is refused, a pre-provisioned user is linked on first sign-in when the
+ * provider says the e-mail is verified.
+ *
+ * @param {NonNullable<ReturnType<typeof import("./config.mjs").loadConfig>["oidc"]>} oidc
+ */
+function oidcPlugin(oidc) {
+  return genericOAuth({
+    config: [
+      {
+        providerId: oidc.providerId,
+        discoveryUrl: oidc.discoveryUrl,
+        requireIdTokenVerification: true,
+        clientId: oidc.clientId,
+        clientSecret: oidc.clientSecret,
+        scopes: ["openid", "email", "profile"],
+        pkce: true,
+        disableSignUp: !oidc.allowSignup,
+        disableImplicitSignUp: !oidc.allowSignup,
+      },
+    ],
+  });
+}
+
+/**
  * @param {ReturnType<typeof import("./config.mjs").loadConfig>} config
  * @param {import("pg").Pool} pool
  */
@@ -78,6 +104,12 @@ export function createAuth(config, pool) {
     // internal endpoint, which calls the admin plugin's createUser server API.
     emailAndPassword: { enabled: true, disableSignUp: true },
     rateLimit: { enabled: config.env === "prod" },
+    // Users are provisioned before they sign in (an operator, the card-link saga), so their
+    // e-mail is not verified locally yet: link an OIDC account to them when the provider
+    // asserts the e-mail as verified (the provider is the deployment's own IdP).
+    account: config.oidc
+      ? { accountLinking: { enabled: true, requireLocalEmailVerified: false } }
+      : undefined,
     databaseHooks: {
       session: {
         create: {
@@ -117,6 +149,7 @@ export function createAuth(config, pool) {
         },
       }),
       bearer(),
+      ...(config.oidc ? [oidcPlugin(config.oidc)] : []),
       admin({ roles: ROLES, defaultRole: DEFAULT_ROLE, adminRoles: ["admin"] }),
       magicLink({
         expiresIn: MAGIC_LINK_TTL_S,

@@ -54,6 +54,7 @@ export function loadConfig(env = process.env) {
 
   return Object.freeze({
     env: appEnv,
+    oidc: loadOidc(env),
     // SQLAlchemy-style driver suffixes (postgresql+psycopg://) mean nothing to node-postgres.
     databaseUrl: databaseUrl.replace(/^postgres(ql)?\+[a-z0-9]+:/, "postgresql:"),
     port,
@@ -62,5 +63,46 @@ export function loadConfig(env = process.env) {
     internalToken,
     baseUrl,
     trustedOrigins,
+  });
+}
+
+const PROVIDER_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/**
+ * Generic OIDC for operators: on when POLARIS_OIDC_ISSUER is set (then the client id and secret
+ * are required). Answers null when it is off.
+ *
+ * @param {Record<string, string | undefined>} env
+ */
+export function loadOidc(env) {
+  const issuer = (env.POLARIS_OIDC_ISSUER || "").trim().replace(/\/+$/, "");
+  const clientId = (env.POLARIS_OIDC_CLIENT_ID || "").trim();
+  const clientSecret = env.POLARIS_OIDC_CLIENT_SECRET || "";
+  if (!issuer) {
+    if (clientId || clientSecret) {
+      throw new ConfigError("POLARIS_OIDC_CLIENT_ID/_SECRET are set but POLARIS_OIDC_ISSUER is not");
+    }
+    return null;
+  }
+  if (!/^https?:\/\//.test(issuer)) throw new ConfigError("POLARIS_OIDC_ISSUER must be an http(s) URL");
+  if (!clientId) throw new ConfigError("POLARIS_OIDC_CLIENT_ID is required with POLARIS_OIDC_ISSUER");
+  if (!clientSecret) {
+    throw new ConfigError("POLARIS_OIDC_CLIENT_SECRET is required with POLARIS_OIDC_ISSUER");
+  }
+  const providerId = (env.POLARIS_OIDC_PROVIDER_ID || "oidc").trim();
+  if (!PROVIDER_ID.test(providerId)) {
+    throw new ConfigError("POLARIS_OIDC_PROVIDER_ID must be lower-case letters, digits, - or _");
+  }
+  const allowSignup = (env.POLARIS_OIDC_ALLOW_SIGNUP || "false").trim().toLowerCase();
+  if (!["true", "false"].includes(allowSignup)) {
+    throw new ConfigError("POLARIS_OIDC_ALLOW_SIGNUP must be true or false");
+  }
+  return Object.freeze({
+    issuer,
+    discoveryUrl: `${issuer}/.well-known/openid-configuration`,
+    clientId,
+    clientSecret,
+    providerId,
+    allowSignup: allowSignup === "true",
   });
 }
