@@ -42,7 +42,7 @@ from activities.lago_client import (
 from activities.lago_invoices import SessionInvoiceRequest, create_or_find_session_invoice
 from config.settings import Settings
 from db.engine import SessionFactory
-from db.models import BillingEvent, UserMapping
+from db.models import BillingEvent, Transaction, UserMapping
 
 log = logging.getLogger("polaris.billing.lago")
 
@@ -246,6 +246,8 @@ class LagoBilling:
                     .order_by(BillingEvent.sequence)
                 )
             ).all()
+        if any(row.lago_customer_external_id is None for row in rows):
+            await self._fill_customer_from_card(input.workflow_id, rows)
         result = SendUsageEventsResult(
             sent=0, duplicates=0, skipped_per_session=0, skipped_no_customer=0
         )
@@ -448,6 +450,34 @@ class LagoBilling:
                 .values(**values)
             )
 
+    async def _fill_customer_from_card(
+        self, workflow_id: str, rows: Sequence[BillingEvent]
+    ) -> None:
+        """Billing lines of a session that was never pre-authorized (a charger that skipped
+        Authorize) carry no customer: take it from the session's card and its active mapping,
+        record it on the rows, and bill them like any other."""
+        async with self._sessions() as db, db.begin():
+            customer = await db.scalar(
+                select(UserMapping.lago_customer_external_id)
+                .join(Transaction, Transaction.id_tag == UserMapping.id_tag)
+                .where(Transaction.workflow_id == workflow_id, UserMapping.is_active)
+                .order_by(Transaction.id)
+                .limit(1)
+            )
+            if customer is None:
+                return
+            await db.execute(
+                update(BillingEvent)
+                .where(
+                    BillingEvent.workflow_id == workflow_id,
+                    BillingEvent.lago_customer_external_id.is_(None),
+                )
+                .values(lago_customer_external_id=customer)
+            )
+        for row in rows:
+            if row.lago_customer_external_id is None:
+                row.lago_customer_external_id = customer
+
     async def _session_totals(
         self, input: CreateSessionInvoiceInput
     ) -> tuple[int, str | None, str | None]:
@@ -457,6 +487,8 @@ class LagoBilling:
                     select(BillingEvent).where(BillingEvent.workflow_id == input.workflow_id)
                 )
             ).all()
+        if any(row.lago_customer_external_id is None for row in rows):
+            await self._fill_customer_from_card(input.workflow_id, rows)
         amount = sum(row.amount_minor for row in rows)
         currency = next((row.currency for row in rows), None)
         customer = next(

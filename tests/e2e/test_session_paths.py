@@ -64,7 +64,11 @@ async def test_charger_that_skips_authorize_is_still_billed_once(
             and bool(lago_events(platform.sandbox, driver.subscription or ""))
         )
 
-    await eventually(done, timeout=120, message="session billed")
+    try:
+        await eventually(done, timeout=120, message="session billed")
+    except AssertionError:
+        state = await billed(session_factory, workflow_id)
+        raise AssertionError(f"not billed: {state}\n{platform.logs()}") from None
     result = await billed(session_factory, workflow_id)
     assert result is not None and result.energy_wh == 1_234
     assert lago_wh(lago_events(platform.sandbox, driver.subscription)) == 1_234
