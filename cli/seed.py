@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cli.seed_billing import seed_demo_billing
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
 from db.models import Charger, Connector, EvCard, Site, Tariff, UserMapping
@@ -67,7 +68,8 @@ async def ensure_auth_user(
     )
 
 
-async def _seed_rows(session: AsyncSession, driver: AuthUser) -> None:
+async def _seed_rows(session: AsyncSession, driver: AuthUser) -> str:
+    """The demo rows; returns the demo driver's public id (their Lago customer id)."""
     await session.execute(insert(Site).values(name=DEMO_SITE).on_conflict_do_nothing())
     site_id = (await session.execute(select(Site.id).where(Site.name == DEMO_SITE))).scalar_one()
     await session.execute(
@@ -101,25 +103,29 @@ async def _seed_rows(session: AsyncSession, driver: AuthUser) -> None:
     )
     mapped = (
         await session.execute(
-            select(UserMapping.id).where(UserMapping.id_tag == DEMO_CARD, UserMapping.is_active)
+            select(UserMapping.public_id).where(
+                UserMapping.id_tag == DEMO_CARD, UserMapping.is_active
+            )
         )
     ).scalar_one_or_none()
-    if mapped is None:
-        existing_public_id = (
-            await session.execute(
-                select(UserMapping.public_id).where(UserMapping.user_id == driver.id).limit(1)
-            )
-        ).scalar_one_or_none()
-        public_id = existing_public_id or public_id_from_bytes(secrets.token_bytes(5))
-        session.add(
-            UserMapping(
-                user_id=driver.id,
-                public_id=public_id,
-                email=driver.email,
-                id_tag=DEMO_CARD,
-                lago_customer_external_id=public_id,
-            )
+    if mapped is not None:
+        return mapped
+    existing_public_id = (
+        await session.execute(
+            select(UserMapping.public_id).where(UserMapping.user_id == driver.id).limit(1)
         )
+    ).scalar_one_or_none()
+    public_id = existing_public_id or public_id_from_bytes(secrets.token_bytes(5))
+    session.add(
+        UserMapping(
+            user_id=driver.id,
+            public_id=public_id,
+            email=driver.email,
+            id_tag=DEMO_CARD,
+            lago_customer_external_id=public_id,
+        )
+    )
+    return public_id
 
 
 async def seed_demo(settings: Settings) -> int:
@@ -135,8 +141,19 @@ async def seed_demo(settings: Settings) -> int:
 
     engine = make_engine(database_url, pool_size=1)
     try:
-        async with make_session_factory(engine)() as session, session.begin():
-            await _seed_rows(session, driver)
+        factory = make_session_factory(engine)
+        async with factory() as session, session.begin():
+            public_id = await _seed_rows(session, driver)
+        if "lago_api_url" in settings.embedded:
+            subscription = await seed_demo_billing(
+                settings, factory, public_id=public_id, email=DEMO_DRIVER
+            )
+            billing = f"Lago sandbox: customer {public_id}, subscription {subscription}"
+        else:
+            billing = (
+                "not seeded: a real Lago is configured (create the plan "
+                f"{settings.lago_plan_code!r} there)"
+            )
     finally:
         await engine.dispose()
 
@@ -144,6 +161,7 @@ async def seed_demo(settings: Settings) -> int:
     print(f"charger    {DEMO_CHARGER} (connectors {', '.join(map(str, DEMO_CONNECTORS))})")
     print(f"card       {DEMO_CARD} -> {DEMO_DRIVER}")
     print(f"tariff     {DEMO_TARIFF}: 0.30 EUR/kWh + 0.50 EUR per session")
+    print(f"billing    {billing}")
     if admin.created and generated:
         print(f"admin      {admin.email}  password: {admin_password}  (shown once; keep it)")
     elif admin.created:

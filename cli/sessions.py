@@ -209,10 +209,13 @@ def _print_story(story: dict[str, Any]) -> None:
     print(f"started      {story['started_at'] or '-'}")
     print(f"stopped      {story['stopped_at'] or '-'}")
     for t in story["transactions"]:
+        if t["stopped_at"] is None:
+            status = "open"
+        else:
+            status = "stopped" + (f": {t['stop_reason']}" if t["stop_reason"] else "")
         print(
             f"journal      tx {t['transaction_id']}: {t['meter_start_wh']} → "
-            f"{t['meter_stop_wh'] if t['meter_stop_wh'] is not None else '…'} Wh "
-            f"({t['stop_reason'] or 'open'})"
+            f"{t['meter_stop_wh'] if t['meter_stop_wh'] is not None else '…'} Wh ({status})"
         )
     print(f"samples      {story['meter_samples']}")
     for e in story["billing_events"]:

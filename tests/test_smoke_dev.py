@@ -163,6 +163,7 @@ async def test_polaris_dev_runs_everything_and_leaves_nothing_behind(workdir: Pa
         first_seed = _seed(stack)
         assert "DEMO-CP-1" in first_seed
         assert "password:" in first_seed  # generated and shown once
+        assert "Lago sandbox: customer" in first_seed  # the demo driver can be billed
         assert await _boot(stack.gateway, "DEMO-CP-1") == RegistrationStatus.accepted
     finally:
         children = _stop(stack)
