@@ -14,6 +14,7 @@ the rows stay unsent in PostgreSQL for a later sync).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 
 from temporalio import workflow
@@ -59,8 +60,8 @@ class SessionBillingMixin:
     _invoice: msg.InvoiceLinked | None
     _last_periodic_at: datetime | None
 
-    def _apply(self, event: Event) -> Transition | Rejection:
-        raise NotImplementedError
+    # Provided by ChargingSessionWorkflow (declared here so the mixin type-checks).
+    _apply: Callable[[Event], Transition | Rejection]
 
     def _init_billing(self, carry: sup.SessionCarry | None) -> None:
         self._lago = False

@@ -9,6 +9,7 @@ activities). The gateway's ``send_charger_command`` runs on ``gateway-<instance>
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -46,11 +47,10 @@ class SessionCommandsMixin:
     _auth_lock: asyncio.Lock
     _auth_result: msg.PreAuthorizeResult | None
 
-    def _apply(self, event: Event) -> Transition | Rejection:
-        raise NotImplementedError
+    # Provided by ChargingSessionWorkflow (declared here so the mixin type-checks).
+    _apply: Callable[[Event], Transition | Rejection]
 
-    async def _sync_read_model(self) -> None:
-        raise NotImplementedError
+    _sync_read_model: Callable[[], Awaitable[None]]
 
     # -- pre-authorization (the pre_authorize update and the remote start) -------------------
 
