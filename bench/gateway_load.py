@@ -120,7 +120,7 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         upgrade(pg.url())
         _seed_cards(pg.url(), args.chargers)
         temporal_port, gateway_port = _free_port(), _free_port()
-        log = (tmp / "platform.log").open("wb")
+        log = (args.platform_log or tmp / "platform.log").open("wb")
         procs.append(
             subprocess.Popen(
                 dev_server_command(port=temporal_port, ui_port=None, db_file=tmp / "temporal.db"),
@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--ramp-s", type=float, default=60.0, help="chargers connect over this")
     parser.add_argument("--spread-s", type=float, default=300.0, help="first taps spread over this")
     parser.add_argument("--json", type=Path, help="also write both raw summaries here")
+    parser.add_argument("--platform-log", type=Path, help="keep the platform processes' log here")
     args = parser.parse_args()
     bare = _bare(args)
     with tempfile.TemporaryDirectory(prefix="polaris-bench-") as d:
