@@ -177,6 +177,15 @@ class SessionActivities:
     async def upsert_session_read_model(self, input: SessionReadModel) -> None:
         """Write the session's read model row (idempotent: keyed by workflow id)."""
         values = input.model_dump()
+        if values.get("user_id") is None and values.get("id_tag"):
+            # A session the workflow never pre-authorized (the charger skipped Authorize) still
+            # belongs to the card's owner, so it shows in their own session list.
+            values["user_id"] = (
+                select(UserMapping.user_id)
+                .where(UserMapping.id_tag == values["id_tag"], UserMapping.is_active)
+                .limit(1)
+                .scalar_subquery()
+            )
         statement = insert(ChargingSession).values(**values, updated_at=func.now())
         statement = statement.on_conflict_do_update(
             index_elements=[ChargingSession.workflow_id],

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from activities.lago import LagoBilling
 from db.engine import SessionFactory
-from db.models import OrphanStop
+from db.models import ChargingSession, OrphanStop
 from tests.e2e.conftest import (
     Platform,
     SimulatedCharger,
@@ -72,6 +72,10 @@ async def test_charger_that_skips_authorize_is_still_billed_once(
     result = await billed(session_factory, workflow_id)
     assert result is not None and result.energy_wh == 1_234
     assert lago_wh(lago_events(platform.sandbox, driver.subscription)) == 1_234
+    # Never pre-authorized, still the card owner's session (it shows in their own list).
+    async with session_factory() as db:
+        row = await db.get(ChargingSession, workflow_id)
+    assert row is not None and row.user_id == f"user-{driver.public_id}"
 
 
 async def test_stop_for_an_unknown_transaction_is_accepted_and_kept(
