@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,8 @@ class Page(BaseModel):
 
 
 class CardOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id_tag: str
     parent_id_tag: str | None
     label: str | None
@@ -35,23 +37,21 @@ class CardOut(BaseModel):
 
     @classmethod
     def of(cls, card: EvCard, mapping: UserMapping | None = None) -> CardOut:
-        return cls(
-            id_tag=card.id_tag,
-            parent_id_tag=card.parent_id_tag,
-            label=card.label,
-            is_active=card.is_active,
-            blocked=card.blocked,
-            expires_at=card.expires_at,
-            lost_at=card.lost_at,
-            max_concurrent_sessions=card.max_concurrent_sessions,
-            created_at=card.created_at,
-            user_id=mapping.user_id if mapping else None,
-            email=mapping.email if mapping else None,
-            public_id=mapping.public_id if mapping else None,
+        out = cls.model_validate(card)
+        if mapping is None:
+            return out
+        return out.model_copy(
+            update={
+                "user_id": mapping.user_id,
+                "email": mapping.email,
+                "public_id": mapping.public_id,
+            }
         )
 
 
 class MappingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     user_id: str
     public_id: str
@@ -65,21 +65,12 @@ class MappingOut(BaseModel):
 
     @classmethod
     def of(cls, m: UserMapping) -> MappingOut:
-        return cls(
-            id=m.id,
-            user_id=m.user_id,
-            public_id=m.public_id,
-            email=m.email,
-            id_tag=m.id_tag,
-            lago_customer_external_id=m.lago_customer_external_id,
-            lago_subscription_external_id=m.lago_subscription_external_id,
-            billing_mode=m.billing_mode,
-            is_active=m.is_active,
-            created_at=m.created_at,
-        )
+        return cls.model_validate(m)
 
 
 class SessionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     workflow_id: str
     state: str
     charge_box_id: str
@@ -96,24 +87,13 @@ class SessionOut(BaseModel):
 
     @classmethod
     def of(cls, s: ChargingSession, *, with_user: bool = False) -> SessionOut:
-        return cls(
-            workflow_id=s.workflow_id,
-            state=s.state,
-            charge_box_id=s.charge_box_id,
-            connector_id=s.connector_id,
-            id_tag=s.id_tag,
-            transaction_id=s.transaction_id,
-            user_id=s.user_id if with_user else None,
-            energy_wh=s.energy_wh,
-            cost_minor=s.cost_minor,
-            currency=s.currency,
-            started_at=s.started_at,
-            stopped_at=s.stopped_at,
-            end_reason=s.end_reason,
-        )
+        out = cls.model_validate(s)
+        return out if with_user else out.model_copy(update={"user_id": None})
 
 
 class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     at: datetime
     actor: str
@@ -124,15 +104,7 @@ class AuditOut(BaseModel):
 
     @classmethod
     def of(cls, row: AuditLog) -> AuditOut:
-        return cls(
-            id=row.id,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            subject=row.subject,
-            source=row.source,
-            details=row.details or {},
-        )
+        return cls.model_validate(row)
 
 
 # -- ownership ----------------------------------------------------------------------------------
