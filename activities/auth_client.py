@@ -1,6 +1,6 @@
 """A small client for the auth service's internal endpoints (``auth/internal*.mjs``).
 
-Used by the API (users, bans, impersonation, live-session checks, scan-to-login tokens) and by
+Used by the API (users, bans, impersonation, live-session checks, scan-to-login JWTs) and by
 the card-link activities (provision a user, invite by magic link, compensate). Every call carries
 the internal token; the auth service trusts nothing else on these paths.
 
@@ -14,6 +14,7 @@ Exceptions::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -46,10 +47,11 @@ class SessionCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class SignedInSession:
-    session_token: str
-    user_id: str
+class ScanSignIn:
     jwt: str
+    session_id: str
+    user_id: str
+    expires_at: datetime
 
 
 class AuthServiceClient:
@@ -169,41 +171,26 @@ class AuthServiceClient:
         )
         return result
 
-    # -- magic links and one-time sign-in -------------------------------------------------------
+    # -- magic links and scan-to-login ---------------------------------------------------------
 
     async def send_invite(self, email: str) -> bool:
         body = await self._call("POST", "/internal/magic-links", json={"email": email})
         return bool(body.get("delivered"))
 
-    async def sign_in_as(self, user_id: str) -> SignedInSession:
-        """Mint a one-time sign-in token for the user and redeem it: a real session + a JWT.
-
-        The token is a magic-link token that is never mailed; redeeming it consumes it.
-        """
-        minted = await self._call("POST", "/internal/sign-in-tokens", json={"userId": user_id})
-        try:
-            verified = await self._http.get(
-                f"{self.base_url}/api/auth/magic-link/verify",
-                params={"token": minted["token"]},
-            )
-        except httpx.HTTPError as exc:
-            raise AuthServiceUnavailable(f"magic-link verify: {exc!r}") from exc
-        if verified.status_code != 200:
-            raise AuthServiceRefused(verified.status_code, "SIGN_IN_REFUSED", verified.text[:200])
-        session_token = verified.headers.get("set-auth-token") or verified.json().get("token")
-        if not session_token:
-            raise AuthServiceUnavailable("magic-link verify answered no session token")
-        try:
-            token = await self._http.get(
-                f"{self.base_url}/api/auth/token",
-                headers={"Authorization": f"Bearer {session_token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise AuthServiceUnavailable(f"token exchange: {exc!r}") from exc
-        if token.status_code != 200:
-            raise AuthServiceUnavailable(f"token exchange answered {token.status_code}")
-        return SignedInSession(
-            session_token=str(session_token), user_id=user_id, jwt=str(token.json()["token"])
+    async def scan_sign_in(self, user_id: str, *, expires_in_s: int) -> ScanSignIn:
+        """A short session for a driver who proved who they are by a tap (scan-to-login), and a
+        JWT for it. The auth service keeps the session token; it refuses operators
+        (``admin_refused``) and banned users."""
+        body = await self._call(
+            "POST",
+            "/internal/scan-sign-ins",
+            json={"userId": user_id, "expiresInSeconds": expires_in_s},
+        )
+        return ScanSignIn(
+            jwt=str(body["jwt"]),
+            session_id=str(body["sessionId"]),
+            user_id=str(body["userId"]),
+            expires_at=datetime.fromisoformat(str(body["expiresAt"]).replace("Z", "+00:00")),
         )
 
 
@@ -212,6 +199,6 @@ __all__ = [
     "AuthServiceError",
     "AuthServiceRefused",
     "AuthServiceUnavailable",
+    "ScanSignIn",
     "SessionCheck",
-    "SignedInSession",
 ]

@@ -1,53 +1,62 @@
-"""Scan-to-login and tap-to-add.
+"""Scan-to-login and tap-to-add (threat model: docs/identity.md, "Scan-to-login: threat model").
 
-1. Arm: an operator arms a charger for 60 s (``login`` or ``register``), or a driver's QR
-   sign-in page arms ``login`` for the charger it names. The answer carries a one-time
-   ``claim`` secret (only its SHA-256 is stored).
-2. Tap: the gateway intercepts the next Authorize there — answered Blocked, no charge — and
-   records the idTag on the arm (``gateway/scan_intercept.py``).
-3. Exchange: the claim holder polls ``POST /api/v1/scan/{id}/exchange``: 202 while waiting;
-   then, once, a signed-in session for the card's owner (``login``: a one-time magic-link-style
-   token minted by the auth service and redeemed here) or the registered card (``register``).
-
-All three are rate limited; refusals answer 429 with Retry-After.
+1. Arm.
+   - QR sign-in, ``POST /scan/login {charge_box_id, secret}``, no account: the secret comes from
+     the charger's QR code and proves presence at that charger. An unknown charger, a charger
+     without a code and a wrong code answer one identical 404; a charger that connects without
+     a password answers 403 ``SCAN_UNAVAILABLE`` (anyone could send its taps). Limited per
+     client address and per charger (429).
+   - Tap-to-add, ``POST /chargers/{id}/scan`` (live admin): ``register`` only — an operator
+     never arms a sign-in, which would hand them a driver's account outside read-only
+     impersonation.
+   One open arm per charger (409 ``SCAN_BUSY``), living ``scan_arm_ttl_s``. The answer carries a
+   one-time ``claim`` secret (only its SHA-256 is stored).
+2. Tap: ``gateway/scan_intercept.py`` records it (a QR sign-in never changes the charger's answer).
+3. Exchange: the claim holder polls ``POST /scan/{id}/exchange``: 202 while waiting; once, and
+   only within ``scan_claim_window_s`` of the tap, a short-lived JWT for the card's owner (never
+   an operator; never the auth service's session token) or the registered card.
+4. Rotate a charger's QR secret: ``POST /chargers/{id}/scan-secret`` (live admin), answered once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
 
-from activities.auth_client import AuthServiceError, AuthServiceRefused
 from api.audit import add_audit, client_ip, write_audit
-from api.authz import LiveAdmin, auth_client_of
-from api.deps import State
+from api.authz import LiveAdmin
+from api.deps import AppState, State, get_state
 from api.errors import ApiError, NotFound
 from api.ratelimit import rate_limit
+from api.scan_sign_in import sign_in_by_tap
 from db.identity_models import SCAN_LOGIN, SCAN_REGISTER, ScanArm
-from db.models import Charger, EvCard, UserMapping
+from db.models import Charger, EvCard
+from db.scan_secrets import RotationRefused, ScanSecretCheck, check_scan_secret, rotate_scan_secret
 
 router = APIRouter(prefix="/api/v1", tags=["scan"])
-
-SCAN_TTL = timedelta(seconds=60)
 
 ScanPurpose = Literal["login", "register"]
 
 
 class ArmIn(BaseModel):
-    purpose: ScanPurpose = "login"
+    purpose: Literal["register"] = "register"
 
 
 class QrLoginIn(BaseModel):
     charge_box_id: str = Field(min_length=1, max_length=255)
+    secret: str = Field(min_length=1, max_length=200)
 
 
 class ArmOut(BaseModel):
@@ -65,37 +74,73 @@ class ExchangeIn(BaseModel):
 class ExchangeOut(BaseModel):
     status: Literal["signed_in", "registered", "already_registered", "unknown_card"]
     scan_id: str
-    id_tag: str | None = None
+    id_tag: str | None = None  # tap-to-add only: a sign-in never reveals the card's idTag
     user_id: str | None = None
-    session_token: str | None = None
     jwt: str | None = None
+    expires_at: datetime | None = None
+
+
+class ScanSecretOut(BaseModel):
+    charge_box_id: str
+    secret: str
+    qr_url: str
+    rotated_at: datetime
 
 
 def _digest(claim: str) -> str:
     return hashlib.sha256(claim.encode()).hexdigest()
 
 
+def _no_such_code() -> ApiError:
+    # One answer for an unknown charger, a charger without a code and a wrong code.
+    return ApiError(404, "NOT_FOUND", "no charger has this scan code")
+
+
+def _qr_arm_limit(request: Request, response: Response) -> None:
+    """Per client address, before anything is looked up (so it answers alike for any charger)."""
+    settings = get_state(request).settings
+    rate_limit("scan-login", settings.scan_arms_per_client_per_minute, 60)(request, response)
+
+
+async def _db_now(db: AsyncSession) -> datetime:
+    """The database clock: the gateway stamps taps with it too, so windows of a few seconds
+    hold across processes and machines."""
+    now: datetime = (await db.execute(select(func.now()))).scalar_one()
+    return now
+
+
+async def _per_charger_limit(db: AsyncSession, state: AppState, cb: str, now: datetime) -> None:
+    settings = state.settings
+    window = timedelta(seconds=settings.scan_arms_per_charger_window_s)
+    count, oldest = (
+        await db.execute(
+            select(func.count(), func.min(ScanArm.created_at)).where(
+                ScanArm.charge_box_id == cb,
+                ScanArm.purpose == SCAN_LOGIN,
+                ScanArm.created_at > now - window,
+            )
+        )
+    ).one()
+    if count >= settings.scan_arms_per_charger and oldest is not None:
+        wait_s = max(1, math.ceil((oldest + window - now).total_seconds()))
+        raise HTTPException(
+            429,
+            "this charger was armed too often; retry later",
+            headers={"Retry-After": str(wait_s)},
+        )
+
+
 async def _arm(
     state: State, charge_box_id: str, purpose: str, armed_by: str, source: str | None
 ) -> ArmOut:
-    now = datetime.now(UTC)
     claim = secrets.token_urlsafe(32)
-    arm = ScanArm(
-        id=str(uuid.uuid4()),
-        charge_box_id=charge_box_id,
-        purpose=purpose,
-        claim_sha256=_digest(claim),
-        armed_by=armed_by,
-        armed_from=source,
-        created_at=now,
-        expires_at=now + SCAN_TTL,
-        result={},
-    )
     async with state.sessions() as db, db.begin():
-        if await db.get(Charger, charge_box_id) is None:
-            raise NotFound("charger")
         # One open arm per charger: serialise armers on the charger row.
-        await db.get(Charger, charge_box_id, with_for_update=True)
+        if await db.get(Charger, charge_box_id, with_for_update=True) is None:
+            raise NotFound("charger")
+        now = await _db_now(db)
+        if purpose == SCAN_LOGIN:
+            await _per_charger_limit(db, state, charge_box_id, now)
         busy = await db.scalar(
             select(ScanArm.id).where(
                 ScanArm.charge_box_id == charge_box_id,
@@ -105,6 +150,17 @@ async def _arm(
         )
         if busy is not None:
             raise ApiError(409, "SCAN_BUSY", "a scan is already armed on this charger")
+        arm = ScanArm(
+            id=str(uuid.uuid4()),
+            charge_box_id=charge_box_id,
+            purpose=purpose,
+            claim_sha256=_digest(claim),
+            armed_by=armed_by,
+            armed_from=source,
+            created_at=now,
+            expires_at=now + timedelta(seconds=state.settings.scan_arm_ttl_s),
+            result={},
+        )
         db.add(arm)
         add_audit(
             db,
@@ -137,25 +193,79 @@ async def arm_scan(charge_box_id: str, body: ArmIn, admin: LiveAdmin, state: Sta
     "/scan/login",
     response_model=ArmOut,
     status_code=201,
-    dependencies=[Depends(rate_limit("scan-login", 5, 60))],
+    dependencies=[Depends(_qr_arm_limit)],
 )
 async def arm_qr_login(body: QrLoginIn, request: Request, state: State) -> ArmOut:
-    """The charger's QR sign-in page: no account needed yet, the tap proves who you are."""
+    """The charger's QR sign-in page: the QR code's secret proves you stand at the charger, the
+    tap that follows proves who you are."""
     source = client_ip(request)
+    async with state.sessions() as db:
+        check = await check_scan_secret(db, body.charge_box_id, body.secret)
+    if check is not ScanSecretCheck.VALID:
+        await write_audit(
+            state.sessions,
+            f"qr:{source}",
+            "scan.arm_refused",
+            subject=body.charge_box_id,
+            source=source,
+            details={"reason": check.value},
+        )
+    if check is ScanSecretCheck.REFUSED:
+        raise _no_such_code()
+    if check is ScanSecretCheck.UNAUTHENTICATED_CHARGER:
+        raise ApiError(403, "SCAN_UNAVAILABLE", "scan sign-in is not available at this charger")
     return await _arm(state, body.charge_box_id, SCAN_LOGIN, f"qr:{source}", source)
+
+
+@router.post(
+    "/chargers/{charge_box_id}/scan-secret",
+    response_model=ScanSecretOut,
+    status_code=201,
+    dependencies=[Depends(rate_limit("scan-secret", 10, 60, by="user"))],
+)
+async def rotate_secret(
+    charge_box_id: str, admin: LiveAdmin, state: State, response: Response
+) -> ScanSecretOut:
+    """A new QR secret for the charger; every earlier code stops working. Shown this once."""
+    try:
+        async with state.sessions() as db, db.begin():
+            rotated = await rotate_scan_secret(
+                db,
+                charge_box_id,
+                actor=admin.actor,
+                source=admin.source,
+                page_url=state.settings.scan_qr_page_url,
+            )
+    except RotationRefused as exc:
+        if exc.reason == "unknown_charger":
+            raise NotFound("charger") from exc
+        raise ApiError(
+            409,
+            "CHARGER_UNAUTHENTICATED",
+            "this charger connects without a password; scan sign-in needs an authenticated charger",
+        ) from exc
+    response.headers["Cache-Control"] = "no-store"
+    return ScanSecretOut(
+        charge_box_id=rotated.charge_box_id,
+        secret=rotated.secret,
+        qr_url=rotated.qr_url,
+        rotated_at=rotated.rotated_at,
+    )
 
 
 @router.post(
     "/scan/{scan_id}/exchange",
     response_model=ExchangeOut,
+    response_model_exclude_none=True,
     responses={202: {"description": "armed, waiting for the tap"}},
     dependencies=[Depends(rate_limit("scan-exchange", 120, 60))],
 )
 async def exchange(scan_id: str, body: ExchangeIn, request: Request, state: State) -> Any:
     source = client_ip(request)
-    now = datetime.now(UTC)
+    window = timedelta(seconds=state.settings.scan_claim_window_s)
     async with state.sessions() as db:
         arm = await db.get(ScanArm, scan_id)
+        now = await _db_now(db)
     # A wrong claim looks exactly like a scan that does not exist.
     if arm is None or not hmac.compare_digest(arm.claim_sha256, _digest(body.claim)):
         raise NotFound("scan")
@@ -169,20 +279,29 @@ async def exchange(scan_id: str, body: ExchangeIn, request: Request, state: Stat
             status_code=202,
             headers={"Retry-After": "1"},
         )
+    # One-time, and only right after the tap: whoever did not claim by then has lost the race.
     async with state.sessions() as db, db.begin():
         claimed = await db.scalar(
             update(ScanArm)
-            .where(ScanArm.id == scan_id, ScanArm.exchanged_at.is_(None))
-            .values(exchanged_at=now)
+            .where(
+                ScanArm.id == scan_id,
+                ScanArm.exchanged_at.is_(None),
+                ScanArm.consumed_at >= func.now() - window,
+            )
+            .values(exchanged_at=func.now())
             .returning(ScanArm.id)
         )
     if claimed is None:
-        raise ApiError(409, "SCAN_USED", "this scan was exchanged already")
-    assert arm.id_tag is not None
+        async with state.sessions() as db:
+            used = await db.scalar(select(ScanArm.exchanged_at).where(ScanArm.id == scan_id))
+        if used is not None:
+            raise ApiError(409, "SCAN_USED", "this scan was exchanged already")
+        raise ApiError(410, "SCAN_EXPIRED", "the card was tapped too long ago; arm again")
     if arm.purpose == SCAN_REGISTER:
         out = await _register(state, arm, source)
     else:
-        out = await _sign_in(state, arm, source)
+        result = await sign_in_by_tap(state, arm, source)
+        out = ExchangeOut(scan_id=arm.id, **result.model_dump())
     async with state.sessions() as db, db.begin():
         await db.execute(
             update(ScanArm)
@@ -207,53 +326,3 @@ async def _register(state: State, arm: ScanArm, source: str | None) -> ExchangeO
             details={"scan_id": arm.id, "charge_box_id": arm.charge_box_id},
         )
     return ExchangeOut(status="registered", scan_id=arm.id, id_tag=arm.id_tag)
-
-
-async def _sign_in(state: State, arm: ScanArm, source: str | None) -> ExchangeOut:
-    assert arm.id_tag is not None
-    async with state.sessions() as db:
-        row = (
-            await db.execute(
-                select(EvCard, UserMapping)
-                .join(UserMapping, UserMapping.id_tag == EvCard.id_tag)
-                .where(EvCard.id_tag == arm.id_tag, UserMapping.is_active)
-            )
-        ).first()
-    if row is None or row[0].lost_at is not None or row[0].blocked or not row[0].is_active:
-        await write_audit(
-            state.sessions,
-            arm.armed_by,
-            "auth.scan_sign_in",
-            subject=arm.id_tag,
-            source=source,
-            details={"scan_id": arm.id, "signed_in": False},
-        )
-        return ExchangeOut(status="unknown_card", scan_id=arm.id)
-    mapping = row[1]
-    try:
-        session = await auth_client_of(state).sign_in_as(mapping.user_id)
-    except AuthServiceRefused as exc:
-        raise ApiError(403, "SIGN_IN_REFUSED", "this account cannot sign in") from exc
-    except AuthServiceError as exc:
-        raise ApiError(503, "UNAVAILABLE", "the auth service is not reachable") from exc
-    await write_audit(
-        state.sessions,
-        f"user:{mapping.user_id}",
-        "auth.scan_sign_in",
-        subject=mapping.user_id,
-        source=source,
-        details={
-            "scan_id": arm.id,
-            "id_tag": arm.id_tag,
-            "signed_in": True,
-            "charge_box_id": arm.charge_box_id,
-        },
-    )
-    return ExchangeOut(
-        status="signed_in",
-        scan_id=arm.id,
-        id_tag=arm.id_tag,
-        user_id=mapping.user_id,
-        session_token=session.session_token,
-        jwt=session.jwt,
-    )

@@ -22,26 +22,8 @@ const MAGIC_LINK_TTL_S = 15 * 60;
 const MAGIC_LINKS_PER_ADDRESS = 3;
 
 // Set around server-side magic-link calls that must not mail the user as a driver's request:
-// `capture` hands the token back to the caller (scan-to-login), `invite` skips the
-// per-address throttle (an operator's card link invites a new driver once).
+// `invite` skips the per-address throttle (an operator's card link invites a new driver once).
 const linkMode = new AsyncLocalStorage();
-
-/**
- * A one-time sign-in token for a known user, minted like a magic link but never mailed.
- * The caller opens `/api/auth/magic-link/verify?token=…` (once, within 15 minutes).
- *
- * @param {ReturnType<typeof createAuth>} auth
- * @param {string} email
- * @returns {Promise<{token: string, url: string}>}
- */
-export async function mintSignInToken(auth, email) {
-  const holder = { capture: true, token: "", url: "" };
-  await linkMode.run(holder, () =>
-    auth.api.signInMagicLink({ body: { email }, headers: new Headers() }),
-  );
-  if (!holder.token) throw new Error("no sign-in token was minted");
-  return { token: holder.token, url: holder.url };
-}
 
 /**
  * Mail an invitation (a magic link) to a user that exists, bypassing the per-address throttle.
@@ -155,13 +137,8 @@ export function createAuth(config, pool) {
         expiresIn: MAGIC_LINK_TTL_S,
         disableSignUp: true,
         storeToken: "hashed",
-        sendMagicLink: async ({ email, url, token }, ctx) => {
+        sendMagicLink: async ({ email, url }, ctx) => {
           const mode = linkMode.getStore();
-          if (mode?.capture) {
-            mode.token = token;
-            mode.url = url;
-            return;
-          }
           const address = email.trim().toLowerCase();
           const found = await ctx?.context.internalAdapter.findUserByEmail(address);
           const user = found?.user;

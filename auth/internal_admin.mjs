@@ -12,11 +12,12 @@
 //   POST   /internal/sessions/check     {sessionId} {active, userId?, role?, banned?, impersonatedBy?}
 //   POST   /internal/sessions/revoke    {sessionId} {revoked: true|false}
 //   POST   /internal/impersonations     {adminUserId, userId, expiresInSeconds?} {sessionToken, sessionId, expiresAt}
-//   POST   /internal/sign-in-tokens     {userId}    {token, expiresInSeconds}   (scan-to-login)
+//   POST   /internal/scan-sign-ins      {userId, expiresInSeconds?} {jwt, sessionId, userId, expiresAt}  (scan_sign_in.mjs)
 //   POST   /internal/magic-links        {email}     {delivered}                 (card-link invite)
 
-import { ROLES, mintSignInToken, sendInvite } from "./auth.mjs";
+import { ROLES, sendInvite } from "./auth.mjs";
 import { HttpError } from "./internal.mjs";
+import { scanSignIn } from "./scan_sign_in.mjs";
 
 const MAX_PAGE = 200;
 const IMPERSONATION_TTL_S = 3600;
@@ -185,11 +186,8 @@ export async function handleInternal(auth, method, path, query, readBody) {
     }];
   }
 
-  if (path === "/internal/sign-in-tokens" && method === "POST") {
-    const user = await findUser(ctx, requiredString(object(await readBody()), "userId"));
-    if (isBanned(user)) throw new HttpError(403, "banned", "this user is banned");
-    const { token } = await mintSignInToken(auth, user.email);
-    return [200, { token, userId: user.id, expiresInSeconds: 15 * 60 }];
+  if (path === "/internal/scan-sign-ins" && method === "POST") {
+    return [200, await scanSignIn(auth, await readBody())];
   }
 
   if (path === "/internal/magic-links" && method === "POST") {

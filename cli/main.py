@@ -89,6 +89,12 @@ def _cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_sessions_command(settings, args))
 
 
+def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.scan import run_scan_command
+
+    return asyncio.run(run_scan_command(settings, args))
+
+
 def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
     """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
 
@@ -131,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = sessions_sub.add_parser("show", help="show one session's story")
     show.add_argument("workflow_id")
     show.add_argument("--json", action="store_true")
+    scan = sub.add_parser("scan", help="scan-to-login at chargers")
+    scan_sub = scan.add_subparsers(dest="scan_command", required=True)
+    rotate = scan_sub.add_parser(
+        "rotate-secret", help="a new QR secret for a charger (shown once; old codes stop working)"
+    )
+    rotate.add_argument("charge_box_id", help="chargeBoxId")
     return parser
 
 
@@ -143,6 +155,7 @@ COMMANDS = {
     "migrate": _cmd_migrate,
     "seed": _cmd_seed,
     "sessions": _cmd_sessions,
+    "scan": _cmd_scan,
 }
 
 

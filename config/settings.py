@@ -79,6 +79,23 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "Polaris Express <no-reply@localhost>"
 
+    # -- Scan-to-login (api/routes_scan.py, gateway/scan_intercept.py; docs/identity.md) --------
+    # How long an armed charger waits for its tap (login and tap-to-add alike).
+    scan_arm_ttl_s: int = Field(default=30, ge=5, le=120)
+    # The client must claim the result within this many seconds of the tap, else it is refused.
+    scan_claim_window_s: int = Field(default=10, ge=1, le=60)
+    # Lifetime of the JWT (and of the auth-service session behind it) a scan sign-in returns.
+    scan_jwt_ttl_s: int = Field(default=600, ge=60, le=900)
+    # QR arming: at most this many per client address per minute, and at most
+    # scan_arms_per_charger per charger within scan_arms_per_charger_window_s (all processes).
+    scan_arms_per_client_per_minute: int = Field(default=5, ge=1)
+    scan_arms_per_charger: int = Field(default=5, ge=1)
+    scan_arms_per_charger_window_s: int = Field(default=300, ge=1)
+    # The driver's QR sign-in page; a charger's QR code is <this>?c=<chargeBoxId>#k=<secret>.
+    # Unset: http://<api_host>:<api_port>/scan.
+    scan_qr_base_url: str | None = None
+    # -- end of scan-to-login ------------------------------------------------------------------
+
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
 
@@ -131,6 +148,10 @@ class Settings(BaseSettings):
     @property
     def lago_base_url(self) -> str:
         return self.lago_api_url or f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def scan_qr_page_url(self) -> str:
+        return (self.scan_qr_base_url or f"http://{self.api_host}:{self.api_port}/scan").rstrip("/")
 
     @property
     def gateway_task_queue(self) -> str:

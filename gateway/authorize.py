@@ -25,7 +25,7 @@ from db.engine import SessionFactory
 from db.models import AuditLog
 from gateway import intents
 from gateway.local_auth import LocalDecision, decide
-from gateway.scan_intercept import intercept_scan
+from gateway.scan_intercept import intercept_registration, record_login_tap
 from gateway.temporal_link import TemporalLink
 from gateway.transactions import tighter
 from workflows.messages import (
@@ -81,10 +81,14 @@ class Authorizer:
     async def authorize(self, charge_box_id: str, id_tag: str) -> AuthOutcome:
         now = self._clock()
         async with self._sf() as s:
-            # An armed scan (scan-to-login / tap-to-add) takes the tap: Blocked, no session.
-            if await intercept_scan(s, charge_box_id, id_tag, now) is not None:
+            # An operator's tap-to-add takes the tap: Blocked, no session.
+            if await intercept_registration(s, charge_box_id, id_tag):
                 return AuthOutcome("Blocked", "scan")
             local = await decide(s, id_tag, now)
+            # A QR sign-in only records the tap; the answer below is what it would be anyway,
+            # so arming a charger can never deny anyone a charge.
+            if local.accepted or local.status == "ConcurrentTx":
+                await record_login_tap(s, charge_box_id, id_tag)
         if not local.accepted:
             await self._audit(charge_box_id, id_tag, local.status, local.reason, "local")
             return AuthOutcome(local.status, "local", parent_id_tag=local.parent_id_tag)

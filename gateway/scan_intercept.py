@@ -1,49 +1,58 @@
-"""Scan-to-login / tap-to-add: while a scan is armed on a charger, its next tap is intercepted.
+"""Scan-to-login / tap-to-add: what an armed charger does with the next tap.
 
-Called first on every Authorize. One indexed ``UPDATE … RETURNING`` on the open arms of this
-charger (a partial index keeps it to a few rows): when an arm is open, it is consumed, the tapped
-idTag is recorded on it and the tap is audited, all in one transaction; the charger is answered
-``Blocked`` so no charge starts. The API turns the recorded tap into a sign-in or a new card.
+- ``register`` (tap-to-add, armed by a signed-in operator): the next tap is intercepted — the
+  arm is consumed, the idTag recorded, the charger answered ``Blocked`` so no charge starts.
+- ``login`` (a driver's QR sign-in): the tap is authorized exactly as if nothing were armed; the
+  arm only *records* it. An armed charger therefore never refuses anyone a charge, however often
+  it is armed. Only a tap the local decision accepts (a known, active, mapped card; a card at its
+  concurrent-session limit too) is recorded, and only on a charger that authenticates with a
+  password — on a charger without one, anyone can send an Authorize under its name.
+
+Both are one ``UPDATE … RETURNING`` over the charger's open arms (partial index
+``ix_scan_arms_open``, ``FOR UPDATE SKIP LOCKED``), timed by the database clock like the API
+that arms and exchanges, and audited (``scan.tap``) in the same transaction.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.identity_models import ScanArm
-from db.models import AuditLog
+from db.identity_models import SCAN_LOGIN, SCAN_REGISTER, ScanArm
+from db.models import AuditLog, Charger
 
 
-async def intercept_scan(
-    session: AsyncSession, charge_box_id: str, id_tag: str, now: datetime
+async def _consume(
+    session: AsyncSession, charge_box_id: str, id_tag: str, purpose: str
 ) -> str | None:
-    """Consume the charger's open arm, if any, and commit; the arm's purpose, or None."""
+    conditions = [
+        ScanArm.charge_box_id == charge_box_id,
+        ScanArm.purpose == purpose,
+        ScanArm.consumed_at.is_(None),
+        ScanArm.expires_at > func.now(),
+    ]
+    if purpose == SCAN_LOGIN:
+        conditions.append(
+            exists().where(
+                Charger.charge_box_id == charge_box_id, Charger.password_hash.is_not(None)
+            )
+        )
     open_arm = (
         select(ScanArm.id)
-        .where(
-            ScanArm.charge_box_id == charge_box_id,
-            ScanArm.consumed_at.is_(None),
-            ScanArm.expires_at > now,
-        )
+        .where(*conditions)
         .order_by(ScanArm.created_at.desc())
         .limit(1)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    row = (
-        await session.execute(
-            update(ScanArm)
-            .where(ScanArm.id == open_arm)
-            .values(consumed_at=now, id_tag=id_tag)
-            .returning(ScanArm.id, ScanArm.purpose)
-        )
-    ).first()
-    if row is None:
+    arm_id = await session.scalar(
+        update(ScanArm)
+        .where(ScanArm.id == open_arm)
+        .values(consumed_at=func.now(), id_tag=id_tag)
+        .returning(ScanArm.id)
+    )
+    if arm_id is None:
         return None
-    arm_id, purpose = row
     session.add(
         AuditLog(
             actor=f"charger:{charge_box_id}",
@@ -54,7 +63,19 @@ async def intercept_scan(
         )
     )
     await session.commit()
-    return str(purpose)
+    return str(arm_id)
 
 
-__all__ = ["intercept_scan"]
+async def intercept_registration(session: AsyncSession, charge_box_id: str, id_tag: str) -> bool:
+    """Consume the charger's open tap-to-add arm, if any, and commit: True when the tap is
+    taken (answer it Blocked)."""
+    return await _consume(session, charge_box_id, id_tag, SCAN_REGISTER) is not None
+
+
+async def record_login_tap(session: AsyncSession, charge_box_id: str, id_tag: str) -> str | None:
+    """Record an accepted tap on the charger's open QR sign-in arm, if any, and commit; the
+    arm's id, or None. The caller answers the tap as it would have anyway."""
+    return await _consume(session, charge_box_id, id_tag, SCAN_LOGIN)
+
+
+__all__ = ["intercept_registration", "record_login_tap"]
