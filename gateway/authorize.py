@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ class Authorizer:
         if not local.accepted:
             await self._audit(charge_box_id, id_tag, local.status, local.reason, "local")
             return AuthOutcome(local.status, "local", parent_id_tag=local.parent_id_tag)
-        workflow_id = tap_workflow_id(charge_box_id, id_tag, now)
+        workflow_id = tap_workflow_id(charge_box_id, now, secrets.token_hex(8))
         answer = await self._pre_authorize(workflow_id, charge_box_id, id_tag, local)
         if answer is None:
             status: AuthorizationStatus = local.status
