@@ -136,7 +136,7 @@ class Authorizer:
         try:
             result = await asyncio.wait_for(update, timeout=self._settings.authorize_budget_s)
         except Exception as exc:
-            self._missed(id_tag, charge_box_id, exc)
+            self._missed(workflow_id, exc)
             return None
         self._misses = 0
         return result if isinstance(result, PreAuthorizeResult) else None
@@ -193,15 +193,11 @@ class Authorizer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _missed(self, id_tag: str, charge_box_id: str, exc: BaseException) -> None:
+    def _missed(self, workflow_id: str, exc: BaseException) -> None:
         """A pre-authorization missed the budget; after a few in a row, stop waiting a while."""
         self._misses += 1
-        log.warning(
-            "pre_authorize for %s at %s fell back to the local decision: %r",
-            id_tag,
-            charge_box_id,
-            exc,
-        )
+        # The session's (opaque) workflow id says which tap, without the idTag.
+        log.warning("pre_authorize of %s fell back to the local decision: %r", workflow_id, exc)
         if self._misses >= BUDGET_MISSES_BEFORE_SKIP:
             self._skip_until = time.monotonic() + SKIP_WAITING_S
             self._misses = 0
