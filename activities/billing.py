@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 
+from activities.db_errors import data_errors_are_final
 from db.engine import SessionFactory
 from db.models import BillingEvent
 
@@ -48,6 +49,7 @@ class BillingActivities:
         self._sessions = session_factory
 
     @activity.defn(name=ACTIVITY_RECORD_BILLING_EVENTS)
+    @data_errors_are_final
     async def record_billing_events(
         self, input: RecordBillingEventsInput
     ) -> RecordBillingEventsResult:

@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.db_errors import data_errors_are_final
 from activities.lago_client import (
     LAGO_TIMEOUT,
     LagoError,
@@ -226,6 +227,7 @@ class LagoBilling:
         )
 
     @activity.defn(name=ACTIVITY_SEND_USAGE_EVENTS)
+    @data_errors_are_final
     async def send_usage_events(self, input: SendUsageEventsInput) -> SendUsageEventsResult:
         """Send this workflow's unsent ``billing_events`` rows to Lago, then mark them sent."""
         try:
@@ -285,6 +287,7 @@ class LagoBilling:
         return result
 
     @activity.defn(name=ACTIVITY_CREATE_SESSION_INVOICE)
+    @data_errors_are_final
     async def create_session_invoice(
         self, input: CreateSessionInvoiceInput
     ) -> SessionInvoiceResult:

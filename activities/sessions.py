@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import and_, exists, func, not_, select, text, union
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.db_errors import data_errors_are_final
 from db.engine import SessionFactory
 from db.models import (
     Charger,
@@ -64,6 +65,7 @@ class SessionReadModel(SessionSummary):
     """One ``charging_sessions`` row (a ``lago_invoice_id`` of None never clears a link)."""
 
     user_id: str | None = None
+    flags: list[str] = Field(default_factory=list)
 
 
 class ChargerLivenessInput(BaseModel):
@@ -174,6 +176,7 @@ class SessionActivities:
         return int(count.scalar_one())
 
     @activity.defn(name=ACTIVITY_UPSERT_SESSION)
+    @data_errors_are_final
     async def upsert_session_read_model(self, input: SessionReadModel) -> None:
         """Write the session's read model row (idempotent: keyed by workflow id)."""
         values = input.model_dump()
@@ -278,6 +281,7 @@ class SessionActivities:
         return RecordSessionIntentResult(intent_id=intent_id, created=True)
 
     @activity.defn(name=ACTIVITY_LOAD_TARIFF)
+    @data_errors_are_final
     async def load_tariff(self, input: LoadTariffInput) -> TariffTerms:
         """The charger's tariff, else the default tariff."""
         async with self._sessions() as db:

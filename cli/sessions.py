@@ -64,6 +64,7 @@ def _session_dict(row: ChargingSession) -> dict[str, Any]:
         "started_at": _iso(row.started_at),
         "stopped_at": _iso(row.stopped_at),
         "end_reason": row.end_reason,
+        "flags": list(row.flags or []),
     }
 
 
@@ -114,6 +115,7 @@ async def session_story(db: AsyncSession, workflow_id: str) -> dict[str, Any] | 
             "started_at": _iso(t.started_at),
             "stopped_at": _iso(t.stopped_at),
             "stop_reason": t.stop_reason,
+            "stop_flags": list(t.stop_flags or []),
         }
         for t in transactions
     ]
@@ -208,11 +210,16 @@ def _print_story(story: dict[str, Any]) -> None:
     print(f"cost         {format_money(story['cost_minor'], story['currency'])}")
     print(f"started      {story['started_at'] or '-'}")
     print(f"stopped      {story['stopped_at'] or '-'}")
+    if story["flags"]:
+        # What an operator must look at before trusting the bill (docs/sessions.md, "Flags").
+        print(f"flags        {', '.join(story['flags'])}")
     for t in story["transactions"]:
         if t["stopped_at"] is None:
             status = "open"
         else:
             status = "stopped" + (f": {t['stop_reason']}" if t["stop_reason"] else "")
+            if t["stop_flags"]:
+                status += f"; not trusted: {', '.join(t['stop_flags'])}"
         print(
             f"journal      tx {t['transaction_id']}: {t['meter_start_wh']} → "
             f"{t['meter_stop_wh'] if t['meter_stop_wh'] is not None else '…'} Wh ({status})"

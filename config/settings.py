@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.energy import MeterLimits
+
 RUNTIME_FILE = "runtime.json"
 
 # Secrets that ship in the repository for the embedded default. Outside dev they are refused.
@@ -95,6 +97,16 @@ class Settings(BaseSettings):
     # Unset: http://<api_host>:<api_port>/scan.
     scan_qr_base_url: str | None = None
     # -- end of scan-to-login ------------------------------------------------------------------
+    # -- Poison input (issue #8): what the gateway accepts from a charger ----------------------
+    # The largest energy register in Wh (never above PostgreSQL's BIGINT, whatever is set here).
+    meter_max_register_wh: int = Field(default=10**12, ge=1)
+    # How far a charger's timestamp may be from the gateway's clock. Chargers queue transaction
+    # messages while offline, so the past is generous; the future is not.
+    meter_max_past_s: int = Field(default=30 * 24 * 3600, ge=0)
+    meter_max_future_s: int = Field(default=600, ge=0)
+    # Energy allowed on top of the charger's max power × elapsed time before it is implausible.
+    meter_energy_tolerance_wh: int = Field(default=1000, ge=0)
+    # -- end poison input ----------------------------------------------------------------------
 
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
@@ -152,6 +164,15 @@ class Settings(BaseSettings):
     @property
     def scan_qr_page_url(self) -> str:
         return (self.scan_qr_base_url or f"http://{self.api_host}:{self.api_port}/scan").rstrip("/")
+
+    @property
+    def meter_limits(self) -> MeterLimits:
+        return MeterLimits(
+            max_register_wh=self.meter_max_register_wh,
+            max_past_s=self.meter_max_past_s,
+            max_future_s=self.meter_max_future_s,
+            tolerance_wh=self.meter_energy_tolerance_wh,
+        )
 
     @property
     def gateway_task_queue(self) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -92,7 +93,11 @@ class Charger(Base):
     connected: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column()
     last_boot_at: Mapped[datetime | None] = mapped_column()
+    # The most power the charger delivers (W): energy beyond it × elapsed time is flagged, not
+    # billed. The default is a 350 kW DC charger, above anything a single connector draws today.
+    max_power_w: Mapped[int] = mapped_column(Integer, server_default=text("350000"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (CheckConstraint("max_power_w > 0", name="max_power_positive"),)
 
 
 class Connector(Base):
@@ -173,6 +178,10 @@ class Transaction(Base):
     stop_reason: Mapped[str | None] = mapped_column(String(32))
     stop_id_tag: Mapped[str | None] = mapped_column(String(20))
     reservation_id: Mapped[int | None] = mapped_column(Integer)
+    # Set when the StopTransaction carried a value the gateway did not trust (a meterStop out of
+    # range or implausible, a timestamp far from now): the flags, and the stop as it was sent.
+    stop_flags: Mapped[list[str] | None] = mapped_column(JSONB)
+    stop_payload: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (
         # A charger that resends StartTransaction (no answer seen) gets the same transaction id.
@@ -265,6 +274,8 @@ class ChargingSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(64))
     # The Lago invoice billing the session (per-session invoice, or linked by Lago's webhook).
     lago_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    # What an operator must look at (implausible_energy, data_error, no_tariff, ...).
+    flags: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (Index("ix_charging_sessions_id_tag", "id_tag"),)
 

@@ -5,12 +5,16 @@ up). Everything past this module works on integers only.
 
 Nothing here raises for a suspicious reading: a register that goes backwards, or a sample outside
 the transaction window, is *flagged* (a short reason string) so the caller can keep it without
-billing it.
+billing it. Values no charger can mean (a register past :attr:`MeterLimits.max_register_wh`, a
+timestamp far from now) are a different matter: they are *refused* at the edge
+(:func:`check_register`, :func:`check_timestamp` raise :class:`OutOfRange`), because stored they
+would overflow a column or make a row unreadable. Energy a charger cannot have delivered in the
+time it had (:func:`implausible_energy`) is kept but flagged, never billed.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from pydantic import BaseModel
@@ -22,6 +26,14 @@ FLAG_REGISTER_BACKWARDS = "register_backwards"
 FLAG_BEFORE_TRANSACTION = "before_transaction"
 FLAG_AFTER_TRANSACTION = "after_transaction"
 FLAG_NOT_MONOTONIC = "not_monotonic"
+# More energy than the charger's maximum power could deliver in the elapsed time.
+FLAG_IMPLAUSIBLE_ENERGY = "implausible_energy"
+
+# PostgreSQL BIGINT: no register may ever exceed it, whatever the settings say.
+BIGINT_MAX = 2**63 - 1
+# A decimal with more digits before the point than this is refused before any arithmetic:
+# Decimal's default context (28 digits) raises InvalidOperation when quantizing ~1e28.
+_MAX_INTEGER_DIGITS = 20
 
 # Energy registers in their base unit: Wh for active energy, varh for reactive (the same scale;
 # OCPP's ``kWh`` / ``kvarh`` are thousands).
@@ -35,6 +47,28 @@ _UNIT_FACTORS = {
 
 class UnparseableSample(ValueError):
     """A sampled value that is not a number, or an energy register in an unknown unit."""
+
+
+class OutOfRange(ValueError):
+    """A value no working charger sends: refused at the edge (OCPP PropertyConstraintViolation)."""
+
+
+class MeterLimits(BaseModel):
+    """What the edge accepts (from settings; the defaults are the settings' defaults).
+
+    ``max_register_wh``: the largest energy register (10^12 Wh = 1 TWh, far above any real meter).
+    ``max_past_s`` / ``max_future_s``: how far a charger's timestamp may be from now. The past is
+    generous because chargers queue transaction messages for hours or days while offline.
+    ``tolerance_wh``: energy allowed on top of max power × elapsed time (meter resolution, clocks).
+    """
+
+    max_register_wh: int = 10**12
+    max_past_s: int = 30 * 24 * 3600
+    max_future_s: int = 600
+    tolerance_wh: int = 1000
+
+    def register_bound(self) -> int:
+        return min(self.max_register_wh, BIGINT_MAX)
 
 
 class EnergyReading(BaseModel):
@@ -79,7 +113,53 @@ def to_wh(value: str, unit: str | None = None) -> int:
         raise UnparseableSample(f"not a number: {value!r}") from exc
     if not number.is_finite():
         raise UnparseableSample(f"not a finite number: {value!r}")
-    return int((number * factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if number.adjusted() >= _MAX_INTEGER_DIGITS:
+        raise OutOfRange(f"energy register out of range: {value.strip()[:40]!r}")
+    try:
+        return int((number * factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation as exc:  # belt and braces: never let a number escape as a crash
+        raise OutOfRange(f"energy register out of range: {value.strip()[:40]!r}") from exc
+
+
+def check_register(energy_wh: int, limits: MeterLimits) -> int:
+    """``energy_wh`` if it is a register a meter can show (0 … max); :class:`OutOfRange` if not."""
+    if energy_wh < 0 or energy_wh > limits.register_bound():
+        raise OutOfRange(f"energy register {energy_wh} Wh is outside 0..{limits.register_bound()}")
+    return energy_wh
+
+
+def check_timestamp(at: datetime, now: datetime, limits: MeterLimits) -> datetime:
+    """``at`` if it lies within the allowed skew of ``now``; :class:`OutOfRange` if not."""
+    if at < now - timedelta(seconds=limits.max_past_s):
+        raise OutOfRange(f"timestamp more than {limits.max_past_s} s in the past")
+    if at > now + timedelta(seconds=limits.max_future_s):
+        raise OutOfRange(f"timestamp more than {limits.max_future_s} s in the future")
+    return at
+
+
+def max_plausible_energy_wh(
+    max_power_w: int, started_at: datetime, at: datetime, limits: MeterLimits
+) -> int:
+    """The most energy a charger of ``max_power_w`` can deliver from ``started_at`` to ``at``."""
+    elapsed_s = max(0.0, (at - started_at).total_seconds())
+    return int(max_power_w * elapsed_s // 3600) + limits.tolerance_wh
+
+
+def implausible_energy(
+    *,
+    meter_start_wh: int,
+    register_wh: int,
+    started_at: datetime,
+    at: datetime,
+    max_power_w: int,
+    limits: MeterLimits,
+) -> str | None:
+    """:data:`FLAG_IMPLAUSIBLE_ENERGY` when the register is further from the start than the
+    charger's maximum power allows in the elapsed time; ``None`` when it is plausible."""
+    allowed = max_plausible_energy_wh(max_power_w, started_at, at, limits)
+    if register_wh - meter_start_wh > allowed:
+        return FLAG_IMPLAUSIBLE_ENERGY
+    return None
 
 
 def parse_sampled_value(

@@ -175,8 +175,10 @@ def _with(state: SessionState, **changes: object) -> SessionState:
     return state.model_copy(update=changes)
 
 
-def _flagged(state: SessionState, flag: str) -> list[str]:
-    return state.flags if flag in state.flags else [*state.flags, flag]
+def _with_flags(flags: list[str], more: list[str]) -> list[str]:
+    """``flags`` plus those of ``more`` it does not have yet (order kept)."""
+    added = [flag for i, flag in enumerate(more) if flag not in flags and flag not in more[:i]]
+    return [*flags, *added] if added else flags
 
 
 def _same_transaction(state: SessionState, transaction_id: int) -> Rejection | None:
@@ -256,11 +258,11 @@ def _on_running(state: SessionState, event: Event) -> Transition | Rejection:
             if wrong:
                 return wrong
             assert state.meter_start_wh is not None
-            flags = state.flags
+            flags = _with_flags(state.flags, event.flags)
             if event.meter_stop_wh < state.meter_start_wh:
-                flags = _flagged(state, FLAG_REGISTER_BACKWARDS)
+                flags = _with_flags(flags, [FLAG_REGISTER_BACKWARDS])
             elif event.meter_stop_wh < (state.last_register_wh or 0):
-                flags = _flagged(state, FLAG_NOT_MONOTONIC)
+                flags = _with_flags(flags, [FLAG_NOT_MONOTONIC])
             return Transition(
                 state=_with(
                     state,
@@ -401,6 +403,7 @@ def transition(state: SessionState, event: Event) -> Transition | Rejection:
                     stopped_at=event.stopped_at,
                     stop_reason=event.reason,
                     end_reason="abandoned_reconciled",
+                    flags=_with_flags(state.flags, event.flags),
                     pending_bills=state.pending_bills + 1,
                 ),
                 effects=[

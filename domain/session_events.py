@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.pricing import TariffTerms
 
@@ -76,6 +76,8 @@ class TransactionStopped(BaseModel):
     meter_stop_wh: int
     stopped_at: datetime
     reason: str | None = None
+    # What the gateway did not trust in the stop (it replaced those values); become session flags.
+    flags: list[str] = Field(default_factory=list)
 
 
 class StartTimedOut(BaseModel):
@@ -121,6 +123,7 @@ class LateStop(BaseModel):
     meter_stop_wh: int
     stopped_at: datetime
     reason: str | None = None
+    flags: list[str] = Field(default_factory=list)
 
 
 class Close(BaseModel):

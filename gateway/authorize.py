@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ class Authorizer:
         if not local.accepted:
             await self._audit(charge_box_id, id_tag, local.status, local.reason, "local")
             return AuthOutcome(local.status, "local", parent_id_tag=local.parent_id_tag)
-        workflow_id = tap_workflow_id(charge_box_id, id_tag, now)
+        workflow_id = tap_workflow_id(charge_box_id, now, secrets.token_hex(8))
         answer = await self._pre_authorize(workflow_id, charge_box_id, id_tag, local)
         if answer is None:
             status: AuthorizationStatus = local.status
@@ -139,7 +140,7 @@ class Authorizer:
         try:
             result = await asyncio.wait_for(update, timeout=self._settings.authorize_budget_s)
         except Exception as exc:
-            self._missed(id_tag, charge_box_id, exc)
+            self._missed(workflow_id, exc)
             return None
         self._misses = 0
         return result if isinstance(result, PreAuthorizeResult) else None
@@ -196,15 +197,11 @@ class Authorizer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _missed(self, id_tag: str, charge_box_id: str, exc: BaseException) -> None:
+    def _missed(self, workflow_id: str, exc: BaseException) -> None:
         """A pre-authorization missed the budget; after a few in a row, stop waiting a while."""
         self._misses += 1
-        log.warning(
-            "pre_authorize for %s at %s fell back to the local decision: %r",
-            id_tag,
-            charge_box_id,
-            exc,
-        )
+        # The session's (opaque) workflow id says which tap, without the idTag.
+        log.warning("pre_authorize of %s fell back to the local decision: %r", workflow_id, exc)
         if self._misses >= BUDGET_MISSES_BEFORE_SKIP:
             self._skip_until = time.monotonic() + SKIP_WAITING_S
             self._misses = 0

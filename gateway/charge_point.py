@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from ocpp.exceptions import InternalError, TypeConstraintViolationError
+from ocpp.exceptions import (
+    InternalError,
+    PropertyConstraintViolationError,
+    TypeConstraintViolationError,
+)
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
@@ -26,12 +30,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
 from db.engine import SessionFactory
+from domain.energy import OutOfRange, check_register, check_timestamp
 from gateway import journal, metering, transactions
 from gateway.authorize import Authorizer
 from gateway.frames import FrameProblem, check_frame
 from gateway.group_commit import MeterValuesBatcher
 from gateway.local_auth import decide
-from gateway.meter import parse_samples
+from gateway.meter import REFUSED_PROBLEMS, parse_samples
+from gateway.stop_checks import read_stop
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,22 @@ def parse_time(value: str) -> datetime:
             details={"cause": f"{value!r} is not an ISO 8601 dateTime"}
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# Our columns: connector and reservation ids are INTEGER, transaction ids BIGINT.
+INT32_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
+
+def within(value: int | None, name: str, *, low: int, high: int) -> None:
+    """An integer field a charger sent, inside what we can store; PropertyConstraintViolation if
+    not (an overflowing value would make the journal write fail, and the charger resend it)."""
+    if value is not None and not low <= value <= high:
+        raise PropertyConstraintViolationError(details={"cause": f"{name} {value} out of range"})
+
+
+def refuse(what: OutOfRange) -> PropertyConstraintViolationError:
+    return PropertyConstraintViolationError(details={"cause": str(what)})
 
 
 def ocpp_time(at: datetime) -> str:
@@ -187,7 +209,13 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_status_notification(
         self, connector_id: int, error_code: str, status: str, **kwargs: Any
     ) -> call_result.StatusNotification:
-        at = parse_time(kwargs["timestamp"]) if kwargs.get("timestamp") else self.ctx.clock()
+        within(connector_id, "connectorId", low=0, high=INT32_MAX)
+        now = self.ctx.clock()
+        at = parse_time(kwargs["timestamp"]) if kwargs.get("timestamp") else now
+        try:
+            check_timestamp(at, now, self.ctx.settings.meter_limits)
+        except OutOfRange:
+            at = now  # a status time no clock can mean: the time we heard it
         try:
             async with asyncio.timeout(self.ctx.db_timeout_s):
                 queued = await journal.record_status(
@@ -218,17 +246,25 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_start_transaction(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs: Any
     ) -> call_result.StartTransaction:
-        started_at = parse_time(timestamp)
+        now = self.ctx.clock()
+        limits = self.ctx.settings.meter_limits
+        within(connector_id, "connectorId", low=1, high=INT32_MAX)
+        within(kwargs.get("reservation_id"), "reservationId", low=-INT32_MAX, high=INT32_MAX)
+        try:
+            started_at = check_timestamp(parse_time(timestamp), now, limits)
+            meter_start_wh = check_register(int(meter_start), limits)
+        except OutOfRange as exc:
+            raise refuse(exc) from None
         async with journal_guard(self.ctx, "StartTransaction"):
             outcome = await transactions.start_transaction(
                 self.ctx.sf,
                 charge_box_id=self.charge_box_id,
                 connector_id=connector_id,
                 id_tag=id_tag,
-                meter_start_wh=int(meter_start),
+                meter_start_wh=meter_start_wh,
                 started_at=started_at,
                 reservation_id=kwargs.get("reservation_id"),
-                now=self.ctx.clock(),
+                now=now,
             )
         if outcome.created:
             self.ctx.wake_relay()
@@ -243,7 +279,18 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_meter_values(
         self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> call_result.MeterValues:
-        samples = parse_samples(meter_value, parse_time)
+        within(connector_id, "connectorId", low=0, high=INT32_MAX)
+        within(kwargs.get("transaction_id"), "transactionId", low=-BIGINT_MAX, high=BIGINT_MAX)
+        samples = parse_samples(
+            meter_value, parse_time, limits=self.ctx.settings.meter_limits, now=self.ctx.clock()
+        )
+        refused = sorted({x.problem for x in samples if x.problem in REFUSED_PROBLEMS})
+        if refused:
+            # Nothing of the message is stored: the charger's retries are bounded
+            # (TransactionMessageAttempts), and the values are not ones to bill.
+            raise PropertyConstraintViolationError(
+                details={"cause": f"meterValue {', '.join(map(str, refused))}"}
+            )
         async with journal_guard(self.ctx, "MeterValues"):
             events = await self.ctx.meter_values.record(
                 charge_box_id=self.charge_box_id,
@@ -259,9 +306,17 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_stop_transaction(
         self, meter_stop: int, timestamp: str, transaction_id: int, **kwargs: Any
     ) -> call_result.StopTransaction:
-        stopped_at = parse_time(timestamp)
+        # Always acknowledged: values out of range are replaced and flagged (stop_checks.py).
+        now = self.ctx.clock()
+        limits = self.ctx.settings.meter_limits
         id_tag: str | None = kwargs.get("id_tag")
-        samples = parse_samples(kwargs.get("transaction_data") or [], parse_time)
+        stop = read_stop(
+            int(meter_stop),
+            parse_time(timestamp),
+            parse_samples(kwargs.get("transaction_data") or [], parse_time, limits=limits, now=now),
+            limits=limits,
+            now=now,
+        )
         raw = {
             "meterStop": meter_stop,
             "timestamp": timestamp,
@@ -269,27 +324,36 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
             "idTag": id_tag,
             "reason": kwargs.get("reason"),
         }
+        if stop.flags:
+            raw["transactionData"] = kwargs.get("transaction_data")
+        if not -BIGINT_MAX <= transaction_id <= BIGINT_MAX:
+            # No transaction can have this id, and no column can hold it: acknowledged, logged.
+            log.warning("%s: StopTransaction for impossible transactionId", self.id)
+            return call_result.StopTransaction(id_tag_info=await self._stop_tag_info(id_tag))
         async with journal_guard(self.ctx, "StopTransaction"):
             outcome = await transactions.stop_transaction(
                 self.ctx.sf,
                 charge_box_id=self.charge_box_id,
                 transaction_id=transaction_id,
-                meter_stop_wh=int(meter_stop),
-                stopped_at=stopped_at,
+                stop=stop,
                 reason=kwargs.get("reason"),
                 id_tag=id_tag,
-                samples=samples,
                 raw_payload=raw,
                 progress_gate=self.ctx.throttle,
+                limits=limits,
+                now=now,
             )
-            info = None
-            if id_tag is not None:
-                async with self.ctx.sf() as s:
-                    d = await decide(s, id_tag, self.ctx.clock(), check_concurrency=False)
-                info = _id_tag_info(d.status, d.parent_id_tag, d.expiry_date)
+            info = await self._stop_tag_info(id_tag)
         if outcome.kind == "stopped":
             self.ctx.wake_relay()
         return call_result.StopTransaction(id_tag_info=info)
+
+    async def _stop_tag_info(self, id_tag: str | None) -> dict[str, str] | None:
+        if id_tag is None:
+            return None
+        async with journal_guard(self.ctx, "StopTransaction"), self.ctx.sf() as s:
+            d = await decide(s, id_tag, self.ctx.clock(), check_concurrency=False)
+        return _id_tag_info(d.status, d.parent_id_tag, d.expiry_date)
 
     @handles(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:

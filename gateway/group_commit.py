@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import SessionFactory
+from domain.energy import MeterLimits
 from gateway.meter import Sample
 from gateway.metering import record_in
 
@@ -41,8 +42,10 @@ class MeterValuesBatcher:
         progress_gate: Callable[[int, bool], bool],
         *,
         max_batch: int = MAX_BATCH,
+        limits: MeterLimits | None = None,
     ) -> None:
         self._sf = sf
+        self._limits = limits or MeterLimits()
         self._gate = progress_gate
         self._max_batch = max_batch
         self._queue: list[_Request] = []
@@ -102,6 +105,7 @@ class MeterValuesBatcher:
             transaction_id=request.transaction_id,
             samples=request.samples,
             progress_gate=self._gate,
+            limits=self._limits,
         )
 
     async def close(self) -> None:

@@ -67,7 +67,7 @@ class Gateway:
             settings=settings,
             authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
             throttle=throttle,
-            meter_values=MeterValuesBatcher(self.sf, throttle),
+            meter_values=MeterValuesBatcher(self.sf, throttle, limits=settings.meter_limits),
             wake_relay=self.relay.wake,
             clock=clock,
         )

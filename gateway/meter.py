@@ -16,9 +16,14 @@ from domain.energy import (
     ENERGY_REGISTER,
     FLAG_AFTER_TRANSACTION,
     FLAG_BEFORE_TRANSACTION,
+    FLAG_IMPLAUSIBLE_ENERGY,
     FLAG_NOT_MONOTONIC,
+    MeterLimits,
+    OutOfRange,
     UnparseableSample,
+    check_register,
     check_sample,
+    check_timestamp,
     is_energy_register,
     parse_sampled_value,
 )
@@ -34,6 +39,13 @@ STORED_FLAGS = {
     FLAG_NOT_MONOTONIC: "non_monotonic",
 }
 NON_MONOTONIC = STORED_FLAGS[FLAG_NOT_MONOTONIC]
+IMPLAUSIBLE_ENERGY = FLAG_IMPLAUSIBLE_ENERGY
+# Problems that make a sample unstorable (a register past the limit would overflow BIGINT, a
+# timestamp far from now can be unreadable once stored): MeterValues carrying one is refused with
+# PropertyConstraintViolation; in a StopTransaction (always acknowledged) such samples are dropped.
+OUT_OF_RANGE = "out_of_range"
+TIME_OUT_OF_RANGE = "time_out_of_range"
+REFUSED_PROBLEMS = frozenset({OUT_OF_RANGE, TIME_OUT_OF_RANGE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,28 +62,47 @@ class Sample:
     problem: str | None = None
 
 
-def parse_samples(meter_value: list[dict[str, Any]], parse_time: Any) -> list[Sample]:
+def parse_samples(
+    meter_value: list[dict[str, Any]],
+    parse_time: Any,
+    *,
+    limits: MeterLimits | None = None,
+    now: datetime | None = None,
+) -> list[Sample]:
     """Flatten OCPP ``meterValue`` (snake_case keys, as the ocpp library hands them over).
 
-    ``parse_time`` turns an OCPP timestamp into an aware datetime (raising on garbage).
+    ``parse_time`` turns an OCPP timestamp into an aware datetime (raising on garbage). Registers
+    past ``limits`` get the problem ``out_of_range`` and timestamps too far from ``now`` the
+    problem ``time_out_of_range`` (see :data:`REFUSED_PROBLEMS`).
     """
+    limits = limits or MeterLimits()
     samples: list[Sample] = []
     for entry in meter_value:
         sampled_at = parse_time(entry["timestamp"])
+        time_problem: str | None = None
+        if now is not None:
+            try:
+                check_timestamp(sampled_at, now, limits)
+            except OutOfRange:
+                time_problem = TIME_OUT_OF_RANGE
         for sv in entry.get("sampled_value", []):
             measurand = sv.get("measurand") or DEFAULT_MEASURAND
             unit = sv.get("unit")
             raw = str(sv["value"])
             energy: int | None = None
-            problem: str | None = None
-            if is_energy_register(measurand):
+            problem: str | None = time_problem
+            if problem is None and is_energy_register(measurand):
                 if sv.get("format", "Raw") != "Raw":
                     problem = "signed_data"
                 else:
                     try:
-                        energy = parse_sampled_value(raw, unit=unit, measurand=measurand).energy_wh
+                        parsed = parse_sampled_value(raw, unit=unit, measurand=measurand)
+                        assert parsed.energy_wh is not None
+                        energy = check_register(parsed.energy_wh, limits)
                     except UnparseableSample:
                         problem = "unreadable_value"
+                    except OutOfRange:
+                        problem = OUT_OF_RANGE
             samples.append(
                 Sample(
                     sampled_at=sampled_at,

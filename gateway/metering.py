@@ -1,7 +1,9 @@
 """MeterValues into ``meter_samples``: one batched insert, flags instead of silent billing.
 
-A sample is flagged (kept, never billed) when it falls outside its transaction's window or when
-the billing register goes backwards. The workflow hears only throttled progress.
+A sample is flagged (kept, never billed) when it falls outside its transaction's window, when
+the billing register goes backwards, or when it shows more energy than the charger's maximum
+power could deliver since the start (``implausible_energy``). The workflow hears only throttled
+progress, of unflagged samples only.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import MeterSample, Transaction
+from db.models import Charger, MeterSample, Transaction
+from domain.energy import MeterLimits, implausible_energy
 from gateway.meter import (
     BILLING_REGISTER,
     Sample,
@@ -26,12 +29,16 @@ from workflows.messages import SIGNAL_METER_PROGRESS, MeterProgress, SessionInpu
 BOUNDARY_CONTEXTS = frozenset({"Transaction.Begin", "Transaction.End"})
 
 
-# Highest good register at or before :at and lowest good register after it, in one round trip.
-# Built once: this runs for every billing sample, and building the expression each time was a
-# tenth of the gateway's CPU under load.
+# Highest good register at or before :at and lowest good register after it, and the charger's
+# maximum power, in one round trip. Built once: this runs for every billing sample, and building
+# the expression each time was a tenth of the gateway's CPU under load.
+_MAX_POWER = (
+    select(Charger.max_power_w).where(Charger.charge_box_id == bindparam("cb")).scalar_subquery()
+)
 _NEIGHBOURS = select(
     func.max(MeterSample.energy_wh).filter(MeterSample.sampled_at <= bindparam("at")),
     func.min(MeterSample.energy_wh).filter(MeterSample.sampled_at > bindparam("at")),
+    _MAX_POWER,
 ).where(
     MeterSample.transaction_id == bindparam("tx"),
     MeterSample.measurand == BILLING_REGISTER,
@@ -41,14 +48,19 @@ _NEIGHBOURS = select(
 )
 
 
-async def _neighbours(s: AsyncSession, tx: Transaction, at: datetime) -> tuple[int, int | None]:
-    """Highest good register at or before ``at`` and lowest good register after it."""
-    before, after = (await s.execute(_NEIGHBOURS, {"tx": tx.id, "at": at})).one()
+async def _neighbours(
+    s: AsyncSession, tx: Transaction, at: datetime
+) -> tuple[int, int | None, int | None]:
+    """Highest good register at or before ``at``, lowest good register after it, and the
+    charger's maximum power (None when the charger row is gone)."""
+    before, after, max_power_w = (
+        await s.execute(_NEIGHBOURS, {"tx": tx.id, "at": at, "cb": tx.charge_box_id})
+    ).one()
     low = max(tx.meter_start_wh, before if before is not None else tx.meter_start_wh)
     high = after
     if tx.meter_stop_wh is not None and tx.stopped_at is not None and at <= tx.stopped_at:
         high = tx.meter_stop_wh if high is None else min(high, tx.meter_stop_wh)
-    return low, high
+    return low, high, max_power_w
 
 
 async def store_samples(
@@ -60,8 +72,10 @@ async def store_samples(
     transaction_id: int | None,
     samples: list[Sample],
     progress_gate: Callable[[int, bool], bool],
+    limits: MeterLimits | None = None,
 ) -> int:
     """Insert samples (flagged as needed) and queue progress; returns the number of events."""
+    limits = limits or MeterLimits()
     rows: list[dict[str, object]] = []
     good: list[tuple[datetime, int, str | None]] = []
     for sample in sorted(samples, key=lambda x: x.sampled_at):
@@ -74,11 +88,20 @@ async def store_samples(
             flag = window_flag(sample.sampled_at, tx.started_at, tx.stopped_at)
             if flag is None and is_billing_sample(sample):
                 assert sample.energy_wh is not None
-                low, high = await _neighbours(s, tx, sample.sampled_at)
+                low, high, max_power_w = await _neighbours(s, tx, sample.sampled_at)
                 for at, wh, _ in good:
                     if at <= sample.sampled_at:
                         low = max(low, wh)
                 flag = monotonic_flag(sample, tx.started_at, low, high)
+                if flag is None and max_power_w is not None:
+                    flag = implausible_energy(
+                        meter_start_wh=tx.meter_start_wh,
+                        register_wh=sample.energy_wh,
+                        started_at=tx.started_at,
+                        at=sample.sampled_at,
+                        max_power_w=max_power_w,
+                        limits=limits,
+                    )
                 if flag is None:
                     good.append((sample.sampled_at, sample.energy_wh, sample.context))
         rows.append(
@@ -138,6 +161,7 @@ async def record_in(
     transaction_id: int | None,
     samples: list[Sample],
     progress_gate: Callable[[int, bool], bool],
+    limits: MeterLimits | None = None,
 ) -> int:
     """Journal one MeterValues message inside the caller's transaction; returns outbox events."""
     tx: Transaction | None = None
@@ -172,6 +196,7 @@ async def record_in(
         transaction_id=transaction_id,
         samples=samples,
         progress_gate=progress_gate,
+        limits=limits,
     )
 
 

@@ -13,11 +13,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
 from db.models import OrphanStop, Transaction, session_intents
+from domain.energy import MeterLimits
 from gateway import intents
 from gateway.local_auth import decide
-from gateway.meter import Sample
 from gateway.metering import store_samples
 from gateway.outbox import enqueue
+from gateway.stop_checks import EdgeStop, VettedStop, vet_stop
 from workflows.messages import (
     SIGNAL_TRANSACTION_STARTED,
     SIGNAL_TRANSACTION_STOPPED,
@@ -159,33 +160,48 @@ async def stop_transaction(
     *,
     charge_box_id: str,
     transaction_id: int,
-    meter_stop_wh: int,
-    stopped_at: datetime,
+    stop: EdgeStop,
     reason: str | None,
     id_tag: str | None,
-    samples: list[Sample],
     raw_payload: dict[str, Any],
     progress_gate: Callable[[int, bool], bool],
+    limits: MeterLimits,
+    now: datetime,
 ) -> StopOutcome:
+    samples = stop.samples
     async with sf.begin() as s:
-        row = (
+        open_tx = (
             await s.execute(
-                update(Transaction)
+                select(Transaction)
                 .where(
                     Transaction.id == transaction_id,
                     Transaction.charge_box_id == charge_box_id,
                     Transaction.stopped_at.is_(None),
                 )
-                .values(
-                    meter_stop_wh=meter_stop_wh,
-                    stopped_at=stopped_at,
-                    stop_reason=reason,
-                    stop_id_tag=id_tag,
-                )
-                .returning(Transaction)
+                .with_for_update()
             )
         ).scalar_one_or_none()
-        if row is None:
+        row: Transaction | None = None
+        vetted: VettedStop | None = None
+        if open_tx is not None:
+            vetted = await vet_stop(s, open_tx, stop, limits=limits, now=now)
+            row = (
+                await s.execute(
+                    update(Transaction)
+                    .where(Transaction.id == open_tx.id)
+                    .values(
+                        meter_stop_wh=vetted.meter_stop_wh,
+                        stopped_at=vetted.stopped_at,
+                        stop_reason=reason,
+                        stop_id_tag=id_tag,
+                        stop_flags=vetted.flags or None,
+                        stop_payload=raw_payload if vetted.flags else None,
+                    )
+                    .returning(Transaction)
+                    .execution_options(populate_existing=True)
+                )
+            ).scalar_one()
+        if row is None or vetted is None:
             known = await s.scalar(
                 select(Transaction.workflow_id).where(
                     Transaction.id == transaction_id, Transaction.charge_box_id == charge_box_id
@@ -217,6 +233,7 @@ async def stop_transaction(
                 transaction_id=row.id,
                 samples=samples,
                 progress_gate=progress_gate,
+                limits=limits,
             )
         await enqueue(
             s,
@@ -231,10 +248,11 @@ async def stop_transaction(
             signal=TransactionStopped(
                 event_id=0,
                 transaction_id=row.id,
-                meter_stop_wh=meter_stop_wh,
-                stopped_at=stopped_at,
+                meter_stop_wh=vetted.meter_stop_wh,
+                stopped_at=vetted.stopped_at,
                 reason=reason,
                 id_tag=id_tag,
+                flags=vetted.flags,
             ),
         )
     return StopOutcome("stopped", row.workflow_id)

@@ -7,6 +7,7 @@ import inspect
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,6 +41,12 @@ async def eventually(
                 raise last_error
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+def ocpp_ts(seconds_from_now: float = 0.0, *, base: datetime | None = None) -> str:
+    """An OCPP dateTime (``…Z``) relative to now: the gateway refuses times far from its clock."""
+    at = (base or datetime.now(UTC)) + timedelta(seconds=seconds_from_now)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sessions import (
@@ -234,15 +235,24 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
             await self._write_read_model()
 
     async def _write_read_model(self) -> None:
-        row = sup.read_model_of(workflow.info().workflow_id, self._state, self._invoice)
+        row = sup.read_model_of(
+            workflow.info().workflow_id,
+            self._state,
+            self._invoice,
+            with_flags=workflow.patched(billing.FLAGS_PATCH),
+        )
         if row == self._persisted:
             return
-        await workflow.execute_activity_method(
-            SessionActivities.upsert_session_read_model,
-            row,
-            start_to_close_timeout=sup.DB_TIMEOUT,
-            retry_policy=sup.DB_RETRY,
-        )
+        try:
+            await workflow.execute_activity_method(
+                SessionActivities.upsert_session_read_model,
+                row,
+                start_to_close_timeout=sup.DB_TIMEOUT,
+                retry_policy=sup.DB_RETRY,
+            )
+        except ActivityError as err:
+            if not self._data_error(err):
+                raise
         self._persisted = row
 
     # -- effects ------------------------------------------------------------------------------
@@ -341,6 +351,7 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
                     meter_stop_wh=signal.meter_stop_wh,
                     stopped_at=signal.stopped_at,
                     reason=signal.reason,
+                    flags=signal.flags,
                 )
             )
             return
@@ -350,6 +361,7 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
                 meter_stop_wh=signal.meter_stop_wh,
                 stopped_at=signal.stopped_at,
                 reason=signal.reason,
+                flags=signal.flags,
             )
         )
 

@@ -36,9 +36,16 @@ AuthorizationStatus = AuthStatus  # OCPP's idTagInfo.status; one definition, in 
 SessionOrigin = Literal["tap", "remote", "charger"]
 
 
-def tap_workflow_id(charge_box_id: str, id_tag: str, tapped_at: datetime) -> str:
-    """Minted by the gateway when a card is tapped (Authorize)."""
-    return f"session:{charge_box_id}:tap:{id_tag}:{int(tapped_at.timestamp() * 1000)}"
+def tap_workflow_id(charge_box_id: str, tapped_at: datetime, nonce: str) -> str:
+    """Minted by the gateway when a card is tapped (Authorize), once per tap.
+
+    The idTag is deliberately not part of it: workflow ids show in the Temporal UI, in Lago
+    (usage event ids are ``<workflow id>:<sequence>``) and in logs. ``nonce`` is random (the
+    caller draws it; this module does no I/O). Nothing needs to recompute the id: the tap's
+    update-with-start and its ``session_intents`` row both carry the one minted id, and a resent
+    StartTransaction is recognised by the journal's start identity, not by the workflow id.
+    """
+    return f"session:{charge_box_id}:tap:{int(tapped_at.timestamp() * 1000)}:{nonce}"
 
 
 def remote_workflow_id(charge_box_id: str, request_id: str) -> str:
@@ -123,6 +130,9 @@ class TransactionStopped(BaseModel):
     stopped_at: datetime
     reason: str | None = None
     id_tag: str | None = None
+    # Values of the stop the gateway did not trust and replaced (``gateway/stop_checks.py``):
+    # ``meter_stop_out_of_range``, ``implausible_energy``, ``stop_time_out_of_range``, ...
+    flags: list[str] = Field(default_factory=list)
 
 
 class ConnectorStatus(BaseModel):

@@ -22,6 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities, BillingEventRecord, RecordBillingEventsInput
+    from activities.db_errors import DATA_ERROR
     from activities.lago import CreateSessionInvoiceInput, LagoBilling, SendUsageEventsInput
     from activities.sessions import LoadTariffInput, SessionActivities
     from domain.billing import BillingKind, BillingLine, billing_event_id, next_billing_line
@@ -45,6 +46,12 @@ LAGO_PATCH = "lago-send-usage-v1"
 
 FLAG_LAGO_UNSENT = "lago_unsent"
 FLAG_LAGO_INVOICE_FAILED = "lago_invoice_failed"
+# The read model carries the session's flags, and a value PostgreSQL refuses (a non-retryable
+# ``DataError`` from an activity) flags the session ``data_error`` and bills nothing for it, so the
+# session still reaches its end. Executions recorded before it wrote rows without flags and
+# failed on such an error (in practice they retried it forever: the activity was retryable).
+FLAGS_PATCH = "session-flags-data-error-v1"
+FLAG_DATA_ERROR = "data_error"
 
 
 class SessionBillingMixin:
@@ -74,6 +81,17 @@ class SessionBillingMixin:
     def _flag(self, flag: str) -> None:
         if flag not in self._state.flags:
             self._state = self._state.model_copy(update={"flags": [*self._state.flags, flag]})
+
+    def _data_error(self, err: ActivityError) -> bool:
+        """A value PostgreSQL refused: flag the session and go on (True); anything else: False."""
+        cause = err.cause
+        if not isinstance(cause, ApplicationError) or cause.type != DATA_ERROR:
+            return False
+        if not workflow.patched(FLAGS_PATCH):
+            return False
+        workflow.logger.warning("PostgreSQL refused a value of this session: %s", cause.message)
+        self._flag(FLAG_DATA_ERROR)
+        return True
 
     # -- lines ----------------------------------------------------------------------------------
 
@@ -142,7 +160,24 @@ class SessionBillingMixin:
                 )
             )
             return
-        event_id = await self._record(line)
+        try:
+            event_id = await self._record(line)
+        except ActivityError as err:
+            if not self._data_error(err):
+                raise
+            # The line could not be stored: nothing is billed for it; an operator looks.
+            self._apply(
+                Billed(
+                    at=workflow.now(),
+                    sequence=self._state.billing_sequence,
+                    event_id=None,
+                    energy_wh=0,
+                    amount_minor=0,
+                    currency=tariff.currency,
+                    tariff=tariff,
+                )
+            )
+            return
         self._apply(
             Billed(
                 at=workflow.now(),
@@ -175,7 +210,12 @@ class SessionBillingMixin:
         tariff, line = await self._line("periodic", state.last_register_wh, state.last_register_at)
         if line is None:
             return
-        event_id = await self._record(line)
+        try:
+            event_id = await self._record(line)
+        except ActivityError as err:
+            if not self._data_error(err):
+                raise
+            return
         self._apply(
             PeriodicBilled(
                 at=workflow.now(),
@@ -253,4 +293,11 @@ def _reason(err: ActivityError) -> str:
     return str(cause or err)
 
 
-__all__ = ["FLAG_LAGO_INVOICE_FAILED", "FLAG_LAGO_UNSENT", "LAGO_PATCH", "SessionBillingMixin"]
+__all__ = [
+    "FLAGS_PATCH",
+    "FLAG_DATA_ERROR",
+    "FLAG_LAGO_INVOICE_FAILED",
+    "FLAG_LAGO_UNSENT",
+    "LAGO_PATCH",
+    "SessionBillingMixin",
+]

@@ -24,6 +24,7 @@ from workflows import messages as msg
 # PostgreSQL activities: retried until the database is back (a session must always finish);
 # each attempt is short.
 DB_TIMEOUT = timedelta(seconds=15)
+# A DataError (activities/db_errors.py) is raised non-retryable by the activity itself.
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -141,9 +142,17 @@ def energy_so_far(state: SessionState) -> int:
 
 
 def read_model_of(
-    workflow_id: str, state: SessionState, invoice: msg.InvoiceLinked | None
+    workflow_id: str,
+    state: SessionState,
+    invoice: msg.InvoiceLinked | None,
+    *,
+    with_flags: bool = False,
 ) -> SessionReadModel:
-    """The ``charging_sessions`` row for the session as it is now."""
+    """The ``charging_sessions`` row for the session as it is now.
+
+    ``with_flags``: executions recorded before the flags column wrote rows without them; a flag
+    change alone must not schedule an upsert those histories do not have.
+    """
     return SessionReadModel(
         workflow_id=workflow_id,
         state=state.phase.value,
@@ -159,6 +168,7 @@ def read_model_of(
         stopped_at=state.stopped_at,
         end_reason=state.end_reason,
         lago_invoice_id=invoice.lago_invoice_id if invoice else None,
+        flags=list(state.flags) if with_flags else [],
     )
 
 

@@ -262,6 +262,29 @@ def test_stop_below_start_is_flagged() -> None:
     assert "register_backwards" in result.state.flags
 
 
+def test_stop_flags_from_the_gateway_become_session_flags_once() -> None:
+    flagged = ["meter_stop_out_of_range", "stop_time_out_of_range"]
+    result = transition(
+        state_in(Phase.CHARGING),
+        TransactionStopped(transaction_id=7, meter_stop_wh=1500, stopped_at=T0, flags=flagged),
+    )
+    assert isinstance(result, Transition)
+    assert result.state.flags == flagged
+    assert result.effects == [Bill(kind="final", register_wh=1500, at=T0)]
+    abandoned = transition(state_in(Phase.CHARGING), WatchdogExpired(at=T0 + timedelta(hours=2)))
+    assert isinstance(abandoned, Transition)
+    late = transition(
+        abandoned.state,
+        LateStop(
+            transaction_id=7,
+            meter_stop_wh=1500,
+            stopped_at=T0 + timedelta(hours=3),
+            flags=["implausible_energy", "implausible_energy"],
+        ),
+    )
+    assert isinstance(late, Transition) and late.state.flags == ["implausible_energy"]
+
+
 def test_billed_accumulates() -> None:
     stopped = state_in(Phase.STOPPED)
     result = transition(stopped, EVENTS["billed"])

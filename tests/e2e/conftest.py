@@ -33,6 +33,7 @@ from tests.billing.conftest import (  # noqa: F401  (fixtures re-exported for th
     seed_driver,
 )
 from tests.e2e.processes import ManagedProcess, polaris_process, temporal_process
+from tests.gateway.conftest import FAST_FORWARD_W
 from tests.helpers import free_port
 from tests.sandbox.conftest import RunningSandbox
 
@@ -128,7 +129,11 @@ async def seed_charger(factory: SessionFactory) -> str:
                 .returning(Tariff.id)
             )
         ).scalar_one()
-        db.add(Charger(charge_box_id=charge_box_id, tariff_id=tariff_id))
+        # Simulated chargers deliver kWh in seconds: a power no real charger has keeps the
+        # gateway's plausibility check (max power × elapsed time) out of these tests.
+        db.add(
+            Charger(charge_box_id=charge_box_id, tariff_id=tariff_id, max_power_w=FAST_FORWARD_W)
+        )
         await db.flush()
         for connector_id in (1, 2):
             db.add(Connector(charge_box_id=charge_box_id, connector_id=connector_id))

@@ -52,13 +52,21 @@ def uid(prefix: str = "CB") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12].upper()}"
 
 
-async def seed_charger(sf: SessionFactory, *, password: str | None = None) -> str:
+# Test chargers deliver kWh in seconds: a power no real charger has keeps the gateway's
+# plausibility check (max power × elapsed time) out of tests that are not about it.
+FAST_FORWARD_W = 10**9
+
+
+async def seed_charger(
+    sf: SessionFactory, *, password: str | None = None, max_power_w: int = FAST_FORWARD_W
+) -> str:
     charge_box_id = uid("CB-")
     async with sf.begin() as s:
         s.add(
             Charger(
                 charge_box_id=charge_box_id,
                 password_hash=hash_password(password) if password else None,
+                max_power_w=max_power_w,
             )
         )
     return charge_box_id

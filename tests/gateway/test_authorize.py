@@ -82,7 +82,8 @@ async def test_accepted_tap_starts_the_workflow_and_is_remembered(
     assert answer.id_tag_info["status"] == "Accepted"
     assert tightened.id_tag_info["status"] == "Blocked"  # the workflow may only tighten
     workflow_id = await _intent_workflow(session_factory, cb, id_tag)
-    assert workflow_id is not None and workflow_id.startswith(f"session:{cb}:tap:{id_tag}:")
+    assert workflow_id is not None and workflow_id.startswith(f"session:{cb}:tap:")
+    assert id_tag not in workflow_id  # opaque: the idTag never shows in Temporal or Lago
     handle = temporal_client.get_workflow_handle(workflow_id)
     assert await handle.query("origin") == "tap"
 

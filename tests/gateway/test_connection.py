@@ -17,7 +17,7 @@ from db.models import AuditLog, Charger, Connector
 from gateway.main import Gateway
 from gateway.passwords import hash_password, verify_password
 from tests.gateway.conftest import charger_session, seed_charger, uid
-from tests.helpers import eventually
+from tests.helpers import eventually, ocpp_ts
 
 
 def test_password_hashes_are_salted_and_verified() -> None:
@@ -97,7 +97,7 @@ async def test_boot_heartbeat_status(gateway: Gateway, session_factory: SessionF
                 connector_id=1,
                 error_code="NoError",
                 status="Preparing",
-                timestamp="2030-01-01T10:00:00Z",
+                timestamp=ocpp_ts(-60),
             )
         )
         # An older, queued status never overwrites a newer one.
@@ -107,7 +107,7 @@ async def test_boot_heartbeat_status(gateway: Gateway, session_factory: SessionF
                 error_code="GroundFailure",
                 status="Faulted",
                 info="old",
-                timestamp="2029-01-01T10:00:00Z",
+                timestamp=ocpp_ts(-3600),
             )
         )
         async with session_factory() as s:

@@ -18,7 +18,7 @@ from db.engine import SessionFactory
 from db.models import GatewayOutbox, Transaction
 from gateway.main import Gateway, run_gateway
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, ocpp_ts
 
 
 async def test_run_gateway_serves_until_cancelled(
@@ -54,7 +54,7 @@ async def test_outbox_waits_out_a_temporal_outage(
     async with charger_session(offline_gateway, cb) as cp:
         start = await cp.call(
             call.StartTransaction(
-                connector_id=1, id_tag=id_tag, meter_start=10, timestamp="2032-01-01T00:00:00Z"
+                connector_id=1, id_tag=id_tag, meter_start=10, timestamp=ocpp_ts(-5)
             )
         )
         assert start.id_tag_info["status"] == "Accepted"

@@ -18,6 +18,7 @@ from config.settings import Settings
 from db.engine import SessionFactory
 from gateway.main import Gateway
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
+from tests.helpers import ocpp_ts
 
 
 class TcpRelay:
@@ -85,7 +86,7 @@ async def test_postgres_down_internal_error_but_heartbeats(
             await relay.down()
             assert (await cp.call(call.Heartbeat())).current_time
             start = call.StartTransaction(
-                connector_id=1, id_tag=id_tag, meter_start=0, timestamp="2033-01-01T00:00:00Z"
+                connector_id=1, id_tag=id_tag, meter_start=0, timestamp=ocpp_ts(-5)
             )
             with pytest.raises(InternalError):
                 await cp.call(start, suppress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ocpp.v16 import call
@@ -12,7 +14,7 @@ from db.engine import SessionFactory
 from db.models import GatewayOutbox, MeterSample, OrphanStop, Transaction
 from gateway.main import Gateway
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
-from tests.helpers import eventually
+from tests.helpers import eventually, ocpp_ts
 
 
 def sample(
@@ -26,6 +28,12 @@ def sample(
     if measurand:
         sv["measurand"] = measurand
     return sv
+
+
+def minutes_from(base: datetime) -> Callable[[float], str]:
+    """OCPP timestamps ``minutes`` after ``base`` (tests keep their times near the gateway's
+    clock: it refuses times far from now)."""
+    return lambda minutes: ocpp_ts(minutes * 60, base=base)
 
 
 async def _samples(sf: SessionFactory, tx_id: int) -> list[MeterSample]:
@@ -46,12 +54,11 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
 ) -> None:
     cb = await seed_charger(session_factory)
     id_tag = await seed_card(session_factory)
+    at = minutes_from(datetime.now(UTC) - timedelta(hours=3))
     async with charger_session(gateway, cb) as cp:
         assert (await cp.call(call.Authorize(id_tag=id_tag))).id_tag_info["status"] == "Accepted"
         start = await cp.call(
-            call.StartTransaction(
-                connector_id=1, id_tag=id_tag, meter_start=1000, timestamp="2030-05-01T10:00:00Z"
-            )
+            call.StartTransaction(connector_id=1, id_tag=id_tag, meter_start=1000, timestamp=at(0))
         )
         tx_id = start.transaction_id
         assert start.id_tag_info["status"] == "Accepted"
@@ -61,18 +68,18 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
                 transaction_id=tx_id,
                 meter_value=[
                     {
-                        "timestamp": "2030-05-01T10:00:00Z",
+                        "timestamp": at(0),
                         "sampledValue": [sample("1000", context="Transaction.Begin")],
                     },
                     {
-                        "timestamp": "2030-05-01T10:10:00Z",
+                        "timestamp": at(10),
                         "sampledValue": [
                             sample("1.5", unit="kWh"),
                             sample("16.2", unit="A", measurand="Current.Import"),
                         ],
                     },
                     {
-                        "timestamp": "2030-05-01T10:20:00Z",
+                        "timestamp": at(20),
                         "sampledValue": [sample("2500", unit=None)],
                     },
                 ],
@@ -84,13 +91,13 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
         stop = await cp.call(
             call.StopTransaction(
                 meter_stop=4000,
-                timestamp="2030-05-01T10:30:00Z",
+                timestamp=at(30),
                 transaction_id=tx_id,
                 id_tag=id_tag,
                 reason="Local",
                 transaction_data=[
                     {
-                        "timestamp": "2030-05-01T10:30:00Z",
+                        "timestamp": at(30),
                         "sampledValue": [sample("4", unit="kWh", context="Transaction.End")],
                     }
                 ],
@@ -102,7 +109,7 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
         tx = await s.get(Transaction, tx_id)
         assert tx is not None
         assert (tx.meter_start_wh, tx.meter_stop_wh, tx.stop_reason) == (1000, 4000, "Local")
-        assert tx.workflow_id.startswith(f"session:{cb}:tap:{id_tag}:")
+        assert tx.workflow_id.startswith(f"session:{cb}:tap:")
     rows = await _samples(session_factory, tx_id)
     energy = [(r.energy_wh, r.flag) for r in rows if r.measurand.startswith("Energy")]
     assert energy == [(1000, None), (1500, None), (2500, None), (4000, None)]
@@ -138,9 +145,8 @@ async def test_resends_duplicates_orphans_and_stale_samples(
 ) -> None:
     cb = await seed_charger(session_factory)
     id_tag = await seed_card(session_factory)
-    begin = call.StartTransaction(
-        connector_id=2, id_tag=id_tag, meter_start=500, timestamp="2031-02-01T08:00:00.000Z"
-    )
+    at = minutes_from(datetime.now(UTC) - timedelta(days=1))
+    begin = call.StartTransaction(connector_id=2, id_tag=id_tag, meter_start=500, timestamp=at(0))
     async with charger_session(gateway, cb) as cp:
         first = await cp.call(begin)
         again = await cp.call(begin)
@@ -148,7 +154,7 @@ async def test_resends_duplicates_orphans_and_stale_samples(
         tx_id = first.transaction_id
         stop = call.StopTransaction(
             meter_stop=900,
-            timestamp="2031-02-01T09:00:00Z",
+            timestamp=at(60),
             transaction_id=tx_id,
             reason="PowerLoss",
         )
@@ -156,9 +162,7 @@ async def test_resends_duplicates_orphans_and_stale_samples(
     # The charger reconnects after a power loss and flushes what it had queued.
     async with charger_session(gateway, cb) as cp:
         repeat = await cp.call(
-            call.StopTransaction(
-                meter_stop=950, timestamp="2031-02-01T09:05:00Z", transaction_id=tx_id
-            )
+            call.StopTransaction(meter_stop=950, timestamp=at(65), transaction_id=tx_id)
         )
         assert repeat.id_tag_info is None
         await cp.call(
@@ -166,17 +170,17 @@ async def test_resends_duplicates_orphans_and_stale_samples(
                 connector_id=2,
                 transaction_id=tx_id,
                 meter_value=[
-                    {"timestamp": "2031-02-01T07:00:00Z", "sampledValue": [sample("400")]},
-                    {"timestamp": "2031-02-01T08:30:00Z", "sampledValue": [sample("450")]},
-                    {"timestamp": "2031-02-01T08:40:00Z", "sampledValue": [sample("700")]},
-                    {"timestamp": "2031-02-01T10:00:00Z", "sampledValue": [sample("990")]},
+                    {"timestamp": at(-60), "sampledValue": [sample("400")]},
+                    {"timestamp": at(30), "sampledValue": [sample("450")]},
+                    {"timestamp": at(40), "sampledValue": [sample("700")]},
+                    {"timestamp": at(120), "sampledValue": [sample("990")]},
                 ],
             )
         )
         orphan = await cp.call(
             call.StopTransaction(
                 meter_stop=1,
-                timestamp="2031-02-01T09:00:00Z",
+                timestamp=at(60),
                 transaction_id=-1,
                 id_tag="UNKNOWN-TAG",
             )
@@ -188,7 +192,7 @@ async def test_resends_duplicates_orphans_and_stale_samples(
                 connector_id=1,
                 id_tag="UNKNOWN-TAG",
                 meter_start=0,
-                timestamp="2020-01-01T00:00:00Z",
+                timestamp=ocpp_ts(-20 * 86400),
             )
         )
         assert invalid.transaction_id > 0 and invalid.id_tag_info["status"] == "Invalid"

@@ -41,7 +41,7 @@ async def tap(
     client: Client, task_queue: str, charge_box_id: str, id_tag: str, **options: object
 ) -> tuple[PreAuthorizeResult, Handle]:
     """What the gateway does on an accepted Authorize: update-with-start ``pre_authorize``."""
-    workflow_id = tap_workflow_id(charge_box_id, id_tag, datetime.now(UTC)) + uuid.uuid4().hex[:4]
+    workflow_id = tap_workflow_id(charge_box_id, datetime.now(UTC), uuid.uuid4().hex[:8])
     start = WithStartWorkflowOperation(
         ChargingSessionWorkflow.run,
         SessionInput(charge_box_id=charge_box_id, id_tag=id_tag, **options),  # type: ignore[arg-type]
