@@ -52,13 +52,24 @@ def uid(prefix: str = "CB") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12].upper()}"
 
 
-async def seed_charger(sf: SessionFactory, *, password: str | None = None) -> str:
+async def seed_charger(
+    sf: SessionFactory,
+    *,
+    password: str | None = None,
+    allow_unauthenticated: bool | None = None,
+) -> str:
+    """A charger row. Without a password it is marked ``allow_unauthenticated`` unless told
+    otherwise: tests run with ``env="test"``, where (as in prod) a passwordless charger needs the
+    operator's exemption to connect."""
     charge_box_id = uid("CB-")
+    if allow_unauthenticated is None:
+        allow_unauthenticated = password is None
     async with sf.begin() as s:
         s.add(
             Charger(
                 charge_box_id=charge_box_id,
                 password_hash=hash_password(password) if password else None,
+                allow_unauthenticated=allow_unauthenticated,
             )
         )
     return charge_box_id
