@@ -111,7 +111,10 @@ async def charger_session(
     *,
     password: str | None = None,
     path: str = "/ocpp/",
+    source: str = "127.0.0.1",
 ) -> AsyncIterator[TestCharger]:
+    """``source``: the loopback address the client connects from (any 127.x.y.z works), so
+    tests can stand for distinct client addresses."""
     headers = {}
     if password is not None:
         token = base64.b64encode(f"{charge_box_id}:{password}".encode()).decode()
@@ -120,6 +123,7 @@ async def charger_session(
         f"ws://127.0.0.1:{gateway.port}{path}{charge_box_id}",
         subprotocols=["ocpp1.6"],
         additional_headers=headers,
+        local_addr=(source, 0),
     ) as ws:
         cp = TestCharger(charge_box_id, ws)
         task = asyncio.create_task(cp.start())
