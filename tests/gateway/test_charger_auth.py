@@ -13,8 +13,9 @@ from sqlalchemy import select, update
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from cli.sessions import print_story, session_story
 from db.engine import SessionFactory
-from db.models import AuditLog, Charger
+from db.models import AuditLog, Charger, ChargingSession
 from gateway.main import Gateway
 from gateway.server import basic_credentials
 from tests.gateway.conftest import charger_session, seed_charger, uid
@@ -27,9 +28,12 @@ async def handshake_status(
     *,
     authorization: str | None = None,
     source: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
 ) -> int:
     """The HTTP status the gateway answers a WebSocket handshake with (101: it opened)."""
-    headers = {"Authorization": authorization} if authorization else {}
+    headers = dict(headers or {})
+    if authorization:
+        headers["Authorization"] = authorization
     try:
         async with connect(
             f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}",
@@ -233,3 +237,36 @@ async def test_non_ascii_basic_credentials_are_a_clean_401(
 )
 def test_malformed_basic_credentials_parse_as_none(header: str) -> None:
     assert basic_credentials(header) is None
+
+
+@pytest.mark.parametrize(
+    ("password", "allow_unauthenticated", "shown", "warning"),
+    [
+        ("pw", False, "password", None),
+        (None, True, "unauthenticated", "WITHOUT authentication"),
+        (None, False, "none", "refused by the gateway outside dev"),
+    ],
+)
+async def test_sessions_show_warns_about_charger_authentication(
+    session_factory: SessionFactory,
+    capsys: pytest.CaptureFixture[str],
+    password: str | None,
+    allow_unauthenticated: bool,
+    shown: str,
+    warning: str | None,
+) -> None:
+    cb = await seed_charger(
+        session_factory, password=password, allow_unauthenticated=allow_unauthenticated
+    )
+    workflow_id = uid("wf-")
+    async with session_factory.begin() as s:
+        s.add(ChargingSession(workflow_id=workflow_id, state="charging", charge_box_id=cb))
+    async with session_factory() as s:
+        story = await session_story(s, workflow_id)
+    assert story is not None and story["charger_authentication"] == shown
+    print_story({**story, "workflow": {}})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING")]
+    if warning is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and cb in lines[0] and warning in lines[0]
