@@ -12,6 +12,7 @@ from ocpp.v16 import call
 from sqlalchemy import select, update
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from cli.sessions import print_story, session_story
 from db.engine import SessionFactory
@@ -37,7 +38,7 @@ async def handshake_status(
     try:
         async with connect(
             f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}",
-            subprotocols=["ocpp1.6"],
+            subprotocols=[Subprotocol("ocpp1.6")],
             additional_headers=headers,
             local_addr=(source, 0),
         ):
@@ -153,7 +154,7 @@ async def test_replacement_with_the_right_password_is_audited(
             assert gateway.registry.get(cb) is not first_socket
 
             def first_closed() -> bool:
-                return first._connection.state.name == "CLOSED"
+                return bool(first._connection.state.name == "CLOSED")
 
             await eventually(first_closed, timeout=10)
     rows = await audit_rows(session_factory, cb)

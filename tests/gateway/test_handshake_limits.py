@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 from ocpp.v16 import call
+from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
@@ -241,9 +242,9 @@ def test_settings_refuse_auto_register_in_prod() -> None:
         Settings(
             env="prod",
             gateway_auto_register=True,
-            auth_secret="a-real-secret-0123456789-0123456789",  # type: ignore[arg-type]
-            lago_api_key="real-key",  # type: ignore[arg-type]
-            lago_webhook_secret="real-secret",  # type: ignore[arg-type]
+            auth_secret=SecretStr("a-real-secret-0123456789-0123456789"),
+            lago_api_key=SecretStr("real-key"),
+            lago_webhook_secret=SecretStr("real-secret"),
         )
 
 
