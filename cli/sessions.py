@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import make_engine, make_session_factory
-from db.models import BillingEvent, ChargingSession, MeterSample, Transaction
+from db.models import BillingEvent, Charger, ChargingSession, MeterSample, Transaction
 from workflows.messages import (
     SESSION_WORKFLOW,
     UPDATE_REMOTE_STOP,
@@ -68,6 +68,24 @@ def _session_dict(row: ChargingSession) -> dict[str, Any]:
     }
 
 
+def charger_authentication(charger: Charger | None) -> str:
+    """How the charger proves who it is: ``password``; ``unauthenticated`` (no password, let in
+    by the operator's ``allow_unauthenticated``); ``none`` (no password: refused outside dev);
+    ``unknown`` (no such charger)."""
+    if charger is None:
+        return "unknown"
+    if charger.password_hash:
+        return "password"
+    return "unauthenticated" if charger.allow_unauthenticated else "none"
+
+
+CHARGER_AUTH_WARNINGS = {
+    "unauthenticated": "connects WITHOUT authentication (allow_unauthenticated): anyone can "
+    "speak for it",
+    "none": "has no password: refused by the gateway outside dev",
+}
+
+
 def format_money(amount_minor: int, currency: str | None) -> str:
     if currency is None:
         return "-"
@@ -96,6 +114,9 @@ async def session_story(db: AsyncSession, workflow_id: str) -> dict[str, Any] | 
     if row is None:
         return None
     story = _session_dict(row)
+    story["charger_authentication"] = charger_authentication(
+        await db.get(Charger, row.charge_box_id)
+    )
     transactions = (
         (
             await db.execute(
@@ -197,13 +218,16 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
 
 
-def _print_story(story: dict[str, Any]) -> None:
+def print_story(story: dict[str, Any]) -> None:
     print(f"session      {story['workflow_id']}")
     print(
         f"state        {story['state']}"
         + (f" ({story['end_reason']})" if story["end_reason"] else "")
     )
     print(f"charger      {story['charge_box_id']} connector {story['connector_id'] or '-'}")
+    warning = CHARGER_AUTH_WARNINGS.get(story["charger_authentication"])
+    if warning:
+        print(f"WARNING      charger {story['charge_box_id']} {warning}")
     print(f"idTag        {story['id_tag'] or '-'}")
     print(f"transaction  {story['transaction_id'] or '-'}")
     print(f"energy       {story['energy_wh']} Wh")
@@ -306,5 +330,5 @@ async def run_sessions_command(settings: Settings, args: argparse.Namespace) -> 
     if args.json:
         print(json.dumps(story, indent=2))
     else:
-        _print_story(story)
+        print_story(story)
     return 0

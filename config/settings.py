@@ -11,11 +11,12 @@ without exporting anything. A URL given in the environment always wins over the 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.energy import MeterLimits
@@ -58,6 +59,22 @@ class Settings(BaseSettings):
     # At most one meter-progress signal per transaction per this many seconds.
     meter_signal_interval_s: float = 30.0
     heartbeat_interval_s: int = 300
+
+    # -- Gateway: charger authentication and handshake limits (docs/gateway.md) ----------------
+    # Addresses or networks (comma-separated) of proxies in front of the gateway whose
+    # X-Forwarded-For is believed. Empty: the socket peer is the client, whatever headers say.
+    gateway_trusted_proxies: str = ""
+    # Wrong passwords allowed per client address and per chargeBoxId within the window (handshakes
+    # still being checked count too); past it the gateway answers 429 without hashing.
+    gateway_auth_failure_limit: int = Field(default=10, ge=1)
+    gateway_auth_failure_window_s: float = Field(default=60.0, gt=0)
+    # The first lockout lasts this long; each further lockout doubles it, up to the maximum.
+    gateway_auth_backoff_s: float = Field(default=30.0, gt=0)
+    gateway_auth_backoff_max_s: float = Field(default=300.0, gt=0)
+    # Threads that run scrypt for handshakes (~50 ms of CPU and 16 MiB each per check).
+    gateway_auth_hash_workers: int = Field(default=2, ge=1)
+    # Handshakes being checked at once; past it the gateway answers 503.
+    gateway_max_pending_handshakes: int = Field(default=64, ge=1)
 
     auth_url: str | None = None
     auth_port: int = 3000
@@ -113,6 +130,21 @@ class Settings(BaseSettings):
 
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)
+
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _valid_proxy_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_auto_register_in_prod(self) -> Settings:
+        # Auto-registration admits any chargeBoxId without credentials: a lab feature only.
+        if self.env == "prod" and self.gateway_auto_register:
+            raise ValueError("POLARIS_GATEWAY_AUTO_REGISTER=true is refused with POLARIS_ENV=prod")
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_dev(self) -> Settings:
@@ -173,6 +205,20 @@ class Settings(BaseSettings):
             max_future_s=self.meter_max_future_s,
             tolerance_wh=self.meter_energy_tolerance_wh,
         )
+
+    @property
+    def gateway_trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.gateway_trusted_proxies.split(",")
+            if part.strip()
+        ]
+
+    @property
+    def gateway_requires_charger_credentials(self) -> bool:
+        """Outside dev and auto-registration, a charger without a password needs the operator's
+        explicit ``allow_unauthenticated`` to connect."""
+        return self.env != "dev" and not self.gateway_auto_register
 
     @property
     def gateway_task_queue(self) -> str:

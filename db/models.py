@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -80,8 +81,13 @@ class Charger(Base):
     charge_box_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
     tariff_id: Mapped[int | None] = mapped_column(ForeignKey("tariffs.id"))
-    # Security profile 1 (HTTP Basic). NULL: the charger connects without a password.
+    # Security profile 1 (HTTP Basic). NULL: no password; outside dev such a charger is refused
+    # unless allow_unauthenticated is set (see docs/gateway.md, "Charger authentication").
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # The operator's explicit, visible exemption for a charger that cannot do security profile 1.
+    allow_unauthenticated: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     auto_registered: Mapped[bool] = mapped_column(Boolean, default=False)
     vendor: Mapped[str | None] = mapped_column(String(50))
     model: Mapped[str | None] = mapped_column(String(50))

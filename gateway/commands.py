@@ -29,7 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from websockets.exceptions import ConnectionClosed
 
-from gateway.server import ChargerRegistry
+from gateway.registry import ChargerRegistry
 from workflows.messages import (
     ACTIVITY_SEND_CHARGER_COMMAND,
     ChargerCommandInput,

@@ -41,6 +41,27 @@ async def auto_register(sf: SessionFactory, charge_box_id: str, remote: str | No
     return True
 
 
+async def audit_charger_connection(
+    sf: SessionFactory,
+    action: str,
+    charge_box_id: str,
+    *,
+    source: str | None,
+    details: dict[str, object],
+) -> None:
+    """One audit row about a charger's socket (replaced, or refused to protect the live one)."""
+    async with sf.begin() as s:
+        await s.execute(
+            insert(AuditLog).values(
+                actor="gateway",
+                action=action,
+                subject=charge_box_id,
+                source=source[:255] if source else None,
+                details={"charge_box_id": charge_box_id, **details},
+            )
+        )
+
+
 async def set_connected(
     sf: SessionFactory, charge_box_id: str, instance: str, now: datetime
 ) -> None:

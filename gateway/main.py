@@ -30,7 +30,8 @@ from gateway.commands import ChargerCommands
 from gateway.group_commit import MeterValuesBatcher
 from gateway.metering import ProgressThrottle
 from gateway.outbox_relay import OutboxRelay
-from gateway.server import SUBPROTOCOL, ChargerRegistry, OcppServer
+from gateway.registry import ChargerRegistry
+from gateway.server import SUBPROTOCOL, OcppServer
 from gateway.temporal_link import TemporalLink
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Gateway:
         if self._server is not None:
             self._server.close(close_connections=True)  # 1001 Going Away
             await self._server.wait_closed()
+        self.ocpp.close()
         await self.ctx.meter_values.close()
         await self.ctx.authorizer.close()
         await self.relay.stop(self._drain_timeout)

@@ -2,19 +2,24 @@
 
 ``process_request`` runs before the WebSocket handshake completes, so every refusal is a plain
 HTTP answer: 404 for an unknown path or charger, 400 without the ``ocpp1.6`` subprotocol, 401 for
-a missing or wrong password, 503 when PostgreSQL cannot say who the charger is.
+missing or wrong credentials (and, outside dev, for a charger that has none and no operator
+exemption), 409 when a connection without credentials would displace an authenticated one, 429
+while the client address or the chargeBoxId is locked out after wrong passwords, 503 when too
+many handshakes are being checked or PostgreSQL cannot say who the charger is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import logging
+import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import unquote
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,12 +30,16 @@ from websockets.http11 import Request, Response
 from db.models import Charger
 from gateway import journal
 from gateway.charge_point import GatewayChargePoint, GatewayContext
+from gateway.handshake_limits import HandshakeGuard, Outcome, Ticket, client_address
 from gateway.passwords import verify_password
+from gateway.registry import Admission, ChargerRegistry
 
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
 PATH_PREFIXES = ("/ocpp/", "/steve/websocket/CentralSystemService/")
+# Close code for a socket that lost the race against an authenticated connection.
+CLOSE_POLICY_VIOLATION = 1008
 
 
 def charge_box_id_from_path(path: str) -> str | None:
@@ -44,38 +53,31 @@ def charge_box_id_from_path(path: str) -> str | None:
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` from an HTTP Basic header; None for anything malformed.
+
+    websockets hands over non-ASCII header bytes as surrogate escapes, which base64 refuses with
+    a plain ValueError (binascii.Error is its subclass): such a header is malformed, not a crash.
+    """
     if not header or not header.lower().startswith("basic "):
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None
 
 
-class ChargerRegistry:
-    """The live sockets of this process, by chargeBoxId (the newest connection wins)."""
+def _unauthorized(connection: ServerConnection, text: str = "Unauthorized\n") -> Response:
+    response = connection.respond(HTTPStatus.UNAUTHORIZED, text)
+    response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+    return response
 
-    def __init__(self) -> None:
-        self._by_id: dict[str, GatewayChargePoint] = {}
 
-    def get(self, charge_box_id: str) -> GatewayChargePoint | None:
-        return self._by_id.get(charge_box_id)
-
-    def put(self, cp: GatewayChargePoint) -> GatewayChargePoint | None:
-        old = self._by_id.get(cp.charge_box_id)
-        self._by_id[cp.charge_box_id] = cp
-        return old
-
-    def remove(self, cp: GatewayChargePoint) -> bool:
-        if self._by_id.get(cp.charge_box_id) is cp:
-            del self._by_id[cp.charge_box_id]
-            return True
-        return False
-
-    def __len__(self) -> int:
-        return len(self._by_id)
+def _retry_later(connection: ServerConnection, status: HTTPStatus, wait_s: float) -> Response:
+    response = connection.respond(status, "Try again later\n")
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+    return response
 
 
 class OcppServer:
@@ -88,6 +90,26 @@ class OcppServer:
         self.ctx = ctx
         self.registry = registry
         self._health = health
+        self.guard = HandshakeGuard(ctx.settings)
+        # scrypt runs here, never on the loop's default executor: a flood of wrong passwords
+        # then occupies a few threads instead of every thread the process has.
+        self.hash_pool = ThreadPoolExecutor(
+            max_workers=ctx.settings.gateway_auth_hash_workers, thread_name_prefix="gw-scrypt"
+        )
+        self.pending_handshakes = 0
+        # How each admitted connection got in, from process_request to handle.
+        self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
+
+    def close(self) -> None:
+        self.hash_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _peer(self, connection: ServerConnection, request: Request) -> str | None:
+        remote = connection.remote_address
+        return client_address(
+            str(remote[0]) if remote else None,
+            request.headers.get_all("X-Forwarded-For"),
+            self.ctx.settings.gateway_trusted_proxy_networks,
+        )
 
     async def process_request(
         self, connection: ServerConnection, request: Request
@@ -108,49 +130,159 @@ class OcppServer:
             return connection.respond(
                 HTTPStatus.BAD_REQUEST, f"Subprotocol {SUBPROTOCOL} required\n"
             )
+        peer = self._peer(connection, request)
+        # Admission and the cap are decided before the first await, so a burst of concurrent
+        # handshakes sees each other's reservations.
+        ticket = self.guard.admit(peer, charge_box_id)
+        if not isinstance(ticket, Ticket):
+            return _retry_later(connection, HTTPStatus.TOO_MANY_REQUESTS, ticket)
+        if self.pending_handshakes >= self.ctx.settings.gateway_max_pending_handshakes:
+            self.guard.settle(ticket, Outcome.NEUTRAL)
+            return _retry_later(connection, HTTPStatus.SERVICE_UNAVAILABLE, 1)
+        self.pending_handshakes += 1
+        outcome = Outcome.NEUTRAL
+        try:
+            answer, outcome = await self._check_charger(connection, request, charge_box_id, peer)
+            return answer
+        finally:
+            self.pending_handshakes -= 1
+            self.guard.settle(ticket, outcome)
+
+    async def _check_charger(
+        self,
+        connection: ServerConnection,
+        request: Request,
+        charge_box_id: str,
+        peer: str | None,
+    ) -> tuple[Response | None, Outcome]:
+        settings = self.ctx.settings
         try:
             async with asyncio.timeout(self.ctx.db_timeout_s), self.ctx.sf() as s:
                 row = (
                     await s.execute(
-                        select(Charger.charge_box_id, Charger.password_hash).where(
+                        select(Charger.password_hash, Charger.allow_unauthenticated).where(
                             Charger.charge_box_id == charge_box_id
                         )
                     )
                 ).first()
-            if row is None and self.ctx.settings.gateway_auto_register:
-                remote = connection.remote_address
-                await journal.auto_register(
-                    self.ctx.sf, charge_box_id, str(remote[0]) if remote else None
-                )
+            if row is None and settings.gateway_auto_register:
+                await journal.auto_register(self.ctx.sf, charge_box_id, peer)
                 log.info("auto-registered charger %s", charge_box_id)
-                return None
+                return await self._admit(
+                    connection, charge_box_id, Admission(False, peer, "auto_register")
+                )
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.error("cannot check charger %s: %r", charge_box_id, exc)
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Try again later\n")
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Try again later\n"
+            ), Outcome.NEUTRAL
         if row is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger\n")
+            return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger\n"), Outcome.NEUTRAL
         if row.password_hash:
             creds = basic_credentials(request.headers.get("Authorization"))
-            ok = (
-                creds is not None
-                and creds[0] == charge_box_id
-                and await asyncio.to_thread(verify_password, creds[1], row.password_hash)
+            if creds is None or creds[0] != charge_box_id:
+                return _unauthorized(connection), Outcome.NEUTRAL
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(
+                self.hash_pool, verify_password, creds[1], row.password_hash
             )
             if not ok:
-                response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
-                response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
-                return response
-        return None
+                log.warning("charger %s: wrong password from %s", charge_box_id, peer)
+                return _unauthorized(connection), Outcome.FAILED
+            response, _ = await self._admit(connection, charge_box_id, Admission(True, peer))
+            return response, Outcome.SUCCEEDED
+        if row.allow_unauthenticated:
+            exemption = "allow_unauthenticated"
+        elif not settings.gateway_requires_charger_credentials:
+            exemption = "auto_register" if settings.gateway_auto_register else "dev"
+        else:
+            log.warning(
+                "charger %s has no password and is not marked allow_unauthenticated: refused %s",
+                charge_box_id,
+                peer,
+            )
+            return _unauthorized(connection, "Charger has no credentials\n"), Outcome.NEUTRAL
+        return await self._admit(connection, charge_box_id, Admission(False, peer, exemption))
+
+    async def _admit(
+        self, connection: ServerConnection, charge_box_id: str, admission: Admission
+    ) -> tuple[Response | None, Outcome]:
+        if not self.registry.may_replace(charge_box_id, admission):
+            live = self.registry.admission(charge_box_id)
+            log.warning(
+                "charger %s: refused %s without credentials while it is connected with them",
+                charge_box_id,
+                admission.peer,
+            )
+            await self._audit("charger.connection_refused", charge_box_id, live, admission)
+            response = connection.respond(
+                HTTPStatus.CONFLICT, "Charger is connected with credentials\n"
+            )
+            return response, Outcome.FAILED
+        self._admissions[connection] = admission
+        return None, Outcome.NEUTRAL
+
+    async def _audit(
+        self, action: str, charge_box_id: str, old: Admission | None, new: Admission
+    ) -> None:
+        details: dict[str, object] = {
+            "gateway_instance": self.ctx.settings.gateway_instance,
+            "old_peer": old.peer if old else None,
+            "old_authenticated": old.authenticated if old else None,
+            "new_peer": new.peer,
+            "new_authenticated": new.authenticated,
+            "new_exemption": new.exemption,
+        }
+        try:
+            async with asyncio.timeout(self.ctx.db_timeout_s):
+                await journal.audit_charger_connection(
+                    self.ctx.sf, action, charge_box_id, source=new.peer, details=details
+                )
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.error("%s: %s not audited: %r", charge_box_id, action, exc)
 
     async def handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         charge_box_id = charge_box_id_from_path(ws.request.path)
         assert charge_box_id is not None
+        admission = self._admissions.pop(ws)
+        if not self.registry.may_replace(charge_box_id, admission):
+            # An authenticated handshake for this charger finished while this one was checked.
+            log.warning(
+                "charger %s: connection from %s lost to an authenticated one",
+                charge_box_id,
+                admission.peer,
+            )
+            await self._audit(
+                "charger.connection_refused",
+                charge_box_id,
+                self.registry.admission(charge_box_id),
+                admission,
+            )
+            await ws.close(CLOSE_POLICY_VIOLATION, "charger is connected with credentials")
+            return
         cp = GatewayChargePoint(charge_box_id, ws, self.ctx)
-        old = self.registry.put(cp)
+        old = self.registry.put(cp, admission)
+        if not admission.authenticated:
+            log.warning(
+                "charger %s connected WITHOUT authentication from %s (%s)",
+                charge_box_id,
+                admission.peer,
+                admission.exemption,
+            )
         if old is not None:
             # The charger reconnected while its old socket looked alive: the new one wins.
-            cp.spawn(old._connection.close(1000, "replaced by a new connection"))
+            log.warning(
+                "charger %s: connection from %s replaced by one from %s (authenticated: %s)",
+                charge_box_id,
+                old.admission.peer,
+                admission.peer,
+                admission.authenticated,
+            )
+            cp.spawn(old.cp._connection.close(1000, "replaced by a new connection"))
+            await self._audit(
+                "charger.connection_replaced", charge_box_id, old.admission, admission
+            )
         try:
             await journal.set_connected(
                 self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance, self.ctx.clock()

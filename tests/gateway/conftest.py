@@ -58,15 +58,25 @@ FAST_FORWARD_W = 10**9
 
 
 async def seed_charger(
-    sf: SessionFactory, *, password: str | None = None, max_power_w: int = FAST_FORWARD_W
+    sf: SessionFactory,
+    *,
+    password: str | None = None,
+    allow_unauthenticated: bool | None = None,
+    max_power_w: int = FAST_FORWARD_W,
 ) -> str:
+    """A charger row. Without a password it is marked ``allow_unauthenticated`` unless told
+    otherwise: tests run with ``env="test"``, where (as in prod) a passwordless charger needs the
+    operator's exemption to connect."""
     charge_box_id = uid("CB-")
+    if allow_unauthenticated is None:
+        allow_unauthenticated = password is None
     async with sf.begin() as s:
         s.add(
             Charger(
                 charge_box_id=charge_box_id,
                 password_hash=hash_password(password) if password else None,
                 max_power_w=max_power_w,
+                allow_unauthenticated=allow_unauthenticated,
             )
         )
     return charge_box_id
@@ -108,7 +118,10 @@ async def charger_session(
     *,
     password: str | None = None,
     path: str = "/ocpp/",
+    source: str = "127.0.0.1",
 ) -> AsyncIterator[TestCharger]:
+    """``source``: the loopback address the client connects from (any 127.x.y.z works), so
+    tests can stand for distinct client addresses."""
     headers = {}
     if password is not None:
         token = base64.b64encode(f"{charge_box_id}:{password}".encode()).decode()
@@ -117,6 +130,7 @@ async def charger_session(
         f"ws://127.0.0.1:{gateway.port}{path}{charge_box_id}",
         subprotocols=["ocpp1.6"],
         additional_headers=headers,
+        local_addr=(source, 0),
     ) as ws:
         cp = TestCharger(charge_box_id, ws)
         task = asyncio.create_task(cp.start())
