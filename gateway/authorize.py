@@ -25,6 +25,7 @@ from db.engine import SessionFactory
 from db.models import AuditLog
 from gateway import intents
 from gateway.local_auth import LocalDecision, decide
+from gateway.log_redaction import TagRedactor
 from gateway.scan_intercept import intercept_scan
 from gateway.temporal_link import TemporalLink
 from gateway.transactions import tighter
@@ -67,8 +68,10 @@ class Authorizer:
         settings: Settings,
         clock: Callable[[], datetime],
         *,
+        tags: TagRedactor,
         tap_ttl: timedelta = DEFAULT_TAP_TTL,
     ) -> None:
+        self._tags = tags
         self._sf = sf
         self._link = link
         self._settings = settings
@@ -197,7 +200,7 @@ class Authorizer:
         self._misses += 1
         log.warning(
             "pre_authorize for %s at %s fell back to the local decision: %r",
-            id_tag,
+            self._tags.fingerprint(id_tag),
             charge_box_id,
             exc,
         )
