@@ -45,6 +45,7 @@ from ocpp.messages import CallError, get_validator
 from ocpp.v16.enums import Action
 
 _UID = re.compile(r'^\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.){0,36})"')
+_ANSWER_START = re.compile(r"^\s*\[\s*[34]\s*,")
 _V16_ACTIONS = frozenset(a.value for a in Action)
 # When the frame is too broken to carry a usable unique id.
 UNKNOWN_UID = "-1"
@@ -140,6 +141,8 @@ def check_frame(raw: str | bytes, handled: Container[str]) -> str | None:
     try:
         msg = json.loads(raw)
     except (ValueError, RecursionError) as exc:
+        if _ANSWER_START.match(raw):
+            raise UnusableAnswer("a CallResult / CallError that does not parse") from None
         found = _UID.match(raw)
         uid = found.group(1) if found else UNKNOWN_UID
         cause = (

@@ -4,7 +4,7 @@ The ``ocpp`` library logs every frame it sends or receives at INFO and the whole
 handler raises, idTags included. The gateway lowers the ``ocpp`` logger to WARNING (unless the
 operator configured it) and puts :class:`TagRedactor` on it, which rewrites whatever the library
 still logs: every ``idTag`` / ``parentIdTag`` value, in JSON frames and in Python reprs alike,
-becomes its fingerprint.
+becomes its fingerprint. Our own lines call :meth:`TagRedactor.fingerprint` themselves.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from config.settings import Settings
 from domain.ids import tag_fingerprint
 
 LIBRARY_LOGGER = "ocpp"
+TRANSPORT_LOGGER = "websockets"
 
 # A tag field name, then ':' (JSON, dict repr) or '=' (dataclass repr), then the value: quoted
 # (either quote, escapes allowed) or a bare token (a malformed frame may carry a number).
@@ -60,11 +61,16 @@ class TagRedactor(logging.Filter):
 def guard_library_logger(redactor: TagRedactor) -> None:
     """WARNING by default for the library's per-frame chatter, and idTags redacted in the rest.
 
+    The ``websockets`` library traces every frame at DEBUG (cut to its first and last bytes, too
+    short to redact reliably): it stays at INFO unless the operator set its level explicitly.
     Idempotent: a process that builds several gateways (the tests) keeps one redactor, the last.
     """
     library = logging.getLogger(LIBRARY_LOGGER)
     if library.level == logging.NOTSET:
         library.setLevel(logging.WARNING)
+    transport = logging.getLogger(TRANSPORT_LOGGER)
+    if transport.level == logging.NOTSET:
+        transport.setLevel(logging.INFO)
     for old in [f for f in library.filters if isinstance(f, TagRedactor)]:
         library.removeFilter(old)
     library.addFilter(redactor)

@@ -49,6 +49,10 @@ BOOT = {"chargePointVendor": "Acme", "chargePointModel": "X"}
         ('[2, "m9", "Reset", {"type": "Hard"}]', "NotSupported"),
         ('[2, "m10", "Heartbeat", []]', "FormationViolation"),
         ('[7, "m11", "Heartbeat", {}]', "PropertyConstraintViolation"),
+        # Nesting past the JSON decoder's recursion limit, and past ours below it.
+        ('[2, "m13", "Heartbeat", ' + "[" * 5000 + "]" * 5000 + "]", "FormationViolation"),
+        ('[2, "m14", "DataTransfer", ' + '{"a":' * 40 + "1" + "}" * 40 + "]", "FormationViolation"),
+        ("[" * 30000, "FormationViolation"),
         (
             '[2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 0, '
             '"timestamp": "yesterday"}]',
