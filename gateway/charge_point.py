@@ -183,7 +183,8 @@ class GatewayChargePoint(FrameGuardedChargePoint):
     async def on_status_notification(
         self, connector_id: int, error_code: str, status: str, **kwargs: Any
     ) -> call_result.StatusNotification:
-        at = parse_time(kwargs["timestamp"]) if kwargs.get("timestamp") else self.ctx.clock()
+        stamp = kwargs.get("timestamp")
+        at = parse_time(stamp) if stamp is not None else self.ctx.clock()
         async with journal_guard(self.ctx, "StatusNotification"):
             queued = await journal.record_status(
                 self.ctx.sf,

@@ -9,6 +9,8 @@ FormationViolation             not JSON, not an array, payload not an object, un
 ProtocolError                  a required element or property is missing
 TypeConstraintViolation        a field has the wrong type (or is longer than its CiString)
 PropertyConstraintViolation    a field has a value outside its allowed set or range
+OccurenceConstraintViolation   a list has fewer (or more) items than allowed (1.6 spells
+                               the code with one "r")
 NotImplemented                 the action is not known
 NotSupported                   the action is known but not something a charger sends us
 =============================  ==========================================================
@@ -33,6 +35,7 @@ from jsonschema.exceptions import best_match
 from ocpp.exceptions import (
     FormationViolationError,
     NotSupportedError,
+    OccurenceConstraintViolationError,
     OCPPError,
     PropertyConstraintViolationError,
     ProtocolError,
@@ -124,6 +127,8 @@ def _schema_error(action: str, payload: dict[str, Any]) -> OCPPError | None:
         return TypeConstraintViolationError(details=details)
     if kind == "additionalProperties":
         return FormationViolationError(details=details)
+    if kind in ("minItems", "maxItems"):
+        return OccurenceConstraintViolationError(details=details)
     return PropertyConstraintViolationError(details=details)
 
 
