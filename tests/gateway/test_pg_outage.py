@@ -69,6 +69,7 @@ async def test_postgres_down_internal_error_but_heartbeats(
     relay: TcpRelay,
     session_factory: SessionFactory,
     session_worker: Worker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     parts = urlsplit(pg_url)
     netloc = parts.netloc.rsplit("@", 1)
@@ -110,3 +111,6 @@ async def test_postgres_down_internal_error_but_heartbeats(
                 suppress=False,
             )
             assert booted.status == "Accepted"
+    # The failures were logged (the library logs the whole request) without the card's idTag.
+    assert "InternalError" in caplog.text
+    assert id_tag not in caplog.text
