@@ -138,6 +138,9 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "POLARIS_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
             "POLARIS_GATEWAY_PORT": str(gateway_port),
             "POLARIS_GATEWAY_AUTO_REGISTER": "true",
+            # The simulated chargers send MeterValues back to back, faster than any charger in
+            # the field: the per-connection frame budget would measure itself, not the gateway.
+            "POLARIS_GATEWAY_MAX_FRAMES_PER_S": "0",
             "POLARIS_LOG_LEVEL": "WARNING",
             "POLARIS_LAGO_API_URL": f"http://127.0.0.1:{lago_port}",
             "POLARIS_LAGO_API_KEY": "bench-key",

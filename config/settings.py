@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     gateway_auth_hash_workers: int = Field(default=2, ge=1)
     # Handshakes being checked at once; past it the gateway answers 503.
     gateway_max_pending_handshakes: int = Field(default=64, ge=1)
+    # -- gateway frame limits (docs/gateway.md, "Frame limits and poison frames") ------------
+    # Largest WebSocket message a charger may send; a bigger one closes the socket with 1009.
+    gateway_max_frame_bytes: int = Field(default=65536, ge=1024)
+    # Token bucket per connection: sustained frames per second (0 disables) and burst size.
+    gateway_max_frames_per_s: float = Field(default=20.0, ge=0)
+    gateway_frame_burst: int = Field(default=50, ge=1)
+    # A connection held back by the bucket for this long without a pause is closed with 1008.
+    gateway_frame_flood_close_s: float = Field(default=30.0, gt=0)
+    # Key for the idTag fingerprints in logs; unset: a random key per process (fingerprints
+    # then match only within one process's lifetime).
+    log_tag_key: SecretStr | None = None
+    # -- end gateway frame limits ----------------------------------------------------------
 
     auth_url: str | None = None
     auth_port: int = 3000

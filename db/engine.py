@@ -21,6 +21,8 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Bound values (idTags, e-mail addresses) stay out of exception text, hence out of logs.
+        hide_parameters=True,
     )
 
 

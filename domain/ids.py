@@ -1,4 +1,5 @@
-"""The 8-character Crockford-base32 public id (a user's Lago external customer id).
+"""The 8-character Crockford-base32 public id (a user's Lago external customer id), and the
+fingerprint that stands for an idTag in logs (:func:`tag_fingerprint`).
 
 Eight Crockford characters carry exactly 40 bits, so an id is made from 5 bytes. The caller
 supplies the bytes (``os.urandom(5)`` in an activity or entry point): this module does no I/O
@@ -9,6 +10,9 @@ Reading is forgiving, as Crockford intends: lower case is accepted, ``I``/``L`` 
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 PUBLIC_ID_LENGTH = 8
@@ -57,3 +61,20 @@ def public_id_to_int(text: str) -> int:
     for ch in normalize_public_id(text):
         number = (number << 5) | _DECODE[ch]
     return number
+
+
+# -- idTag fingerprints for logs ---------------------------------------------------------------
+
+TAG_FINGERPRINT_HEX = 12  # 48 bits: enough to tell a few million cards apart in a log
+
+
+def tag_fingerprint(id_tag: str, key: bytes = b"") -> str:
+    """A short keyed digest that stands for an idTag in logs (``tag#3f2a9c01d4e5``).
+
+    An idTag is a bearer credential (whoever presents it charges on its owner's account), so logs
+    carry this instead. Card UIDs are short (4-7 bytes): without a secret ``key`` the digest can
+    be reversed by trying every UID, so callers pass one; the same key gives the same
+    fingerprint, which is what lets an operator follow one card through the logs.
+    """
+    digest = hmac.new(key, id_tag.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return f"tag#{digest[:TAG_FINGERPRINT_HEX]}"

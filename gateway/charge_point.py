@@ -23,7 +23,6 @@ from ocpp.exceptions import (
     TypeConstraintViolationError,
 )
 from ocpp.routing import on
-from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,9 +32,10 @@ from db.engine import SessionFactory
 from domain.energy import OutOfRange, check_register, check_timestamp
 from gateway import journal, metering, transactions
 from gateway.authorize import Authorizer
-from gateway.frames import FrameProblem, check_frame
+from gateway.frame_guard import FrameGuardedChargePoint
 from gateway.group_commit import MeterValuesBatcher
 from gateway.local_auth import decide
+from gateway.log_redaction import TagRedactor
 from gateway.meter import REFUSED_PROBLEMS, parse_samples
 from gateway.stop_checks import read_stop
 
@@ -107,6 +107,7 @@ class GatewayContext:
     meter_values: MeterValuesBatcher
     wake_relay: Callable[[], None]
     clock: Callable[[], datetime]
+    tags: TagRedactor
     db_timeout_s: float = 10.0
 
 
@@ -121,29 +122,25 @@ async def journal_guard(ctx: GatewayContext, what: str) -> AsyncIterator[None]:
         raise InternalError(details={"cause": f"{what} could not be journaled; retry"}) from exc
 
 
-class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
+class GatewayChargePoint(FrameGuardedChargePoint):
     def __init__(self, charge_box_id: str, connection: Any, ctx: GatewayContext) -> None:
         # The response timeout is enforced per command by the activity instead.
-        super().__init__(charge_box_id, connection, response_timeout=3600)
+        super().__init__(
+            charge_box_id,
+            connection,
+            settings=ctx.settings,
+            tags=ctx.tags,
+            response_timeout=3600,
+        )
         self.ctx = ctx
         self.charge_box_id = charge_box_id
         self._background: set[asyncio.Task[None]] = set()
         self._touched_at = 0.0
         self._touch_task: asyncio.Task[None] | None = None
 
-    # -- frames ----------------------------------------------------------------------------
+    # -- liveness ------------------------------------------------------------------------
 
-    async def route_message(self, raw_msg: str | bytes) -> None:
-        self._touch()
-        try:
-            check_frame(raw_msg, self.route_map)
-        except FrameProblem as problem:
-            log.warning("%s: rejected frame (%s): %.200r", self.id, problem.error.code, raw_msg)
-            await self._send(problem.call_error_json())
-            return
-        await super().route_message(raw_msg)
-
-    def _touch(self) -> None:
+    def on_frame(self) -> None:
         """last_seen_at on every message, at most one UPDATE per ``TOUCH_INTERVAL_S``.
 
         The watchdog's silence limit is minutes to hours; a charger sending MeterValues every few
@@ -181,20 +178,19 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
         self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
     ) -> call_result.BootNotification:
         now = self.ctx.clock()
-        try:
-            async with asyncio.timeout(self.ctx.db_timeout_s):
-                await journal.record_boot(
-                    self.ctx.sf,
-                    self.charge_box_id,
-                    vendor=charge_point_vendor,
-                    model=charge_point_model,
-                    serial_number=kwargs.get("charge_point_serial_number")
-                    or kwargs.get("charge_box_serial_number"),
-                    firmware_version=kwargs.get("firmware_version"),
-                    now=now,
-                )
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            log.error("%s: boot not recorded: %r", self.id, exc)
+        # Nothing stored → InternalError: the charger boots again later rather than believing
+        # it was registered.
+        async with journal_guard(self.ctx, "BootNotification"):
+            await journal.record_boot(
+                self.ctx.sf,
+                self.charge_box_id,
+                vendor=charge_point_vendor,
+                model=charge_point_model,
+                serial_number=kwargs.get("charge_point_serial_number")
+                or kwargs.get("charge_box_serial_number"),
+                firmware_version=kwargs.get("firmware_version"),
+                now=now,
+            )
         return call_result.BootNotification(
             current_time=ocpp_time(now),
             interval=self.ctx.settings.heartbeat_interval_s,
@@ -211,27 +207,25 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
     ) -> call_result.StatusNotification:
         within(connector_id, "connectorId", low=0, high=INT32_MAX)
         now = self.ctx.clock()
-        at = parse_time(kwargs["timestamp"]) if kwargs.get("timestamp") else now
+        stamp = kwargs.get("timestamp")
+        at = parse_time(stamp) if stamp is not None else now
         try:
             check_timestamp(at, now, self.ctx.settings.meter_limits)
         except OutOfRange:
             at = now  # a status time no clock can mean: the time we heard it
-        try:
-            async with asyncio.timeout(self.ctx.db_timeout_s):
-                queued = await journal.record_status(
-                    self.ctx.sf,
-                    self.charge_box_id,
-                    connector_id=connector_id,
-                    status=status,
-                    error_code=error_code,
-                    info=kwargs.get("info"),
-                    vendor_error_code=kwargs.get("vendor_error_code"),
-                    status_at=at,
-                )
-            if queued:
-                self.ctx.wake_relay()
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            log.error("%s: status not recorded: %r", self.id, exc)
+        async with journal_guard(self.ctx, "StatusNotification"):
+            queued = await journal.record_status(
+                self.ctx.sf,
+                self.charge_box_id,
+                connector_id=connector_id,
+                status=status,
+                error_code=error_code,
+                info=kwargs.get("info"),
+                vendor_error_code=kwargs.get("vendor_error_code"),
+                status_at=at,
+            )
+        if queued:
+            self.ctx.wake_relay()
         return call_result.StatusNotification()
 
     @handles(Action.authorize)

@@ -9,9 +9,19 @@ FormationViolation             not JSON, not an array, payload not an object, un
 ProtocolError                  a required element or property is missing
 TypeConstraintViolation        a field has the wrong type (or is longer than its CiString)
 PropertyConstraintViolation    a field has a value outside its allowed set or range
+OccurenceConstraintViolation   a list has fewer (or more) items than allowed (1.6 spells
+                               the code with one "r")
 NotImplemented                 the action is not known
 NotSupported                   the action is known but not something a charger sends us
 =============================  ==========================================================
+
+Nesting deeper than :data:`MAX_JSON_DEPTH` is a FormationViolation too: no OCPP 1.6 message
+comes close, and deeper structures would otherwise reach recursive code (the JSON decoder, the
+library's key conversion) and end in ``RecursionError`` instead of an answer.
+
+CallResults and CallErrors are never answered (OCPP-J forbids answering an answer):
+:func:`check_frame` returns their unique id for the caller to match against its calls in flight,
+and raises :class:`UnusableAnswer` for one too broken to match.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from jsonschema.exceptions import best_match
 from ocpp.exceptions import (
     FormationViolationError,
     NotSupportedError,
+    OccurenceConstraintViolationError,
     OCPPError,
     PropertyConstraintViolationError,
     ProtocolError,
@@ -37,9 +48,12 @@ from ocpp.messages import CallError, get_validator
 from ocpp.v16.enums import Action
 
 _UID = re.compile(r'^\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.){0,36})"')
+_ANSWER_START = re.compile(r"^\s*\[\s*[34]\s*,")
 _V16_ACTIONS = frozenset(a.value for a in Action)
 # When the frame is too broken to carry a usable unique id.
 UNKNOWN_UID = "-1"
+# The deepest OCPP 1.6 message (MeterValues) nests 6 levels, the frame's array included.
+MAX_JSON_DEPTH = 16
 
 
 class FrameProblem(Exception):
@@ -53,6 +67,47 @@ class FrameProblem(Exception):
             self.unique_id, self.error.code, self.error.description, self.error.details
         ).to_json()
         return text
+
+
+class UnusableAnswer(Exception):
+    """A CallResult / CallError whose shape is wrong: it cannot be matched, and is dropped."""
+
+
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    # Iterative on purpose: this is the guard against recursion.
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children: list[object] | None = (
+            list(node.values())
+            if isinstance(node, dict)
+            else node
+            if isinstance(node, list)
+            else None
+        )
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _answer_id(msg: list[Any]) -> str:
+    """The unique id of a well-formed CallResult ``[3, id, {}]`` or CallError
+    ``[4, id, code, description, {}]``."""
+    if msg[0] == 3:
+        well_formed = len(msg) == 3 and isinstance(msg[2], dict)
+    else:
+        well_formed = (
+            len(msg) == 5
+            and isinstance(msg[2], str)
+            and isinstance(msg[3], str)
+            and isinstance(msg[4], dict)
+        )
+    if not (well_formed and isinstance(msg[1], str)):
+        raise UnusableAnswer(f"MessageTypeId {msg[0]} frame has the wrong shape")
+    return msg[1]
 
 
 def _schema_error(action: str, payload: dict[str, Any]) -> OCPPError | None:
@@ -72,11 +127,17 @@ def _schema_error(action: str, payload: dict[str, Any]) -> OCPPError | None:
         return TypeConstraintViolationError(details=details)
     if kind == "additionalProperties":
         return FormationViolationError(details=details)
+    if kind in ("minItems", "maxItems"):
+        return OccurenceConstraintViolationError(details=details)
     return PropertyConstraintViolationError(details=details)
 
 
-def check_frame(raw: str | bytes, handled: Container[str]) -> None:
-    """Raise :class:`FrameProblem` for a Call the library must not see; pass everything else."""
+def check_frame(raw: str | bytes, handled: Container[str]) -> str | None:
+    """Check one frame: ``None`` for a Call the library may route, the unique id of an answer.
+
+    Raise :class:`FrameProblem` (to be answered with its CallError) for anything else that is
+    not a usable answer, and :class:`UnusableAnswer` (to be dropped) for a broken answer.
+    """
     if isinstance(raw, bytes):
         raise FrameProblem(
             UNKNOWN_UID,
@@ -84,20 +145,32 @@ def check_frame(raw: str | bytes, handled: Container[str]) -> None:
         )
     try:
         msg = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError) as exc:
+        if _ANSWER_START.match(raw):
+            raise UnusableAnswer("a CallResult / CallError that does not parse") from None
         found = _UID.match(raw)
         uid = found.group(1) if found else UNKNOWN_UID
-        raise FrameProblem(
-            uid, FormationViolationError(details={"cause": "frame is not valid JSON"})
-        ) from None
+        cause = (
+            f"frame nests deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(exc, RecursionError)
+            else "frame is not valid JSON"
+        )
+        raise FrameProblem(uid, FormationViolationError(details={"cause": cause})) from None
     if not isinstance(msg, list) or not msg:
         raise FrameProblem(
             UNKNOWN_UID,
             FormationViolationError(details={"cause": "frame must be a non-empty JSON array"}),
         )
-    if msg[0] in (3, 4):
-        return  # a CallResult / CallError for one of our commands: the library matches it
     uid = msg[1] if len(msg) > 1 and isinstance(msg[1], str) else UNKNOWN_UID
+    if _nested_deeper_than(msg, MAX_JSON_DEPTH):
+        problem = FormationViolationError(
+            details={"cause": f"frame nests deeper than {MAX_JSON_DEPTH} levels"}
+        )
+        if msg[0] in (3, 4):
+            raise UnusableAnswer(str(problem))
+        raise FrameProblem(uid, problem)
+    if msg[0] in (3, 4):
+        return _answer_id(msg)
     if msg[0] != 2:
         raise FrameProblem(
             uid,
@@ -131,6 +204,7 @@ def check_frame(raw: str | bytes, handled: Container[str]) -> None:
         raise FrameProblem(
             uid, FormationViolationError(details={"cause": "payload must be a JSON object"})
         )
-    problem = _schema_error(action, payload)
-    if problem is not None:
-        raise FrameProblem(uid, problem)
+    schema_problem = _schema_error(action, payload)
+    if schema_problem is not None:
+        raise FrameProblem(uid, schema_problem)
+    return None

@@ -28,6 +28,7 @@ from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
 from gateway.charge_point import GatewayContext
 from gateway.commands import ChargerCommands
 from gateway.group_commit import MeterValuesBatcher
+from gateway.log_redaction import TagRedactor, guard_library_logger
 from gateway.metering import ProgressThrottle
 from gateway.outbox_relay import OutboxRelay
 from gateway.registry import ChargerRegistry
@@ -63,14 +64,17 @@ class Gateway:
         self.registry = ChargerRegistry()
         self.commands = ChargerCommands(self.registry)
         throttle = ProgressThrottle(settings.meter_signal_interval_s, time.monotonic)
+        tags = TagRedactor.from_settings(settings)
+        guard_library_logger(tags)
         self.ctx = GatewayContext(
             sf=self.sf,
             settings=settings,
-            authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
+            authorizer=Authorizer(self.sf, self.link, settings, clock, tags=tags, tap_ttl=tap_ttl),
             throttle=throttle,
             meter_values=MeterValuesBatcher(self.sf, throttle, limits=settings.meter_limits),
             wake_relay=self.relay.wake,
             clock=clock,
+            tags=tags,
         )
         self.ocpp = OcppServer(self.ctx, self.registry, self.health)
         self._drain_timeout = drain_timeout_s
@@ -103,6 +107,8 @@ class Gateway:
             self.settings.gateway_port,
             process_request=self.ocpp.process_request,
             subprotocols=[Subprotocol(SUBPROTOCOL)],
+            # A bigger message closes the connection with 1009 before it is buffered whole.
+            max_size=self.settings.gateway_max_frame_bytes,
         )
         log.info(
             "gateway %s listening on %s:%s",

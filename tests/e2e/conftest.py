@@ -57,10 +57,17 @@ class Platform:
 
 
 @pytest.fixture
+def platform_env() -> dict[str, str]:
+    """Extra environment for the platform's processes; a test module overrides it to tune one."""
+    return {}
+
+
+@pytest.fixture
 def platform(
     tmp_path: Path,
     pg_url: str,
     lago_sandbox: RunningSandbox,  # noqa: F811
+    platform_env: dict[str, str],
 ) -> Iterator[Platform]:
     tmp_path.chmod(0o755)
     temporal_port, gateway_port = free_port(), free_port()
@@ -78,6 +85,7 @@ def platform(
         "POLARIS_LAGO_API_KEY": API_KEY,
         "POLARIS_AUTH_URL": "http://127.0.0.1:9",
         "POLARIS_LOG_LEVEL": "INFO",
+        **platform_env,
     }
     platform = Platform(
         temporal=temporal_process(tmp_path, temporal_port),

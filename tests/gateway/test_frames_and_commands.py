@@ -50,6 +50,19 @@ BOOT = {"chargePointVendor": "Acme", "chargePointModel": "X"}
         ('[2, "m10", "Heartbeat", []]', "FormationViolation"),
         ('[7, "m11", "Heartbeat", {}]', "PropertyConstraintViolation"),
         (
+            '[2, "m15", "MeterValues", {"connectorId": 1, "meterValue": []}]',
+            "OccurenceConstraintViolation",
+        ),
+        (
+            '[2, "m16", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", '
+            '"status": "Available", "timestamp": ""}]',
+            "TypeConstraintViolation",
+        ),
+        # Nesting past the JSON decoder's recursion limit, and past ours below it.
+        ('[2, "m13", "Heartbeat", ' + "[" * 5000 + "]" * 5000 + "]", "FormationViolation"),
+        ('[2, "m14", "DataTransfer", ' + '{"a":' * 40 + "1" + "}" * 40 + "]", "FormationViolation"),
+        ("[" * 30000, "FormationViolation"),
+        (
             '[2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 0, '
             '"timestamp": "yesterday"}]',
             "TypeConstraintViolation",

@@ -1,6 +1,6 @@
-"""PostgreSQL down: transaction messages get InternalError (the charger retries), heartbeats are
-still answered. The outage is real: the gateway reaches PostgreSQL through a TCP relay that the
-test cuts."""
+"""PostgreSQL down: transaction messages, boots and status notifications get InternalError (the
+charger retries), heartbeats are still answered. The outage is real: the gateway reaches
+PostgreSQL through a TCP relay that the test cuts."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ async def test_postgres_down_internal_error_but_heartbeats(
     relay: TcpRelay,
     session_factory: SessionFactory,
     session_worker: Worker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     parts = urlsplit(pg_url)
     netloc = parts.netloc.rsplit("@", 1)
@@ -85,6 +86,19 @@ async def test_postgres_down_internal_error_but_heartbeats(
             await cp.call(call.Heartbeat())
             await relay.down()
             assert (await cp.call(call.Heartbeat())).current_time
+            # Nothing can be stored, so nothing is confirmed: the charger sends them again.
+            with pytest.raises(InternalError):
+                await cp.call(
+                    call.BootNotification(charge_point_vendor="Acme", charge_point_model="X"),
+                    suppress=False,
+                )
+            with pytest.raises(InternalError):
+                await cp.call(
+                    call.StatusNotification(
+                        connector_id=1, error_code="NoError", status="Available"
+                    ),
+                    suppress=False,
+                )
             start = call.StartTransaction(
                 connector_id=1, id_tag=id_tag, meter_start=0, timestamp=ocpp_ts(-5)
             )
@@ -93,3 +107,11 @@ async def test_postgres_down_internal_error_but_heartbeats(
             await relay.up()
             answer = await cp.call(start, suppress=False)
             assert answer.transaction_id > 0
+            booted = await cp.call(
+                call.BootNotification(charge_point_vendor="Acme", charge_point_model="X"),
+                suppress=False,
+            )
+            assert booted.status == "Accepted"
+    # The failures were logged (the library logs the whole request) without the card's idTag.
+    assert "InternalError" in caplog.text
+    assert id_tag not in caplog.text
