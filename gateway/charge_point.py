@@ -205,10 +205,10 @@ class GatewayChargePoint(FrameGuardedChargePoint):
     async def on_status_notification(
         self, connector_id: int, error_code: str, status: str, **kwargs: Any
     ) -> call_result.StatusNotification:
-        within(connector_id, "connectorId", low=0, high=INT32_MAX)
         now = self.ctx.clock()
         stamp = kwargs.get("timestamp")
         at = parse_time(stamp) if stamp is not None else now
+        within(connector_id, "connectorId", low=0, high=INT32_MAX)
         try:
             check_timestamp(at, now, self.ctx.settings.meter_limits)
         except OutOfRange:
@@ -242,10 +242,11 @@ class GatewayChargePoint(FrameGuardedChargePoint):
     ) -> call_result.StartTransaction:
         now = self.ctx.clock()
         limits = self.ctx.settings.meter_limits
+        stamped = parse_time(timestamp)  # a type error is reported before any range error
         within(connector_id, "connectorId", low=1, high=INT32_MAX)
         within(kwargs.get("reservation_id"), "reservationId", low=-INT32_MAX, high=INT32_MAX)
         try:
-            started_at = check_timestamp(parse_time(timestamp), now, limits)
+            started_at = check_timestamp(stamped, now, limits)
             meter_start_wh = check_register(int(meter_start), limits)
         except OutOfRange as exc:
             raise refuse(exc) from None

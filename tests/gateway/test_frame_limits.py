@@ -24,6 +24,7 @@ from gateway.frame_limits import FrameRateLimiter
 from gateway.main import Gateway
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
 from tests.gateway.session_stub import CommandProbe, CommandProbeInput
+from tests.helpers import ocpp_ts
 from workflows.messages import ChargerCommandInput
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "X"}
@@ -198,7 +199,7 @@ async def test_id_tags_never_reach_the_logs(
         assert (await cp.call(call.Authorize(id_tag=id_tag))).id_tag_info["status"] == "Accepted"
         start = await cp.call(
             call.StartTransaction(
-                connector_id=1, id_tag=id_tag, meter_start=0, timestamp="2030-05-01T10:00:00Z"
+                connector_id=1, id_tag=id_tag, meter_start=0, timestamp=ocpp_ts(-60)
             )
         )
         # A rejected frame is logged (DEBUG, and WARNING now and then) with its payload.
@@ -225,7 +226,7 @@ async def test_id_tags_never_reach_the_logs(
         await cp.call(
             call.StopTransaction(
                 meter_stop=1000,
-                timestamp="2030-05-01T11:00:00Z",
+                timestamp=ocpp_ts(),
                 transaction_id=start.transaction_id,
                 id_tag=id_tag,
             )

@@ -314,7 +314,9 @@ async def test_passwordless_charger_is_refused(
     cb, secret = await scan_ready_charger(session_factory)
     async with session_factory.begin() as db:
         await db.execute(
-            update(Charger).where(Charger.charge_box_id == cb).values(password_hash=None)
+            update(Charger)
+            .where(Charger.charge_box_id == cb)
+            .values(password_hash=None, allow_unauthenticated=True)
         )
     refused = await arm(api, cb, secret)
     assert refused.status_code == 403 and refused.json()["error"] == "SCAN_UNAVAILABLE"
