@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "Polaris Express <no-reply@localhost>"
 
+    # -- Sessions: timers every ChargingSessionWorkflow is started with (docs/sessions.md) -----
+    # No signal from a running transaction for this long → the watchdog looks at the charger: a
+    # silent charger's session is abandoned; a live charger whose connector is not charging has
+    # its transaction closed (heartbeats alone never keep a transaction open).
+    session_watchdog_silence_s: float = Field(default=3600.0, gt=0)
+    # How long a session closed without a StopTransaction waits for a late one to reconcile.
+    session_late_stop_window_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
 
@@ -135,6 +143,13 @@ class Settings(BaseSettings):
     @property
     def gateway_task_queue(self) -> str:
         return f"gateway-{self.gateway_instance}"
+
+    def session_timers(self) -> dict[str, float]:
+        """``SessionInput`` timer fields (workflows read no settings: starters pass these)."""
+        return {
+            "watchdog_silence_s": self.session_watchdog_silence_s,
+            "late_stop_window_s": self.session_late_stop_window_s,
+        }
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -199,6 +199,7 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
                     info=kwargs.get("info"),
                     vendor_error_code=kwargs.get("vendor_error_code"),
                     status_at=at,
+                    now=self.ctx.clock(),
                 )
             if queued:
                 self.ctx.wake_relay()
@@ -276,7 +277,8 @@ class GatewayChargePoint(OcppChargePoint):  # type: ignore[misc]
                 transaction_id=transaction_id,
                 meter_stop_wh=int(meter_stop),
                 stopped_at=stopped_at,
-                reason=kwargs.get("reason"),
+                # OCPP 1.6: a StopTransaction without a reason means "Local".
+                reason=kwargs.get("reason") or "Local",
                 id_tag=id_tag,
                 samples=samples,
                 raw_payload=raw,

@@ -95,6 +95,8 @@ def started_event(signal: msg.TransactionStarted) -> TransactionStarted:
         id_tag=signal.id_tag,
         meter_start_wh=signal.meter_start_wh,
         started_at=signal.started_at,
+        auth_status=signal.auth_status,
+        user_id=signal.user_id,
     )
 
 
@@ -159,6 +161,7 @@ def read_model_of(
         stopped_at=state.stopped_at,
         end_reason=state.end_reason,
         lago_invoice_id=invoice.lago_invoice_id if invoice else None,
+        flags=list(state.flags),
     )
 
 
