@@ -39,3 +39,17 @@ async def test_replay_charging_session_v2() -> None:
     replayer = Replayer(workflows=[ChargingSessionWorkflow], data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+async def test_replay_charging_session_v3() -> None:
+    """Recorded with the ``session-closure-v1`` patch: a forgotten transaction closed by the
+    gateway, its closure recorded, then a late stop's compensation.
+
+    Regenerate with ``POLARIS_RECORD_HISTORIES=1 pytest tests/workflows/test_session_closure.py``.
+    """
+    text = (HISTORIES / "charging_session_v3.json").read_text()
+    history = WorkflowHistory.from_json("charging-session-v3", text)
+    assert "record_session_closure" in text
+    replayer = Replayer(workflows=[ChargingSessionWorkflow], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
