@@ -5,8 +5,9 @@ such closure (the charger forgot the transaction, the watchdog gave up on a sile
 operator force-closed it). It marks the ``transactions`` row closed (``stopped_at`` stays NULL,
 so a late StopTransaction is still journaled and compensated) and writes the audit row, once:
 the update only matches a row that is neither stopped nor closed, and the audit row goes with it
-in the same database transaction. When the gateway closed the row itself (a new transaction on
-the connector, a reboot), it already audited, and this finds nothing to do.
+in the same database transaction (a closure with no journal row at all is audited too). When the
+gateway closed the row itself (a new transaction on the connector, a reboot), it already audited,
+and this finds nothing to do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from temporalio import activity
 
 from db.engine import SessionFactory
@@ -60,7 +61,17 @@ class SessionClosureActivities:
                 .returning(Transaction.id)
             )
             if closed is None:
-                return RecordSessionClosureResult(recorded=False)
+                journaled = await db.scalar(
+                    select(Transaction.id).where(
+                        Transaction.id == input.transaction_id,
+                        Transaction.charge_box_id == input.charge_box_id,
+                    )
+                )
+                if journaled is not None:
+                    # Stopped meanwhile, or the gateway closed (and audited) it already.
+                    return RecordSessionClosureResult(recorded=False)
+                # No journal row here (a transaction this gateway never journaled): the closure
+                # is still audited.
             await db.execute(
                 insert(AuditLog).values(
                     actor=input.requested_by or "workflow",
