@@ -24,6 +24,7 @@ from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities
 from activities.mail import MailActivities
+from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
 from config.settings import Settings, load_settings
 from config.temporal import connect
@@ -58,6 +59,7 @@ def build_worker(
     """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
     ``task_queue`` is given (tests use a fresh queue each)."""
     sessions = SessionActivities(session_factory)
+    closures = SessionClosureActivities(session_factory)
     billing = BillingActivities(session_factory)
     lago = LagoBilling(settings, session_factory, plan_code=settings.lago_plan_code)
     invoice_links = InvoiceLinkActivities(client, session_factory)
@@ -77,6 +79,7 @@ def build_worker(
             sessions.resolve_charger_route,
             sessions.load_tariff,
             sessions.record_session_intent,
+            closures.record_session_closure,
             billing.record_billing_events,
             lago.ensure_billable_metric,
             lago.upsert_customer,

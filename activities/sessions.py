@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, exists, func, not_, select, text, union
+from sqlalchemy import and_, func, select, text
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,19 +23,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import data_errors_are_final
+from db.card_sessions import lock_card, other_open_sessions
 from db.engine import SessionFactory
 from db.models import (
     Charger,
     ChargingSession,
+    Connector,
     EvCard,
     Tariff,
-    Transaction,
     UserMapping,
     session_intents,
 )
 from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
 from domain.pricing import TariffTerms
-from domain.session import OPEN_PHASES
+from domain.session import Phase
 from workflows.messages import PreAuthorizeResult, SessionSummary
 
 ACTIVITY_PRE_AUTHORIZE_CARD = "pre_authorize_card"
@@ -45,7 +46,8 @@ ACTIVITY_RESOLVE_CHARGER_ROUTE = "resolve_charger_route"
 ACTIVITY_LOAD_TARIFF = "load_tariff"
 ACTIVITY_RECORD_SESSION_INTENT = "record_session_intent"
 
-_OPEN_STATES = sorted(phase.value for phase in OPEN_PHASES)
+# Connector statuses that show a transaction is still running (OCPP 1.6 ChargePointStatus).
+CHARGING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 
 
 class PreAuthorizeCardInput(BaseModel):
@@ -62,7 +64,8 @@ class PreAuthorizeCardResult(PreAuthorizeResult):
 
 
 class SessionReadModel(SessionSummary):
-    """One ``charging_sessions`` row (a ``lago_invoice_id`` of None never clears a link)."""
+    """One ``charging_sessions`` row (a ``lago_invoice_id`` of None never clears a link; the
+    first ``user_id`` written is the session's owner for good)."""
 
     user_id: str | None = None
     flags: list[str] = Field(default_factory=list)
@@ -71,12 +74,17 @@ class SessionReadModel(SessionSummary):
 class ChargerLivenessInput(BaseModel):
     charge_box_id: str
     silent_after_s: float
+    connector_id: int | None = None
 
 
 class ChargerLiveness(BaseModel):
     alive: bool
     connected: bool
     last_seen_at: datetime | None = None
+    # Is the session's connector still in a charging state (Charging, SuspendedEV/EVSE) reported
+    # since the charger last booted? A status from before a reboot is no evidence: the charger
+    # may have come back without the transaction. True when no connector was asked about.
+    connector_charging: bool = True
 
 
 class ChargerRouteInput(BaseModel):
@@ -114,8 +122,14 @@ class SessionActivities:
 
     @activity.defn(name=ACTIVITY_PRE_AUTHORIZE_CARD)
     async def pre_authorize_card(self, input: PreAuthorizeCardInput) -> PreAuthorizeCardResult:
-        """Card known, active, not blocked/lost/expired, parent ok, mapped, under its limit."""
-        async with self._sessions() as db:
+        """Card known, active, not blocked/lost/expired, parent ok, mapped, under its limit.
+
+        Decided under the card's advisory lock; an accepted card's session is claimed (its read
+        model row written as ``pre_authorized``) before the lock is released, so a tap of the same
+        card on another charger, decided next, counts it.
+        """
+        async with self._sessions() as db, db.begin():
+            await lock_card(db, input.id_tag)
             card = await db.get(EvCard, input.id_tag)
             parent = (
                 await db.get(EvCard, card.parent_id_tag) if card and card.parent_id_tag else None
@@ -127,53 +141,27 @@ class SessionActivities:
                     )
                 )
             ).scalar_one_or_none()
-            open_sessions = await self._other_open_sessions(db, input.id_tag, input.workflow_id)
-        decision = decide(
-            AuthorizationFacts(
-                card=CardFacts.model_validate(card) if card else None,
-                parent=CardFacts.model_validate(parent) if parent else None,
-                has_active_mapping=mapping is not None,
-                other_open_sessions=open_sessions,
-            ),
-            datetime.now(UTC),
-        )
+            open_sessions = await other_open_sessions(db, input.id_tag, input.workflow_id)
+            decision = decide(
+                AuthorizationFacts(
+                    card=CardFacts.model_validate(card) if card else None,
+                    parent=CardFacts.model_validate(parent) if parent else None,
+                    has_active_mapping=mapping is not None,
+                    other_open_sessions=open_sessions,
+                ),
+                datetime.now(UTC),
+            )
+            user_id = mapping.user_id if mapping else None
+            if decision.status == "Accepted":
+                await _claim(db, input, user_id)
         return PreAuthorizeCardResult(
             status=decision.status,
             reason=decision.reason,
             parent_id_tag=card.parent_id_tag if card else None,
             expiry_date=card.expires_at if card else None,
-            user_id=mapping.user_id if mapping else None,
+            user_id=user_id,
             lago_customer_external_id=mapping.lago_customer_external_id if mapping else None,
         )
-
-    @staticmethod
-    async def _other_open_sessions(db: AsyncSession, id_tag: str, workflow_id: str) -> int:
-        """Open sessions of the card other than this one.
-
-        Counted from the read model (sessions in an open state) and from the gateway's journal
-        (transactions not stopped yet), except journal rows whose session the workflow already
-        closed (an abandoned session's transaction never gets a stop row until a late stop).
-        """
-        from_read_model = select(ChargingSession.workflow_id.label("wid")).where(
-            ChargingSession.id_tag == id_tag,
-            ChargingSession.state.in_(_OPEN_STATES),
-            ChargingSession.workflow_id != workflow_id,
-        )
-        closed = exists().where(
-            and_(
-                ChargingSession.workflow_id == Transaction.workflow_id,
-                not_(ChargingSession.state.in_(_OPEN_STATES)),
-            )
-        )
-        from_journal = select(Transaction.workflow_id.label("wid")).where(
-            Transaction.id_tag == id_tag,
-            Transaction.stopped_at.is_(None),
-            Transaction.workflow_id != workflow_id,
-            not_(closed),
-        )
-        both = union(from_read_model, from_journal).subquery()
-        count = await db.execute(select(func.count(func.distinct(both.c.wid))).select_from(both))
-        return int(count.scalar_one())
 
     @activity.defn(name=ACTIVITY_UPSERT_SESSION)
     @data_errors_are_final
@@ -198,8 +186,16 @@ class SessionActivities:
                 "lago_invoice_id": func.coalesce(
                     statement.excluded.lago_invoice_id, ChargingSession.lago_invoice_id
                 ),
+                # The owner is frozen by the first write: a card handed to someone else later
+                # never takes its old sessions along.
+                "user_id": func.coalesce(ChargingSession.user_id, statement.excluded.user_id),
                 "updated_at": func.now(),
             },
+            # A write of ``requested`` still in flight never undoes pre-authorization's claim.
+            where=~and_(
+                ChargingSession.state == Phase.PRE_AUTHORIZED.value,
+                statement.excluded.state == Phase.REQUESTED.value,
+            ),
         )
         async with self._sessions() as db, db.begin():
             await db.execute(statement)
@@ -209,14 +205,27 @@ class SessionActivities:
         """Has the charger been heard from (connected, seen recently) within the silence limit?"""
         async with self._sessions() as db:
             charger = await db.get(Charger, input.charge_box_id)
+            connector = (
+                await db.get(Connector, (input.charge_box_id, input.connector_id))
+                if charger is not None and input.connector_id is not None
+                else None
+            )
         if charger is None:
             return ChargerLiveness(alive=False, connected=False)
         cutoff = datetime.now(UTC) - timedelta(seconds=input.silent_after_s)
         seen_recently = charger.last_seen_at is not None and charger.last_seen_at >= cutoff
+        charging = True
+        if input.connector_id is not None:
+            charging = (
+                connector is not None
+                and connector.status in CHARGING_STATUSES
+                and (charger.last_boot_at is None or connector.updated_at >= charger.last_boot_at)
+            )
         return ChargerLiveness(
             alive=bool(charger.connected and seen_recently),
             connected=charger.connected,
             last_seen_at=charger.last_seen_at,
+            connector_charging=charging,
         )
 
     @activity.defn(name=ACTIVITY_RESOLVE_CHARGER_ROUTE)
@@ -305,7 +314,32 @@ class SessionActivities:
             price_per_kwh_minor=tariff.price_per_kwh_minor,
             price_per_minute_minor=tariff.price_per_minute_minor,
             price_per_session_minor=tariff.price_per_session_minor,
+            session_fee_min_energy_wh=tariff.session_fee_min_energy_wh,
+            session_fee_min_duration_s=tariff.session_fee_min_duration_s,
         )
+
+
+async def _claim(db: AsyncSession, input: PreAuthorizeCardInput, user_id: str | None) -> None:
+    """Write the session's read-model row as ``pre_authorized`` (inside the card's lock)."""
+    statement = insert(ChargingSession).values(
+        workflow_id=input.workflow_id,
+        state=Phase.PRE_AUTHORIZED.value,
+        charge_box_id=input.charge_box_id,
+        id_tag=input.id_tag,
+        user_id=user_id,
+        updated_at=func.now(),
+    )
+    await db.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ChargingSession.workflow_id],
+            set_={
+                "state": Phase.PRE_AUTHORIZED.value,
+                "user_id": func.coalesce(ChargingSession.user_id, statement.excluded.user_id),
+                "updated_at": func.now(),
+            },
+            where=ChargingSession.state == Phase.REQUESTED.value,
+        )
+    )
 
 
 __all__ = [

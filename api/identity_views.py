@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditLog, ChargingSession, EvCard, UserMapping
@@ -84,6 +84,8 @@ class SessionOut(BaseModel):
     started_at: datetime | None
     stopped_at: datetime | None
     end_reason: str | None
+    # Why the session needs an operator's eye: closed by the platform, refused at start, ...
+    flags: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, s: ChargingSession, *, with_user: bool = False) -> SessionOut:
@@ -131,16 +133,12 @@ async def owned_card(
 
 
 def owned_sessions(user_id: str) -> Select[ChargingSession]:
-    """The caller's sessions: attributed to them, or (unattributed) on a card they hold now."""
-    active_tags = select(UserMapping.id_tag).where(
-        UserMapping.user_id == user_id, UserMapping.is_active
-    )
-    return select(ChargingSession).where(
-        or_(
-            ChargingSession.user_id == user_id,
-            and_(ChargingSession.user_id.is_(None), ChargingSession.id_tag.in_(active_tags)),
-        )
-    )
+    """The caller's sessions: those whose owner, frozen when the session started, is them.
+
+    Never "sessions on a card they hold now": a card handed to someone else would take its
+    previous holder's sessions along.
+    """
+    return select(ChargingSession).where(ChargingSession.user_id == user_id)
 
 
 __all__ = [

@@ -1,18 +1,23 @@
-"""Read-only charging-session lists: a driver's own, and all of them for operators."""
+"""Charging-session lists (a driver's own, and all of them for operators) and the operators'
+force-close (``POST /api/v1/sessions/{workflow_id}/close``: live admin session, audited)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
-from api.authz import AdminUser, CurrentUser, not_found_unless
+from api.audit import client_ip, write_audit
+from api.authz import AdminUser, CurrentUser, LiveAdmin, not_found_unless
 from api.deps import State
-from api.errors import NotFound
+from api.errors import ApiError, NotFound
 from api.identity_views import SessionOut, owned_sessions
+from api.session_actions import SessionActionError, force_close
 from db.models import ChargingSession
+from workflows.messages import MAX_OPERATOR_ENERGY_WH, ForceCloseResult
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
@@ -87,3 +92,55 @@ async def one_session(workflow_id: str, _: AdminUser, state: State) -> SessionOu
     if row is None:
         raise NotFound("session")
     return SessionOut.of(row, with_user=True)
+
+
+class CloseIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+    # Bill this energy (Wh since the start) instead of the last register the charger reported.
+    energy_wh: int | None = Field(default=None, ge=0, le=MAX_OPERATOR_ENERGY_WH)
+
+
+@router.post("/sessions/{workflow_id}/close", response_model=ForceCloseResult)
+async def close_session(
+    workflow_id: str, body: CloseIn, admin: LiveAdmin, state: State, request: Request
+) -> ForceCloseResult:
+    """Close a running session without the charger's consent (audited, with any entered energy)."""
+    async with state.sessions() as db:
+        row = await db.get(ChargingSession, workflow_id)
+    if row is None:
+        raise NotFound("session")
+    audit = {"reason": body.reason, "energy_wh": body.energy_wh}
+    try:
+        result = await force_close(
+            await state.temporal(),
+            workflow_id,
+            requested_by=admin.actor,
+            reason=body.reason,
+            energy_wh=body.energy_wh,
+        )
+    except SessionActionError as exc:
+        await _audit_close(
+            state, admin.actor, workflow_id, request, {**audit, "refused": exc.message}
+        )
+        if exc.code == "not_found":
+            raise NotFound("session") from exc
+        raise ApiError(409, "SESSION_NOT_RUNNING", exc.message) from exc
+    await _audit_close(
+        state, admin.actor, workflow_id, request, {**audit, "accepted": result.accepted}
+    )
+    if not result.accepted:
+        raise ApiError(409, "SESSION_NOT_RUNNING", result.message or "nothing to close")
+    return result
+
+
+async def _audit_close(
+    state: State, actor: str, workflow_id: str, request: Request, details: dict[str, object]
+) -> None:
+    await write_audit(
+        state.sessions,
+        actor,
+        "session.force_close",
+        subject=workflow_id,
+        source=client_ip(request),
+        details=details,
+    )

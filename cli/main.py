@@ -131,9 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--id-tag", required=True, help="the card the session is charged to")
     start.add_argument("--connector", type=int, default=None, help="connector (default: any)")
     start.add_argument("--request-id", help="idempotency key: a retry with it starts nothing new")
+    start.add_argument(
+        "--wait-s",
+        type=float,
+        default=60.0,
+        help="wait this long for the card check and the charger's answer (exit 1 if refused)",
+    )
     stop = sessions_sub.add_parser("stop", help="stop a running session remotely")
     stop.add_argument("workflow_id")
     stop.add_argument("--reason", default=None)
+    close = sessions_sub.add_parser(
+        "close", help="force-close a running session without the charger (audited)"
+    )
+    close.add_argument("workflow_id")
+    close.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    close.add_argument(
+        "--energy-wh",
+        type=int,
+        default=None,
+        help="bill this energy instead of the last register the charger reported",
+    )
     show = sessions_sub.add_parser("show", help="show one session's story")
     show.add_argument("workflow_id")
     show.add_argument("--json", action="store_true")

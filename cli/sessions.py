@@ -1,15 +1,17 @@
-"""``polaris sessions list|show``: the operator's view of charging sessions.
+"""``polaris sessions list|show|start|stop|close``: the operator's view of charging sessions.
 
-``list`` reads the ``charging_sessions`` read model; ``show`` adds the transaction journal, the
-billing events and what Temporal says of the workflow (its status, and where to read its
-history in the web UI).
+``list`` reads the ``charging_sessions`` read model; ``show`` adds the transaction journal (with
+transactions the platform closed), the billing events and what Temporal says of the workflow.
+``close`` force-closes a running session without the charger's consent (see docs/sessions.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -20,16 +22,19 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api.session_actions import SessionActionError, force_close
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import make_engine, make_session_factory
 from db.models import BillingEvent, Charger, ChargingSession, MeterSample, Transaction
 from workflows.messages import (
+    QUERY_STATUS,
     SESSION_WORKFLOW,
     UPDATE_REMOTE_STOP,
     RemoteStopInput,
     RemoteStopResult,
     SessionInput,
+    SessionStatus,
     remote_workflow_id,
 )
 
@@ -43,6 +48,7 @@ LIST_COLUMNS = (
     "energy_wh",
     "cost",
     "started_at",
+    "end",
 )
 
 
@@ -137,6 +143,8 @@ async def session_story(db: AsyncSession, workflow_id: str) -> dict[str, Any] | 
             "stopped_at": _iso(t.stopped_at),
             "stop_reason": t.stop_reason,
             "stop_flags": list(t.stop_flags or []),
+            "closed_at": _iso(t.closed_at),
+            "closed_reason": t.closed_reason,
         }
         for t in transactions
     ]
@@ -209,6 +217,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             str(r["energy_wh"]),
             format_money(r["cost_minor"], r["currency"]),
             r["started_at"] or "-",
+            _ending(r),
         ]
         for r in rows
     ]
@@ -216,6 +225,12 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(LIST_COLUMNS, widths, strict=True)))
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+def _ending(row: dict[str, Any]) -> str:
+    """How the session ended, and its flags: what an operator should look at."""
+    flags = [f for f in row.get("flags", []) if f != row["end_reason"]]
+    return " ".join([row["end_reason"] or "-", *(f"[{f}]" for f in flags)])
 
 
 def print_story(story: dict[str, Any]) -> None:
@@ -238,12 +253,16 @@ def print_story(story: dict[str, Any]) -> None:
         # What an operator must look at before trusting the bill (docs/sessions.md, "Flags").
         print(f"flags        {', '.join(story['flags'])}")
     for t in story["transactions"]:
-        if t["stopped_at"] is None:
-            status = "open"
-        else:
+        if t["stopped_at"] is not None:
             status = "stopped" + (f": {t['stop_reason']}" if t["stop_reason"] else "")
             if t["stop_flags"]:
                 status += f"; not trusted: {', '.join(t['stop_flags'])}"
+            if t["closed_at"] is not None:
+                status += f", after the platform closed it ({t['closed_reason']})"
+        elif t["closed_at"] is not None:
+            status = f"closed by the platform: {t['closed_reason']} at {t['closed_at']}"
+        else:
+            status = "open"
         print(
             f"journal      tx {t['transaction_id']}: {t['meter_start_wh']} → "
             f"{t['meter_stop_wh'] if t['meter_stop_wh'] is not None else '…'} Wh ({status})"
@@ -278,6 +297,7 @@ async def start_remote(settings: Settings, args: argparse.Namespace) -> int:
                 id_tag=args.id_tag,
                 connector_id=args.connector,
                 origin="remote",
+                **settings.session_timers(),
             ),
             id=workflow_id,
             task_queue=settings.temporal_task_queue,
@@ -285,7 +305,51 @@ async def start_remote(settings: Settings, args: argparse.Namespace) -> int:
     except WorkflowAlreadyStartedError:
         print(f"session {workflow_id} was already requested")
         return 0
+    status = await _first_answer(client, workflow_id, args.wait_s)
+    if status is not None and status.state == "rejected":
+        print(f"polaris: start refused: {status.end_reason or 'rejected'} ({workflow_id})")
+        return 1
     print(workflow_id)
+    return 0
+
+
+async def _first_answer(client: Any, workflow_id: str, wait_s: float) -> SessionStatus | None:
+    """Wait (up to ``wait_s``) until pre-authorization and the charger answered the start:
+    the session is rejected, charging, or the charger accepted RemoteStartTransaction."""
+    handle = client.get_workflow_handle(workflow_id)
+    deadline = time.monotonic() + wait_s
+    status: SessionStatus | None = None
+    while time.monotonic() < deadline:
+        try:
+            status = await handle.query(QUERY_STATUS, result_type=SessionStatus)
+        except RPCError:
+            status = None  # the worker has not picked the workflow up yet
+        if status is not None and (
+            status.state not in ("requested", "pre_authorized") or status.remote_start is not None
+        ):
+            return status
+        await asyncio.sleep(0.5)
+    return status
+
+
+async def close_session(settings: Settings, args: argparse.Namespace) -> int:
+    """Force-close a running session (the charger is offline, refuses, or forgot it)."""
+    client = await connect(settings)
+    try:
+        result = await force_close(
+            client,
+            args.workflow_id,
+            requested_by=f"cli:{getpass.getuser()}",
+            reason=args.reason,
+            energy_wh=args.energy_wh,
+        )
+    except SessionActionError as exc:
+        print(f"polaris: cannot close {args.workflow_id}: {exc.message}")
+        return 1
+    if not result.accepted:
+        print(f"close refused: {result.message}")
+        return 1
+    print(f"closed: {result.billed_energy_wh} Wh billed")
     return 0
 
 
@@ -310,6 +374,8 @@ async def run_sessions_command(settings: Settings, args: argparse.Namespace) -> 
         return await start_remote(settings, args)
     if args.sessions_command == "stop":
         return await stop_remote(settings, args)
+    if args.sessions_command == "close":
+        return await close_session(settings, args)
     engine = make_engine(settings.require_database_url(), pool_size=1)
     try:
         async with make_session_factory(engine)() as db:

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
     # Energy allowed on top of the charger's max power × elapsed time before it is implausible.
     meter_energy_tolerance_wh: int = Field(default=1000, ge=0)
     # -- end poison input ----------------------------------------------------------------------
+    # -- Sessions: timers every ChargingSessionWorkflow is started with (docs/sessions.md) -----
+    # No signal from a running transaction for this long → the watchdog looks at the charger: a
+    # silent charger's session is abandoned; a live charger whose connector is not charging has
+    # its transaction closed (heartbeats alone never keep a transaction open).
+    session_watchdog_silence_s: float = Field(default=3600.0, gt=0)
+    # How long a session closed without a StopTransaction waits for a late one to reconcile.
+    session_late_stop_window_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
@@ -235,6 +242,13 @@ class Settings(BaseSettings):
     @property
     def gateway_task_queue(self) -> str:
         return f"gateway-{self.gateway_instance}"
+
+    def session_timers(self) -> dict[str, float]:
+        """``SessionInput`` timer fields (workflows read no settings: starters pass these)."""
+        return {
+            "watchdog_silence_s": self.session_watchdog_silence_s,
+            "late_stop_window_s": self.session_late_stop_window_s,
+        }
 
 
 def load_settings(**overrides: object) -> Settings:

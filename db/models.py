@@ -65,6 +65,9 @@ class Tariff(Base):
     price_per_kwh_minor: Mapped[int] = mapped_column(Integer, default=0)
     price_per_minute_minor: Mapped[int] = mapped_column(Integer, default=0)
     price_per_session_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # Below either minimum a session pays no per-session fee (0 and 0: every session pays it).
+    session_fee_min_energy_wh: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    session_fee_min_duration_s: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (
@@ -72,6 +75,10 @@ class Tariff(Base):
             "price_per_kwh_minor >= 0 AND price_per_minute_minor >= 0 "
             "AND price_per_session_minor >= 0",
             name="prices_non_negative",
+        ),
+        CheckConstraint(
+            "session_fee_min_energy_wh >= 0 AND session_fee_min_duration_s >= 0",
+            name="session_fee_minimums_non_negative",
         ),
     )
 
@@ -183,6 +190,12 @@ class Transaction(Base):
     stopped_at: Mapped[datetime | None] = mapped_column()
     stop_reason: Mapped[str | None] = mapped_column(String(32))
     stop_id_tag: Mapped[str | None] = mapped_column(String(20))
+    # The platform closed the transaction without a StopTransaction (the charger forgot it, or an
+    # operator force-closed it). stopped_at stays NULL: a late stop is still journaled.
+    closed_at: Mapped[datetime | None] = mapped_column()
+    closed_reason: Mapped[str | None] = mapped_column(String(32))
+    # The card's owner when the transaction started (never follows a reassigned card).
+    owner_user_id: Mapped[str | None] = mapped_column(String(64))
     reservation_id: Mapped[int | None] = mapped_column(Integer)
     # Set when the StopTransaction carried a value the gateway did not trust (a meterStop out of
     # range or implausible, a timestamp far from now): the flags, and the stop as it was sent.
@@ -280,7 +293,7 @@ class ChargingSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(64))
     # The Lago invoice billing the session (per-session invoice, or linked by Lago's webhook).
     lago_invoice_id: Mapped[str | None] = mapped_column(String(255))
-    # What an operator must look at (implausible_energy, data_error, no_tariff, ...).
+    # What an operator must look at (implausible_energy, data_error, closed_*, start_refused:*).
     flags: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (Index("ix_charging_sessions_id_tag", "id_tag"),)

@@ -5,7 +5,10 @@ Rounding rule (one rounding, on the total):
 * ``energy_exact = energy_wh x price_per_kwh_minor / 1000`` and
   ``time_exact = duration_s x price_per_minute_minor / 60`` are kept as exact fractions
   (per-minute prices are pro rata to the second, no minute rounding);
-* ``total_minor = round_half_up(energy_exact + time_exact) + price_per_session_minor``;
+* ``total_minor = round_half_up(energy_exact + time_exact) + session_minor``, where
+  ``session_minor`` is the per-session fee, or 0 for a session below the tariff's minimum energy
+  or minimum duration (``session_fee_min_energy_wh`` / ``session_fee_min_duration_s``: a car
+  that took nothing is not charged the fee unless the tariff sets both minimums to 0);
 * ``energy_minor = round_half_up(energy_exact)`` and ``time_minor`` is the remainder
   ``total_minor - session_minor - energy_minor``, so the parts always sum to the total exactly.
 
@@ -30,6 +33,10 @@ class TariffTerms(BaseModel):
     price_per_kwh_minor: int = Field(default=0, ge=0)
     price_per_minute_minor: int = Field(default=0, ge=0)
     price_per_session_minor: int = Field(default=0, ge=0)
+    # Below either minimum no per-session fee applies. 0 here (terms carried by sessions that
+    # started before these settings existed keep their price); tariffs rows default to 1 Wh.
+    session_fee_min_energy_wh: int = Field(default=0, ge=0)
+    session_fee_min_duration_s: int = Field(default=0, ge=0)
 
 
 class SessionPrice(BaseModel):
@@ -55,7 +62,11 @@ def price_session(tariff: TariffTerms, *, energy_wh: int, duration_s: int) -> Se
     time_exact = Fraction(duration_s * tariff.price_per_minute_minor, 60)
     variable = round_half_up(energy_exact + time_exact)
     energy_minor = round_half_up(energy_exact)
-    session_minor = tariff.price_per_session_minor
+    fee_applies = (
+        energy_wh >= tariff.session_fee_min_energy_wh
+        and duration_s >= tariff.session_fee_min_duration_s
+    )
+    session_minor = tariff.price_per_session_minor if fee_applies else 0
     return SessionPrice(
         currency=tariff.currency,
         energy_minor=energy_minor,

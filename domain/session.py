@@ -14,8 +14,10 @@ Happy path::
 
 Failure ends: ``rejected`` (authorization refused, or the charger refused the remote start),
 ``expired`` (no start within the connection timeout), ``abandoned`` (the watchdog gave up on a
-silent charger; the last known register is billed). An abandoned session still accepts a
-``late_stop`` (reconciliation: the delta is billed as compensation) until it is closed.
+silent charger, or the platform closed a transaction the charger forgot or an operator
+force-closed: the last good register, or an operator-entered energy, is billed). An abandoned
+session still accepts a ``late_stop`` (reconciliation: the delta is billed as compensation) until
+it is closed.
 
 Repeated events that change nothing (a second ``pre_authorized``, a resent start for the same
 transaction, ``stop_requested`` while already stopping) are accepted as no-ops, so every caller
@@ -30,6 +32,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from domain.closure import (
+    CLOSED_CHARGER_SILENT,
+    FLAG_OPERATOR_ENERGY,
+    FLAG_START_REFUSED,
+    closure_end_reason,
+)
 from domain.energy import FLAG_NOT_MONOTONIC, FLAG_REGISTER_BACKWARDS
 from domain.pricing import TariffTerms
 from domain.session_events import (
@@ -43,6 +51,7 @@ from domain.session_events import (
     MeterProgressed,
     PeriodicBilled,
     PreAuthorized,
+    RecordClosure,
     RemoteStartFailed,
     RemoteStartRequested,
     RemoteStopFailed,
@@ -52,6 +61,7 @@ from domain.session_events import (
     StartTimedOut,
     StopRequested,
     Suspended,
+    TransactionClosed,
     TransactionStarted,
     TransactionStopped,
     WatchdogExpired,
@@ -79,6 +89,7 @@ OPEN_PHASES = frozenset({Phase.PRE_AUTHORIZED, *TRANSACTION_PHASES})
 # Nothing more happens: the workflow completes.
 FINAL_PHASES = frozenset({Phase.CLOSED, Phase.REJECTED, Phase.EXPIRED})
 
+
 __all__ = [
     "FINAL_PHASES",
     "OPEN_PHASES",
@@ -94,6 +105,7 @@ __all__ = [
     "PeriodicBilled",
     "Phase",
     "PreAuthorized",
+    "RecordClosure",
     "Rejection",
     "RemoteStartFailed",
     "RemoteStartRequested",
@@ -105,6 +117,7 @@ __all__ = [
     "StartTimedOut",
     "StopRequested",
     "Suspended",
+    "TransactionClosed",
     "TransactionStarted",
     "TransactionStopped",
     "Transition",
@@ -203,6 +216,7 @@ def _on_start(state: SessionState, event: TransactionStarted) -> Transition | Re
     if state.transaction_id is not None:
         wrong = _same_transaction(state, event.transaction_id)
         return wrong or Transition(state=state)
+    refused = event.auth_status != "Accepted"
     return Transition(
         state=_with(
             state,
@@ -210,11 +224,53 @@ def _on_start(state: SessionState, event: TransactionStarted) -> Transition | Re
             transaction_id=event.transaction_id,
             connector_id=event.connector_id,
             id_tag=state.id_tag or event.id_tag,
+            user_id=state.user_id or event.user_id,
             meter_start_wh=event.meter_start_wh,
             started_at=event.started_at,
             last_register_wh=event.meter_start_wh,
             last_register_at=event.started_at,
+            # The charger was told to stop (idTagInfo) but may not: what it measures is still
+            # billed to the card's owner; the flag tells the operator.
+            auth_status=event.auth_status if refused else state.auth_status,
+            flags=_with_flags(state.flags, [f"{FLAG_START_REFUSED}:{event.auth_status}"])
+            if refused
+            else state.flags,
         )
+    )
+
+
+def _on_closed(state: SessionState, event: TransactionClosed) -> Transition | Rejection:
+    """The platform closes the running transaction: bill the last good register (or the
+    operator's), flag why, and wait for a late StopTransaction like an abandoned session."""
+    if event.transaction_id is not None:
+        wrong = _same_transaction(state, event.transaction_id)
+        if wrong:
+            return wrong
+    assert state.transaction_id is not None and state.meter_start_wh is not None
+    register, at = _last_register(state)
+    end_reason = closure_end_reason(event.reason)
+    state = _with(state, flags=_with_flags(state.flags, [end_reason]))
+    if event.register_wh is not None:
+        register, at = event.register_wh, event.at
+        state = _with(state, flags=_with_flags(state.flags, [FLAG_OPERATOR_ENERGY]))
+    return Transition(
+        state=_with(
+            state,
+            phase=Phase.ABANDONED,
+            end_reason=end_reason,
+            pending_bills=state.pending_bills + 1,
+        ),
+        effects=[
+            Bill(kind="final", register_wh=register, at=at),
+            RecordClosure(
+                transaction_id=state.transaction_id,
+                reason=event.reason,
+                at=event.at,
+                requested_by=event.requested_by,
+                note=event.note,
+                register_wh=register,
+            ),
+        ],
     )
 
 
@@ -276,8 +332,11 @@ def _on_running(state: SessionState, event: Event) -> Transition | Rejection:
                 ),
                 effects=[Bill(kind="final", register_wh=event.meter_stop_wh, at=event.stopped_at)],
             )
+        case TransactionClosed():
+            return _on_closed(state, event)
         case WatchdogExpired():
             register, at = _last_register(state)
+            assert state.transaction_id is not None
             return Transition(
                 state=_with(
                     state,
@@ -285,7 +344,15 @@ def _on_running(state: SessionState, event: Event) -> Transition | Rejection:
                     end_reason="abandoned",
                     pending_bills=state.pending_bills + 1,
                 ),
-                effects=[Bill(kind="final", register_wh=register, at=at)],
+                effects=[
+                    Bill(kind="final", register_wh=register, at=at),
+                    RecordClosure(
+                        transaction_id=state.transaction_id,
+                        reason=CLOSED_CHARGER_SILENT,
+                        at=event.at,
+                        register_wh=register,
+                    ),
+                ],
             )
     return _reject(state, event)
 
@@ -410,6 +477,12 @@ def transition(state: SessionState, event: Event) -> Transition | Rejection:
                     Bill(kind="compensation", register_wh=event.meter_stop_wh, at=event.stopped_at)
                 ],
             )
+        case (Phase.ABANDONED, TransactionClosed()):
+            # Closed already (a second rule, or an operator, after the first): nothing to add.
+            wrong = None
+            if event.transaction_id is not None:
+                wrong = _same_transaction(state, event.transaction_id)
+            return wrong or Transition(state=state)
         case (Phase.BILLED | Phase.ABANDONED, Close()):
             return Transition(state=_with(state, phase=Phase.CLOSED))
     return _reject(state, event)

@@ -44,6 +44,12 @@ class TransactionStarted(BaseModel):
     id_tag: str
     meter_start_wh: int
     started_at: datetime
+    # What StartTransaction answered (idTagInfo.status). A charger may keep a refused transaction
+    # running: it is still billed to the card's owner, and flagged.
+    auth_status: str = "Accepted"
+    # The card's owner when the transaction started (frozen: a later reassignment of the card
+    # never moves this session). Pre-authorization's owner, when there was one, wins.
+    user_id: str | None = None
 
 
 class MeterProgressed(BaseModel):
@@ -78,6 +84,23 @@ class TransactionStopped(BaseModel):
     reason: str | None = None
     # What the gateway did not trust in the stop (it replaced those values); become session flags.
     flags: list[str] = Field(default_factory=list)
+
+
+class TransactionClosed(BaseModel):
+    """The platform closes a transaction the charger will not stop: it forgot it (a new
+    transaction on the connector, a reboot that reports the connector free, a live charger whose
+    connector stopped charging) or an operator force-closes it.
+
+    ``register_wh``: bill up to this register (an operator-entered energy); ``None``: the last
+    good register the charger reported.
+    """
+
+    at: datetime
+    reason: str
+    transaction_id: int | None = None  # None: whatever transaction the session runs
+    register_wh: int | None = None
+    requested_by: str | None = None
+    note: str | None = None
 
 
 class StartTimedOut(BaseModel):
@@ -142,6 +165,7 @@ Event = (
     | StopRequested
     | RemoteStopFailed
     | TransactionStopped
+    | TransactionClosed
     | StartTimedOut
     | WatchdogExpired
     | Billed
@@ -170,4 +194,15 @@ class Bill(BaseModel):
     at: datetime
 
 
-Effect = SendRemoteStart | SendRemoteStop | Bill
+class RecordClosure(BaseModel):
+    """Mark the journal's transaction closed by the platform (no StopTransaction) and audit it."""
+
+    transaction_id: int
+    reason: str
+    at: datetime
+    requested_by: str | None = None
+    note: str | None = None
+    register_wh: int
+
+
+Effect = SendRemoteStart | SendRemoteStop | Bill | RecordClosure

@@ -159,7 +159,11 @@ class Authorizer:
         operation: WithStartWorkflowOperation[object, object] = WithStartWorkflowOperation(
             SESSION_WORKFLOW,
             SessionInput(
-                charge_box_id=charge_box_id, id_tag=id_tag, origin="tap", requested_at=self._clock()
+                charge_box_id=charge_box_id,
+                id_tag=id_tag,
+                origin="tap",
+                requested_at=self._clock(),
+                **self._settings.session_timers(),
             ),
             id=workflow_id,
             task_queue=self._settings.temporal_task_queue,

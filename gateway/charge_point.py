@@ -223,6 +223,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
                 info=kwargs.get("info"),
                 vendor_error_code=kwargs.get("vendor_error_code"),
                 status_at=at,
+                now=now,
             )
         if queued:
             self.ctx.wake_relay()
@@ -331,7 +332,8 @@ class GatewayChargePoint(FrameGuardedChargePoint):
                 charge_box_id=self.charge_box_id,
                 transaction_id=transaction_id,
                 stop=stop,
-                reason=kwargs.get("reason"),
+                # OCPP 1.6: a StopTransaction without a reason means "Local".
+                reason=kwargs.get("reason") or "Local",
                 id_tag=id_tag,
                 raw_payload=raw,
                 progress_gate=self.ctx.throttle,

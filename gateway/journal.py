@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
 from db.models import AuditLog, Charger, Connector, Transaction
+from gateway.closures import close_after_reboot
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_CONNECTOR_STATUS, ConnectorStatus, SessionInput
 
@@ -126,6 +127,7 @@ async def record_status(
     info: str | None,
     vendor_error_code: str | None,
     status_at: datetime,
+    now: datetime,
 ) -> bool:
     """Upsert the connector; tell the running session on it, if any. True if an event was queued."""
     async with sf.begin() as s:
@@ -149,6 +151,10 @@ async def record_status(
         )
         if connector_id == 0:
             return False
+        if await close_after_reboot(
+            s, charge_box_id=charge_box_id, connector_id=connector_id, status=status, now=now
+        ):
+            return True  # the session hears of it as a closure, not as a status
         open_tx = (
             await s.execute(
                 select(Transaction.id, Transaction.workflow_id, Transaction.id_tag)
@@ -156,6 +162,7 @@ async def record_status(
                     Transaction.charge_box_id == charge_box_id,
                     Transaction.connector_id == connector_id,
                     Transaction.stopped_at.is_(None),
+                    Transaction.closed_at.is_(None),
                 )
                 .order_by(Transaction.id.desc())
                 .limit(1)

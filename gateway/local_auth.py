@@ -2,7 +2,8 @@
 
 It answers what the gateway can know without Temporal: is the card known, active, not blocked,
 not expired, not reported lost, is its parent (meta-card) fine, is it mapped to an active
-account, is it below its concurrent-session limit. The rules are
+account, is it below its concurrent-session limit (counted by :mod:`db.card_sessions` under the
+card's advisory lock, shared with pre-authorization and StartTransaction). The rules are
 :func:`domain.authorization.decide` — the same the workflow's ``pre_authorize`` applies, so the
 workflow can only tighten this answer with what it knows beyond PostgreSQL's rows.
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import EvCard, Transaction, UserMapping
+from db.card_sessions import lock_card, other_open_sessions
+from db.models import EvCard, UserMapping
 from domain.authorization import AuthorizationFacts, CardFacts
 from domain.authorization import decide as decide_card
 from workflows.messages import AuthorizationStatus
@@ -35,8 +37,17 @@ class LocalDecision:
 
 
 async def decide(
-    session: AsyncSession, id_tag: str, now: datetime, *, check_concurrency: bool = True
+    session: AsyncSession,
+    id_tag: str,
+    now: datetime,
+    *,
+    check_concurrency: bool = True,
+    exclude_workflow_id: str | None = None,
 ) -> LocalDecision:
+    """``check_concurrency`` takes the card's lock (held until the caller's transaction ends) and
+    counts its other open sessions, not counting ``exclude_workflow_id``."""
+    if check_concurrency:
+        await lock_card(session, id_tag)
     card = await session.get(EvCard, id_tag)
     if card is None:
         return LocalDecision("Invalid", "unknown_card", known=False)
@@ -47,14 +58,7 @@ async def decide(
     )
     open_count = 0
     if check_concurrency:
-        open_count = (
-            await session.scalar(
-                select(func.count())
-                .select_from(Transaction)
-                .where(Transaction.id_tag == id_tag, Transaction.stopped_at.is_(None))
-            )
-            or 0
-        )
+        open_count = await other_open_sessions(session, id_tag, exclude_workflow_id)
     decision = decide_card(
         AuthorizationFacts(
             card=CardFacts.model_validate(card),

@@ -38,11 +38,13 @@ from workflows.messages import (
     SESSION_WORKFLOW,
     SIGNAL_CONNECTOR_STATUS,
     SIGNAL_METER_PROGRESS,
+    SIGNAL_TRANSACTION_CLOSED,
     SIGNAL_TRANSACTION_STARTED,
     SIGNAL_TRANSACTION_STOPPED,
     ConnectorStatus,
     MeterProgress,
     SessionInput,
+    TransactionClosed,
     TransactionStarted,
     TransactionStopped,
 )
@@ -54,6 +56,7 @@ SIGNAL_MODELS: dict[str, type[BaseModel]] = {
     SIGNAL_METER_PROGRESS: MeterProgress,
     SIGNAL_TRANSACTION_STOPPED: TransactionStopped,
     SIGNAL_CONNECTOR_STATUS: ConnectorStatus,
+    SIGNAL_TRANSACTION_CLOSED: TransactionClosed,
 }
 MAY_RESTART = frozenset({SIGNAL_TRANSACTION_STARTED, SIGNAL_TRANSACTION_STOPPED})
 
@@ -184,7 +187,9 @@ class OutboxRelay:
     async def _signal(
         self, client: Client, row_id: int, workflow_id: str, kind: str, payload: dict[str, Any]
     ) -> None:
-        start = SessionInput.model_validate(payload.get("session", {}))
+        start = SessionInput.model_validate(
+            {**payload.get("session", {}), **self._settings.session_timers()}
+        )
         policy = (
             WorkflowIDReusePolicy.ALLOW_DUPLICATE
             if kind in MAY_RESTART

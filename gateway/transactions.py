@@ -12,9 +12,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
-from db.models import OrphanStop, Transaction, session_intents
+from db.models import OrphanStop, Transaction, UserMapping, session_intents
 from domain.energy import MeterLimits
 from gateway import intents
+from gateway.closures import close_for_new_transaction
 from gateway.local_auth import decide
 from gateway.metering import store_samples
 from gateway.outbox import enqueue
@@ -68,7 +69,6 @@ async def start_transaction(
     now: datetime,
 ) -> StartOutcome:
     async with sf.begin() as s:
-        decision = await decide(s, id_tag, now, check_concurrency=False)
         identity = (
             Transaction.charge_box_id == charge_box_id,
             Transaction.connector_id == connector_id,
@@ -78,6 +78,7 @@ async def start_transaction(
         existing = (await s.execute(select(Transaction).where(*identity))).scalar_one_or_none()
         if existing is not None:
             # A resend (the charger never saw our answer): same id, nothing new to tell.
+            decision = await decide(s, id_tag, now, check_concurrency=False)
             return StartOutcome(
                 existing.id,
                 existing.workflow_id,
@@ -89,16 +90,28 @@ async def start_transaction(
         intent = await intents.take(
             s, charge_box_id=charge_box_id, id_tag=id_tag, connector_id=connector_id, now=now
         )
-        status: AuthorizationStatus = decision.status
         origin: SessionOrigin = "charger"
         if intent is not None:
             workflow_id = intent.workflow_id
-            status = tighter(status, intent.auth_status)
             origin = "remote" if intent.origin == "remote" else "tap"
         else:
             workflow_id = charger_workflow_id(
                 charge_box_id, connector_id, started_at, meter_start_wh
             )
+        # Whatever still runs on this connector was forgotten by the charger: close it first,
+        # so it no longer counts against any card.
+        await close_for_new_transaction(
+            s, charge_box_id=charge_box_id, connector_id=connector_id, now=now
+        )
+        # The card's real status, its limit counted under the card's lock (shared with
+        # Authorize and pre-authorization) and held until this row is committed.
+        decision = await decide(s, id_tag, now, exclude_workflow_id=workflow_id)
+        status: AuthorizationStatus = decision.status
+        if intent is not None:
+            status = tighter(status, intent.auth_status)
+        owner = await s.scalar(
+            select(UserMapping.user_id).where(UserMapping.id_tag == id_tag, UserMapping.is_active)
+        )
         tx_id = await s.scalar(
             pg_insert(Transaction)
             .values(
@@ -110,6 +123,7 @@ async def start_transaction(
                 meter_start_wh=meter_start_wh,
                 started_at=started_at,
                 reservation_id=reservation_id,
+                owner_user_id=owner,
             )
             .on_conflict_do_nothing(constraint="uq_transactions_start_identity")
             .returning(Transaction.id)
@@ -142,6 +156,7 @@ async def start_transaction(
                 meter_start_wh=meter_start_wh,
                 started_at=started_at,
                 auth_status=status,
+                user_id=owner,
             ),
         )
     return StartOutcome(

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SessionActivities,
         SessionReadModel,
     )
+    from domain.closure import CLOSED_NOT_CHARGING
     from domain.session import (
         FINAL_PHASES,
         TRANSACTION_PHASES,
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Event,
         LateStop,
         Phase,
+        RecordClosure,
         Rejection,
         RemoteStopFailed,
         SendRemoteStart,
@@ -40,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         SessionState,
         StartTimedOut,
         StopRequested,
+        TransactionClosed,
         TransactionStopped,
         Transition,
         WatchdogExpired,
@@ -50,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     # (and the message classes they share) once, consistently, for each run.
     from workflows import messages as msg
     from workflows import session_billing as billing
+    from workflows import session_closure as closure
     from workflows import session_commands as commands
     from workflows import session_support as sup
 
@@ -58,7 +62,9 @@ INVOICE_PATCH = "session-invoice-linked-v1"
 
 
 @workflow.defn(name=msg.SESSION_WORKFLOW)
-class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionCommandsMixin):
+class ChargingSessionWorkflow(
+    billing.SessionBillingMixin, commands.SessionCommandsMixin, closure.SessionClosureMixin
+):
     @workflow.init
     def __init__(self, input: msg.SessionInput) -> None:
         self._input = input
@@ -67,6 +73,7 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
         self._read_model_lock = asyncio.Lock()  # writes in order: the last one is the newest
         self._signals = 0  # bumps on every accepted signal: wakes the watchdog wait
         self._persisted: SessionReadModel | None = None
+        self._remote_start_outcome: str | None = None
         if input.carry is not None:
             carry = sup.SessionCarry.model_validate(input.carry)
             self._state = carry.state
@@ -170,15 +177,25 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
             return
         liveness = await workflow.execute_activity_method(
             SessionActivities.check_charger_liveness,
-            ChargerLivenessInput(charge_box_id=self._state.charge_box_id, silent_after_s=limit),
+            ChargerLivenessInput(
+                charge_box_id=self._state.charge_box_id,
+                silent_after_s=limit,
+                connector_id=self._state.connector_id,
+            ),
             start_to_close_timeout=sup.DB_TIMEOUT,
             retry_policy=sup.DB_RETRY,
         )
         if self._signals != heard or self._state.phase != phase:
             return
         if liveness.alive:
-            # The charger still talks (heartbeats); the transaction is just quiet. Keep waiting.
-            self._last_signal_at = workflow.now()
+            if liveness.connector_charging or not workflow.patched(closure.CLOSURE_PATCH):
+                # The charger still talks and its connector still charges: the transaction is
+                # just quiet. Keep waiting.
+                self._last_signal_at = workflow.now()
+                return
+            # A live charger whose connector has not been charging for the whole window forgot
+            # the transaction (heartbeats alone must not keep it open forever).
+            self._close(TransactionClosed(at=workflow.now(), reason=CLOSED_NOT_CHARGING))
             return
         if isinstance(self._apply(WatchdogExpired(at=workflow.now())), Transition):
             self._abandoned_at = workflow.now()
@@ -239,7 +256,10 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
             workflow.info().workflow_id,
             self._state,
             self._invoice,
-            with_flags=workflow.patched(billing.FLAGS_PATCH),
+            # Flags reach the row from either patch on (histories recorded before both wrote
+            # rows without them).
+            with_flags=workflow.patched(billing.FLAGS_PATCH)
+            or workflow.patched(closure.CLOSURE_PATCH),
         )
         if row == self._persisted:
             return
@@ -264,6 +284,8 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
                 await self._bill(effect)
             elif isinstance(effect, SendRemoteStart):
                 await self._send_remote_start(effect)
+            elif isinstance(effect, RecordClosure):
+                await self._record_closure(effect)
 
     # -- pre-authorization --------------------------------------------------------------------
 
@@ -385,4 +407,5 @@ class ChargingSessionWorkflow(billing.SessionBillingMixin, commands.SessionComma
 
     @workflow.query(name=msg.QUERY_STATUS)
     def status(self) -> msg.SessionStatus:
-        return sup.status_of(workflow.info().workflow_id, self._state, self._invoice)
+        status = sup.status_of(workflow.info().workflow_id, self._state, self._invoice)
+        return status.model_copy(update={"remote_start": self._remote_start_outcome})

@@ -22,12 +22,16 @@ SIGNAL_TRANSACTION_STARTED = "transaction_started"
 SIGNAL_METER_PROGRESS = "meter_progress"
 SIGNAL_TRANSACTION_STOPPED = "transaction_stopped"
 SIGNAL_CONNECTOR_STATUS = "connector_status"
+# The gateway closed a transaction the charger forgot (new transaction on the connector, a
+# reboot that reports the connector free).
+SIGNAL_TRANSACTION_CLOSED = "transaction_closed"
 # Signal (LagoWebhookWorkflow's activity → workflow): a Lago invoice bills this session.
 SIGNAL_INVOICE_LINKED = "invoice_linked"
 
 # Updates
 UPDATE_PRE_AUTHORIZE = "pre_authorize"
 UPDATE_REMOTE_STOP = "remote_stop"
+UPDATE_FORCE_CLOSE = "force_close"
 
 # Queries
 QUERY_STATUS = "status"
@@ -113,6 +117,18 @@ class TransactionStarted(BaseModel):
     meter_start_wh: int
     started_at: datetime
     auth_status: AuthorizationStatus = "Accepted"
+    # The card's owner at StartTransaction (the session keeps it even if the card changes hands).
+    user_id: str | None = None
+
+
+class TransactionClosed(BaseModel):
+    """Signal ``transaction_closed``: the gateway closed the session's transaction without a
+    StopTransaction (``reason``: ``new_transaction`` | ``charger_rebooted``)."""
+
+    event_id: int
+    transaction_id: int
+    reason: str
+    at: datetime
 
 
 class MeterProgress(BaseModel):
@@ -153,6 +169,25 @@ class RemoteStopResult(BaseModel):
     message: str | None = None
 
 
+# An operator-entered energy above this is a typo, not a charge (10 MWh).
+MAX_OPERATOR_ENERGY_WH = 10_000_000
+
+
+class ForceCloseInput(BaseModel):
+    """Update ``force_close``: close the running transaction without the charger's consent."""
+
+    requested_by: str = Field(min_length=1, max_length=255)
+    reason: str = Field(min_length=1, max_length=500)
+    # Bill this energy (Wh since the start) instead of the last good register the charger sent.
+    energy_wh: int | None = Field(default=None, ge=0, le=MAX_OPERATOR_ENERGY_WH)
+
+
+class ForceCloseResult(BaseModel):
+    accepted: bool
+    message: str | None = None
+    billed_energy_wh: int | None = None
+
+
 class SessionSummary(BaseModel):
     """What the status query and the read model row (``charging_sessions``) both say."""
 
@@ -180,6 +215,8 @@ class SessionStatus(SessionSummary):
     billing_event_ids: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
     invoice_number: str | None = None
+    # A remote start's outcome once the charger answered: "Accepted" or why it was refused.
+    remote_start: str | None = None
 
 
 class InvoiceLinked(BaseModel):

@@ -46,6 +46,7 @@ class SessionCommandsMixin:
 
     _auth_lock: asyncio.Lock
     _auth_result: msg.PreAuthorizeResult | None
+    _remote_start_outcome: str | None  # shown by the status query (polaris sessions start)
 
     # Provided by ChargingSessionWorkflow (declared here so the mixin type-checks).
     _apply: Callable[[Event], Transition | Rejection]
@@ -135,7 +136,10 @@ class SessionCommandsMixin:
             answer = await self._send_command(action, payload)
         except ActivityError as err:
             cause = err.cause
-            return cause.type or str(cause) if isinstance(cause, ApplicationError) else str(err)
+            if not isinstance(cause, ApplicationError):
+                return str(err)
+            workflow.logger.warning("%s not delivered: %s: %s", action, cause.type, cause.message)
+            return cause.type or str(cause)
         status = answer.payload.get("status")
         return None if status == "Accepted" else str(status)
 
@@ -146,6 +150,7 @@ class SessionCommandsMixin:
         if effect.connector_id is not None:
             payload["connectorId"] = effect.connector_id
         refused = await self._command_refused("RemoteStartTransaction", payload)
+        self._remote_start_outcome = refused or "Accepted"
         if refused is not None:
             self._apply(RemoteStartFailed(at=workflow.now(), reason=refused))
 

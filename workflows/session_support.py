@@ -96,6 +96,8 @@ def started_event(signal: msg.TransactionStarted) -> TransactionStarted:
         id_tag=signal.id_tag,
         meter_start_wh=signal.meter_start_wh,
         started_at=signal.started_at,
+        auth_status=signal.auth_status,
+        user_id=signal.user_id,
     )
 
 

@@ -25,7 +25,27 @@ def tariffs(draw: st.DrawFn) -> TariffTerms:
         price_per_kwh_minor=draw(prices),
         price_per_minute_minor=draw(prices),
         price_per_session_minor=draw(prices),
+        session_fee_min_energy_wh=draw(st.integers(min_value=0, max_value=5_000)),
+        session_fee_min_duration_s=draw(st.integers(min_value=0, max_value=600)),
     )
+
+
+def test_no_session_fee_below_the_tariff_minimums() -> None:
+    tariff = TariffTerms(
+        currency="EUR",
+        price_per_kwh_minor=30,
+        price_per_session_minor=50,
+        session_fee_min_energy_wh=1,
+        session_fee_min_duration_s=120,
+    )
+    assert price_session(tariff, energy_wh=0, duration_s=3600).total_minor == 0
+    assert price_session(tariff, energy_wh=1000, duration_s=119).total_minor == 30
+    assert price_session(tariff, energy_wh=1000, duration_s=120).session_minor == 50
+    # Minimums of 0: the fee applies to every session, as before.
+    always = tariff.model_copy(
+        update={"session_fee_min_energy_wh": 0, "session_fee_min_duration_s": 0}
+    )
+    assert price_session(always, energy_wh=0, duration_s=0).total_minor == 50
 
 
 def test_round_half_up() -> None:

@@ -18,6 +18,7 @@ from domain.session import (
     PeriodicBilled,
     Phase,
     PreAuthorized,
+    RecordClosure,
     Rejection,
     RemoteStartFailed,
     RemoteStartRequested,
@@ -29,6 +30,7 @@ from domain.session import (
     StartTimedOut,
     StopRequested,
     Suspended,
+    TransactionClosed,
     TransactionStarted,
     TransactionStopped,
     Transition,
@@ -81,6 +83,10 @@ EVENTS: dict[str, Event] = {
     "transaction_stopped": TransactionStopped(
         transaction_id=7, meter_stop_wh=3000, stopped_at=T0 + timedelta(minutes=10), reason="Local"
     ),
+    "transaction_closed": TransactionClosed(at=T0, reason="new_transaction", transaction_id=7),
+    "force_closed": TransactionClosed(
+        at=T0, reason="operator", register_wh=2500, requested_by="user:op", note="charger gone"
+    ),
     "start_timeout": StartTimedOut(at=T0),
     "watchdog_expired": WatchdogExpired(at=T0),
     "billed": Billed(
@@ -111,6 +117,8 @@ RUNNING = {
     "meter_progress": None,
     "transaction_stopped": Phase.STOPPED,
     "watchdog_expired": Phase.ABANDONED,
+    "transaction_closed": Phase.ABANDONED,
+    "force_closed": Phase.ABANDONED,
     "periodic_billed": None,  # a periodic line changes sums, never the phase
 }
 ACCEPTED: dict[Phase, dict[str, Phase | None]] = {
@@ -153,6 +161,9 @@ ACCEPTED: dict[Phase, dict[str, Phase | None]] = {
         "periodic_billed": None,
         "late_stop": Phase.STOPPED,
         "close": Phase.CLOSED,
+        # Closed already: a second closure changes nothing.
+        "transaction_closed": None,
+        "force_closed": None,
     },
     Phase.CLOSED: {},
     Phase.REJECTED: {},
@@ -243,7 +254,12 @@ def test_signal_for_another_transaction_is_rejected() -> None:
 def test_watchdog_bills_last_known_register_and_late_stop_compensates() -> None:
     abandoned = transition(state_in(Phase.CHARGING), WatchdogExpired(at=T0 + timedelta(hours=2)))
     assert isinstance(abandoned, Transition)
-    assert abandoned.effects == [Bill(kind="final", register_wh=1500, at=T0 + timedelta(minutes=5))]
+    assert abandoned.effects == [
+        Bill(kind="final", register_wh=1500, at=T0 + timedelta(minutes=5)),
+        RecordClosure(
+            transaction_id=7, reason="charger_silent", at=T0 + timedelta(hours=2), register_wh=1500
+        ),
+    ]
     late = transition(
         abandoned.state,
         LateStop(transaction_id=7, meter_stop_wh=4000, stopped_at=T0 + timedelta(hours=3)),
@@ -318,3 +334,69 @@ def test_periodic_billed_keeps_phase_and_pending_bills() -> None:
     assert (result.state.phase, result.state.pending_bills) == (Phase.STOPPED, 1)
     assert (result.state.billed_energy_wh, result.state.billing_sequence) == (500, 1)
     assert result.state.billing_event_ids == ["wf:1"]
+
+
+def test_forgotten_transaction_bills_last_good_register_flags_why_and_late_stop_compensates() -> (
+    None
+):
+    closed = transition(
+        state_in(Phase.SUSPENDED),
+        TransactionClosed(at=T0 + timedelta(hours=1), reason="charger_rebooted", transaction_id=7),
+    )
+    assert isinstance(closed, Transition)
+    assert closed.state.phase == Phase.ABANDONED
+    assert closed.state.end_reason == "closed_charger_rebooted"
+    assert "closed_charger_rebooted" in closed.state.flags
+    assert closed.effects[0] == Bill(kind="final", register_wh=1500, at=T0 + timedelta(minutes=5))
+    assert isinstance(closed.effects[1], RecordClosure)
+    late = transition(
+        closed.state,
+        LateStop(transaction_id=7, meter_stop_wh=4000, stopped_at=T0 + timedelta(hours=3)),
+    )
+    assert isinstance(late, Transition)
+    assert late.effects == [Bill(kind="compensation", register_wh=4000, at=T0 + timedelta(hours=3))]
+
+
+def test_closure_of_another_transaction_is_rejected() -> None:
+    result = transition(
+        state_in(Phase.CHARGING),
+        TransactionClosed(at=T0, reason="new_transaction", transaction_id=8),
+    )
+    assert isinstance(result, Rejection) and result.code == "wrong_transaction"
+
+
+def test_force_close_with_operator_energy_bills_it_and_says_so() -> None:
+    closed = transition(
+        state_in(Phase.STOPPING),
+        TransactionClosed(at=T0 + timedelta(hours=1), reason="operator", register_wh=3000),
+    )
+    assert isinstance(closed, Transition)
+    assert closed.state.end_reason == "force_closed"
+    assert closed.state.flags == ["force_closed", "operator_energy"]
+    assert closed.effects[0] == Bill(kind="final", register_wh=3000, at=T0 + timedelta(hours=1))
+
+
+def test_refused_start_still_runs_for_the_owner_and_is_flagged() -> None:
+    state = SessionState(charge_box_id="CB1", origin="charger")
+    started = transition(
+        state,
+        TransactionStarted(
+            transaction_id=9,
+            connector_id=1,
+            id_tag="TAG1",
+            meter_start_wh=0,
+            started_at=T0,
+            auth_status="ConcurrentTx",
+            user_id="owner-1",
+        ),
+    )
+    assert isinstance(started, Transition)
+    assert started.state.phase == Phase.CHARGING
+    assert started.state.user_id == "owner-1"
+    assert started.state.flags == ["start_refused:ConcurrentTx"]
+
+
+def test_owner_from_pre_authorization_wins_over_the_start() -> None:
+    state = state_in(Phase.PRE_AUTHORIZED).model_copy(update={"user_id": "first"})
+    started = transition(state, EVENTS["transaction_started"].model_copy(update={"user_id": "x"}))
+    assert isinstance(started, Transition) and started.state.user_id == "first"

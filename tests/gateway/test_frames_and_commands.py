@@ -160,3 +160,28 @@ async def test_graceful_shutdown_closes_with_1001(
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+async def test_a_command_failing_outgoing_validation_reaches_the_workflow_with_its_reason(
+    gateway: Gateway, session_factory: SessionFactory, temporal_client: Client
+) -> None:
+    """The ocpp library's error carries its message object; the workflow gets type and text."""
+    cb = await seed_charger(session_factory)
+    async with charger_session(gateway, cb) as cp:
+        await cp.call(call.Heartbeat())
+        with pytest.raises(WorkflowFailureError) as failure:
+            await _probe(
+                temporal_client,
+                gateway,
+                ChargerCommandInput(
+                    charge_box_id=cb,
+                    action="RemoteStartTransaction",
+                    payload={"idTag": "X" * 25},  # idTag is at most 20 characters
+                ),
+            )
+    cause = failure.value.cause
+    assert isinstance(cause, ActivityError) and isinstance(cause.cause, ApplicationError)
+    assert cause.cause.type == "InvalidCommandPayload"
+    assert cause.cause.message.startswith("TypeConstraintViolationError: ")
+    assert "too long" in cause.cause.message
+    assert cause.cause.details[0]["error"] == "TypeConstraintViolationError"

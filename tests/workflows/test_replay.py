@@ -5,7 +5,8 @@ running sessions fails here before it reaches them (use ``workflow.patched()``).
 (never re-record it: it stands for executions already running). ``charging_session_v2.json`` is
 recorded with the patch by ``tests/billing/test_session_lago.py`` (see there), and
 ``charging_session_v3.json`` with ``session-flags-data-error-v1`` by
-``tests/workflows/test_data_error.py``.
+``tests/workflows/test_data_error.py``, and ``charging_session_v4.json`` with
+``session-closure-v1`` by ``tests/workflows/test_session_closure.py``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ async def test_replay_charging_session_v3() -> None:
     text = (HISTORIES / "charging_session_v3.json").read_text()
     history = WorkflowHistory.from_json("charging-session-v3", text)
     assert "DataError" in text
+    replayer = Replayer(workflows=[ChargingSessionWorkflow], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+async def test_replay_charging_session_v4() -> None:
+    """Recorded with the ``session-closure-v1`` patch: a forgotten transaction closed by the
+    gateway, its closure recorded, then a late stop's compensation.
+
+    Regenerate with ``POLARIS_RECORD_HISTORIES=1 pytest tests/workflows/test_session_closure.py``.
+    """
+    text = (HISTORIES / "charging_session_v4.json").read_text()
+    history = WorkflowHistory.from_json("charging-session-v4", text)
+    assert "record_session_closure" in text
     replayer = Replayer(workflows=[ChargingSessionWorkflow], data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -1,0 +1,72 @@
+"""A card's open sessions, counted the same way everywhere, under one per-card lock.
+
+The concurrent-session limit (``ev_cards.max_concurrent_sessions``) is checked in three places:
+the gateway's local decision (Authorize), the workflow's pre-authorization and StartTransaction.
+Each takes :func:`lock_card` (a transaction-scoped PostgreSQL advisory lock keyed on the idTag)
+before it counts, and keeps it until its own claim is committed (pre-authorization writes the
+session's read-model row as ``pre_authorized``; StartTransaction writes the journal row). So two
+taps or starts of one card on two chargers are decided one after the other: the second sees the
+first.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, text, union
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import ChargingSession, Transaction
+from domain.session import OPEN_PHASES
+
+OPEN_STATES = sorted(phase.value for phase in OPEN_PHASES)
+
+
+async def lock_card(db: AsyncSession, id_tag: str) -> None:
+    """Serialise every limit decision for this card until the caller's transaction ends."""
+    await db.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"card:{id_tag}"}
+    )
+
+
+def _transaction_over() -> ColumnElement[bool]:
+    return or_(Transaction.stopped_at.is_not(None), Transaction.closed_at.is_not(None))
+
+
+async def other_open_sessions(
+    db: AsyncSession, id_tag: str, exclude_workflow_id: str | None = None
+) -> int:
+    """Open sessions of the card, not counting ``exclude_workflow_id`` (the one being decided).
+
+    A session counts when its read model is open (pre-authorized or running) and none of its
+    transactions is over in the journal (stopped, or closed by the platform: the workflow may not
+    have caught up yet), or when the journal has a transaction of the card that is neither
+    stopped nor closed and whose session is not known to be finished.
+    """
+    exclude = exclude_workflow_id or ""
+    journal_over = exists().where(
+        and_(Transaction.workflow_id == ChargingSession.workflow_id, _transaction_over())
+    )
+    from_read_model = select(ChargingSession.workflow_id.label("wid")).where(
+        ChargingSession.id_tag == id_tag,
+        ChargingSession.state.in_(OPEN_STATES),
+        ChargingSession.workflow_id != exclude,
+        not_(journal_over),
+    )
+    session_finished = exists().where(
+        and_(
+            ChargingSession.workflow_id == Transaction.workflow_id,
+            not_(ChargingSession.state.in_(OPEN_STATES)),
+        )
+    )
+    from_journal = select(Transaction.workflow_id.label("wid")).where(
+        Transaction.id_tag == id_tag,
+        Transaction.stopped_at.is_(None),
+        Transaction.closed_at.is_(None),
+        Transaction.workflow_id != exclude,
+        not_(session_finished),
+    )
+    both = union(from_read_model, from_journal).subquery()
+    count = await db.execute(select(func.count(func.distinct(both.c.wid))).select_from(both))
+    return int(count.scalar_one())
+
+
+__all__ = ["OPEN_STATES", "lock_card", "other_open_sessions"]
