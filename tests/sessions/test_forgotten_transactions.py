@@ -15,7 +15,7 @@ from cli.sessions import list_sessions, session_story
 from db.engine import SessionFactory
 from db.models import AuditLog, Charger, Connector, Tariff
 from gateway.main import Gateway
-from tests.gateway.conftest import seed_card
+from tests.gateway.conftest import FAST_FORWARD_W, seed_card
 from tests.helpers import eventually
 from tests.sessions.conftest import Station, billing_of, session_row, station, transaction
 
@@ -43,7 +43,16 @@ async def priced_charger(sf: SessionFactory) -> str:
             )
             .returning(Tariff.id)
         )
-        db.add(Charger(charge_box_id=charge_box_id, tariff_id=tariff_id))
+        # Passwordless (exempted, as env="test" requires), and a power no real charger has: these
+        # chargers deliver kWh in seconds.
+        db.add(
+            Charger(
+                charge_box_id=charge_box_id,
+                tariff_id=tariff_id,
+                allow_unauthenticated=True,
+                max_power_w=FAST_FORWARD_W,
+            )
+        )
         await db.flush()
         db.add(Connector(charge_box_id=charge_box_id, connector_id=1))
     return charge_box_id
