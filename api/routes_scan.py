@@ -27,8 +27,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from activities.auth_client import AuthServiceError, AuthServiceRefused
-from api.audit import add_audit, client_ip, write_audit
+from api.audit import add_audit, write_audit
 from api.authz import LiveAdmin, auth_client_of
+from api.client_address import client_address
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.ratelimit import rate_limit
@@ -141,7 +142,7 @@ async def arm_scan(charge_box_id: str, body: ArmIn, admin: LiveAdmin, state: Sta
 )
 async def arm_qr_login(body: QrLoginIn, request: Request, state: State) -> ArmOut:
     """The charger's QR sign-in page: no account needed yet, the tap proves who you are."""
-    source = client_ip(request)
+    source = client_address(request, state.settings)
     return await _arm(state, body.charge_box_id, SCAN_LOGIN, f"qr:{source}", source)
 
 
@@ -152,7 +153,7 @@ async def arm_qr_login(body: QrLoginIn, request: Request, state: State) -> ArmOu
     dependencies=[Depends(rate_limit("scan-exchange", 120, 60))],
 )
 async def exchange(scan_id: str, body: ExchangeIn, request: Request, state: State) -> Any:
-    source = client_ip(request)
+    source = client_address(request, state.settings)
     now = datetime.now(UTC)
     async with state.sessions() as db:
         arm = await db.get(ScanArm, scan_id)
