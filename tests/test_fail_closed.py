@@ -125,3 +125,13 @@ def test_a_stale_runtime_file_makes_nothing_a_dev_stack(tmp_path: Path, pg_url: 
 def test_prod_with_real_secrets_passes_the_checks(tmp_path: Path, pg_url: str) -> None:
     result = polaris(tmp_path, "migrate", POLARIS_ENV="prod", POLARIS_DATABASE_URL=pg_url, **REAL)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", [".env", ".env.prod", "deploy/.env"])
+def test_env_files_with_secrets_are_never_committed(name: str) -> None:
+    ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=REPO_ROOT, check=False)
+    assert ignored.returncode == 0, f"{name} is not in .gitignore"
+    example = subprocess.run(
+        ["git", "check-ignore", "-q", ".env.example"], cwd=REPO_ROOT, check=False
+    )
+    assert example.returncode == 1, ".env.example must stay committed"

@@ -39,7 +39,7 @@ async def real_api(
     settings: Settings,
     engine: AsyncEngine,
     session_factory: SessionFactory,
-    temporal_client: Client,
+    temporal_client: Client | None,
     *,
     peer: str = "203.0.113.7",
 ) -> AsyncIterator[RealApi]:
@@ -52,7 +52,7 @@ async def real_api(
             http=http,
             verifier=JwtVerifier.for_auth_service(settings.auth_base_url, http_client=http),
         )
-        state._temporal = temporal_client
+        state._temporal = temporal_client  # None: connect lazily, as the app does
         app.state.polaris = state
         transport = httpx.ASGITransport(app=app, client=(peer, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
