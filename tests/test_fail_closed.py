@@ -94,18 +94,23 @@ def test_dev_or_test_outside_a_dev_stack_is_refused(tmp_path: Path, env: str) ->
     refused(result, "POLARIS_ENV=dev is only for" if env == "dev" else "POLARIS_AUTH_SECRET")
 
 
-def write_runtime(cwd: Path, pg_url: str, pid: int) -> None:
+def write_runtime(cwd: Path, pg_url: str, pid: int, env: str = "dev") -> None:
     data = cwd / ".polaris"
     data.mkdir()
-    runtime = {"env": "dev", "pid": str(pid), "database_url": pg_url}
+    runtime = {"env": env, "pid": str(pid), "database_url": pg_url}
     (data / "runtime.json").write_text(json.dumps(runtime))
 
 
-def test_a_command_beside_a_running_polaris_dev_starts(tmp_path: Path, pg_url: str) -> None:
-    # What `make dev` leaves for a second terminal: runtime.json naming dev and a live process
-    # (here the test process itself stands for `polaris dev`). No variable is set.
-    write_runtime(tmp_path, pg_url, os.getpid())
-    result = polaris(tmp_path, "migrate")
+@pytest.mark.parametrize("stack_env", ["dev", "test"])
+def test_a_command_beside_a_running_polaris_dev_starts(
+    tmp_path: Path, pg_url: str, stack_env: str
+) -> None:
+    # What `make dev` leaves for a second terminal: runtime.json naming its environment and a
+    # live process (here the test process itself stands for `polaris dev`). A stack started with
+    # POLARIS_ENV=test hands its children POLARIS_ENV=test; a `make dev` one needs no variable.
+    write_runtime(tmp_path, pg_url, os.getpid(), stack_env)
+    env = {"POLARIS_ENV": "test"} if stack_env == "test" else {}
+    result = polaris(tmp_path, "migrate", **env)
     assert result.returncode == 0, result.stderr
     assert "migrations applied" in result.stdout
 
