@@ -8,10 +8,7 @@ SteVe, Lago, BetterAuth, mail).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -26,7 +23,7 @@ from activities.lago_webhooks import LagoWebhookActivities
 from activities.mail import MailActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
@@ -140,16 +137,10 @@ async def run_worker(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _main() -> None:
-    settings = load_settings()
-    logging.basicConfig(level=settings.log_level)
-    task = asyncio.create_task(run_worker(settings))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 if __name__ == "__main__":
-    asyncio.run(_main())
+    import sys
+
+    from cli.main import main as polaris
+
+    # The same start-up checks as `polaris worker` (config/startup.py).
+    sys.exit(polaris(["worker"]))

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -96,34 +96,46 @@ class BreakerState(BaseModel):
 
 
 async def store_webhook_event(
-    sessions: SessionFactory, *, unique_key: str, webhook_type: str, payload: dict[str, Any]
+    sessions: SessionFactory,
+    *,
+    unique_key: str,
+    webhook_type: str,
+    payload: dict[str, Any],
+    body_sha256: str,
 ) -> StoredWebhook:
-    """Insert the webhook once per unique key: ``pending``, or ``skipped`` while the breaker is
-    open. A redelivery (same key) answers the existing row with ``duplicate=True``."""
+    """Insert the webhook once per signed body (``body_sha256``) and once per unique key:
+    ``pending``, or ``skipped`` while the breaker is open. A redelivery, or a replay of a
+    captured body under a new key, answers the existing row with ``duplicate=True``."""
     async with sessions() as db, db.begin():
         status = WEBHOOK_SKIPPED if await _breaker_open(db) else WEBHOOK_PENDING
         new_id = await db.scalar(
             insert(LagoWebhookEvent)
             .values(
                 unique_key=unique_key,
+                body_sha256=body_sha256,
                 webhook_type=webhook_type,
                 payload=payload,
                 status=status,
                 attempts=0,
             )
-            .on_conflict_do_nothing(
-                index_elements=["unique_key"], index_where=LagoWebhookEvent.replay_of.is_(None)
-            )
+            # Either unique index (key or body) makes it a duplicate.
+            .on_conflict_do_nothing()
             .returning(LagoWebhookEvent.id)
         )
         if new_id is not None:
             return StoredWebhook(id=new_id, status=status, duplicate=False)
         existing = (
             await db.scalars(
-                select(LagoWebhookEvent).where(
-                    LagoWebhookEvent.unique_key == unique_key,
+                select(LagoWebhookEvent)
+                .where(
+                    or_(
+                        LagoWebhookEvent.body_sha256 == body_sha256,
+                        LagoWebhookEvent.unique_key == unique_key,
+                    ),
                     LagoWebhookEvent.replay_of.is_(None),
                 )
+                .order_by(LagoWebhookEvent.id)
+                .limit(1)
             )
         ).one()
         return StoredWebhook(id=existing.id, status=existing.status, duplicate=True)
@@ -155,6 +167,7 @@ async def replay_webhook_event(
             raise LookupError(f"no Lago webhook event {event_id}")
         replay = LagoWebhookEvent(
             unique_key=original.unique_key,
+            body_sha256=original.body_sha256,
             webhook_type=original.webhook_type,
             payload=original.payload,
             status=WEBHOOK_PENDING,

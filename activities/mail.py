@@ -13,7 +13,16 @@ and the receiving side can tell it is a duplicate.
 Failures: a down or busy server (connection errors, 4xx) rolls the row back and raises a
 retryable error; a permanent refusal of one message (5xx for its sender, recipient or data) is
 recorded (``delivery = 'refused'``, ``last_error``) so it never blocks the queue; an SMTP URL that
-cannot be parsed or credentials the server refuses are ``MailMisconfigured`` (not retried).
+cannot be parsed, credentials the server refuses, or a certificate that does not verify are
+``MailMisconfigured`` (not retried).
+
+TLS (``smtps://`` or STARTTLS) always verifies the server: its certificate must chain to the
+system's CAs, or to ``POLARIS_SMTP_CA_FILE`` for a relay with a private CA, and name the host in
+the URL. Without that, anyone on the path could read every magic link.
+
+After a message is handed to the server (or refused for good) its link is removed from the
+outbox row: the row keeps who, what and when, not a working sign-in token. Rows kept without SMTP
+(``delivery = 'local'``, ``polaris dev``) keep the link: the outbox is the developer's inbox.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -49,9 +59,11 @@ _CLAIM = text(
     " WHERE sent_at IS NULL ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _MARK = text(
-    "UPDATE auth.mail_outbox SET sent_at = now(), delivery = :delivery, last_error = :error"
-    " WHERE id = :id"
+    "UPDATE auth.mail_outbox SET sent_at = now(), delivery = :delivery, last_error = :error,"
+    " body = :body, url = :url WHERE id = :id"
 )
+# What replaces the link in a delivered message's stored body.
+LINK_REMOVED = "[link removed after delivery]"
 
 
 class MailMisconfigured(Exception):
@@ -66,9 +78,11 @@ class SmtpTarget:
     password: str | None
     implicit_tls: bool
     starttls: bool
+    # PEM bundle of the CA(s) to trust instead of the system's (POLARIS_SMTP_CA_FILE).
+    ca_file: str | None = None
 
     @classmethod
-    def parse(cls, url: str) -> SmtpTarget:
+    def parse(cls, url: str, *, ca_file: str | None = None) -> SmtpTarget:
         """``smtp://user:pass@host:port?starttls=true`` or ``smtps://user:pass@host:port``."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
@@ -90,7 +104,17 @@ class SmtpTarget:
             password=unquote(parts.password) if parts.password else None,
             implicit_tls=implicit_tls,
             starttls=starttls and not implicit_tls,
+            ca_file=ca_file,
         )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verify the certificate chain and the host name, as a mail client should."""
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise MailMisconfigured(
+                f"POLARIS_SMTP_CA_FILE cannot be loaded: {type(exc).__name__}"
+            ) from exc
 
 
 def message_id(row_id: int, mail_from: str) -> str:
@@ -111,16 +135,22 @@ def build_message(row: Any, mail_from: str) -> EmailMessage:
     return msg
 
 
+def redact_link(body: str, url: str | None) -> str:
+    """The body without the link it carried (a delivered sign-in token stays in the mailbox)."""
+    return body.replace(url, LINK_REMOVED) if url else body
+
+
 def _connect(target: SmtpTarget) -> smtplib.SMTP:
     conn: smtplib.SMTP
+    context = target.tls_context() if target.implicit_tls or target.starttls else None
     if target.implicit_tls:
-        conn = smtplib.SMTP_SSL(target.host, target.port, timeout=SMTP_TIMEOUT_S)
+        conn = smtplib.SMTP_SSL(target.host, target.port, timeout=SMTP_TIMEOUT_S, context=context)
     else:
         conn = smtplib.SMTP(target.host, target.port, timeout=SMTP_TIMEOUT_S)
     try:
         conn.ehlo()
         if target.starttls:
-            conn.starttls()
+            conn.starttls(context=context)
             conn.ehlo()
         if target.username is not None:
             conn.login(target.username, target.password or "")
@@ -148,7 +178,8 @@ class MailActivities:
         url = self._settings.smtp_url
         if url is None or not url.get_secret_value():
             return None
-        return SmtpTarget.parse(url.get_secret_value())
+        ca_file = self._settings.smtp_ca_file
+        return SmtpTarget.parse(url.get_secret_value(), ca_file=str(ca_file) if ca_file else None)
 
     @activity.defn(name=ACTIVITY_DELIVER_PENDING_MAIL)
     async def deliver_pending_mail(self, params: DeliverMailInput) -> DeliverMailResult:
@@ -176,7 +207,17 @@ class MailActivities:
                             result.sent += 1
                         else:
                             result.refused += 1
-                    await db.execute(_MARK, {"delivery": delivery, "error": error, "id": row.id})
+                    kept = delivery == "local"  # the developer's inbox keeps its links
+                    await db.execute(
+                        _MARK,
+                        {
+                            "delivery": delivery,
+                            "error": error,
+                            "id": row.id,
+                            "body": row.body if kept else redact_link(row.body, row.url),
+                            "url": row.url if kept else None,
+                        },
+                    )
                 activity.heartbeat(int(row.id))
         finally:
             if conn is not None:
@@ -208,6 +249,15 @@ class MailActivities:
                 type=MAIL_MISCONFIGURED,
                 non_retryable=True,
             ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise ApplicationError(
+                f"the SMTP server's certificate did not verify ({exc.verify_message}); "
+                "set POLARIS_SMTP_CA_FILE for a private CA",
+                type=MAIL_MISCONFIGURED,
+                non_retryable=True,
+            ) from exc
+        except MailMisconfigured as exc:
+            raise ApplicationError(str(exc), type=MAIL_MISCONFIGURED, non_retryable=True) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise ApplicationError(
                 f"SMTP server unavailable: {type(exc).__name__}", type="MailUnavailable"
@@ -247,4 +297,5 @@ __all__ = [
     "SmtpTarget",
     "build_message",
     "message_id",
+    "redact_link",
 ]

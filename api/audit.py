@@ -1,22 +1,16 @@
-"""Audit-log writes from the API: who, what, when (the row's ``at``), from where."""
+"""Audit-log writes from the API: who, what, when (the row's ``at``), from where.
+
+"From where" is always ``api/client_address.py``'s answer, never a header read here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import SessionFactory
 from db.models import AuditLog
-
-
-def client_ip(request: Request) -> str | None:
-    """The caller's address: the first X-Forwarded-For hop when a proxy set one."""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.split(",")[0].strip()[:255] or None
-    return request.client.host if request.client else None
 
 
 def audit_row(

@@ -3,10 +3,12 @@
 - :data:`CurrentUser` — the bearer JWT, verified offline against the auth service's JWKS (the
   verifier lives in ``AppState``). Missing or invalid: 401 ``UNAUTHENTICATED``; JWKS unreachable
   and nothing cached: 503.
-- :data:`AdminUser` — role ``admin`` (and not an impersonation), else 403 ``FORBIDDEN``.
-- :data:`LiveUser` / :data:`LiveAdmin` — for sensitive actions: the session behind the JWT is
-  re-checked with the auth service at once, so a ban or a revoked session takes effect before
-  the JWT expires (401 ``SESSION_REVOKED``).
+- :data:`AdminUser` — every admin route: the session behind the JWT is checked with the auth
+  service (an answer reused for at most ``POLARIS_API_ADMIN_CHECK_CACHE_S``, see
+  ``api/live_sessions.py``) and the *live* role must be ``admin`` (and not an impersonation), else
+  403 ``FORBIDDEN``; an ended session or a banned user answers 401 ``SESSION_REVOKED``. The JWT's
+  ``role`` claim alone never opens an admin route: it outlives a demotion by up to 15 minutes.
+- :data:`LiveUser` / :data:`LiveAdmin` — for sensitive actions: the same check, never cached.
 - Impersonation: a JWT whose session an operator started for a driver (``impersonatedBy``) is
   read-only: any method other than GET/HEAD/OPTIONS answers 403 ``IMPERSONATION_READ_ONLY``
   (except :data:`AnyCurrentUser` routes, i.e. stopping the impersonation); every request made
@@ -23,10 +25,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from activities.auth_client import AuthServiceClient, AuthServiceError
-from api.audit import client_ip, write_audit
+from api.audit import write_audit
 from api.auth_jwt import Claims, InvalidToken, JwksUnavailable, JwtVerifier
+from api.client_address import client_address
 from api.deps import AppState, State
 from api.errors import ApiError, NotFound
+from api.live_sessions import LiveSessionCache
 
 ADMIN_ROLE = "admin"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -82,7 +86,7 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def _principal(claims: Claims, request: Request) -> Principal:
+def _principal(claims: Claims, request: Request, state: AppState) -> Principal:
     session_id = claims.raw.get("sid")
     impersonated_by = claims.raw.get("impersonatedBy")
     return Principal(
@@ -91,7 +95,7 @@ def _principal(claims: Claims, request: Request) -> Principal:
         role=claims.role or "customer",
         session_id=session_id if isinstance(session_id, str) else None,
         impersonated_by=impersonated_by if isinstance(impersonated_by, str) else None,
-        source=client_ip(request),
+        source=client_address(request, state.settings),
     )
 
 
@@ -103,7 +107,7 @@ async def _authenticate(request: Request, state: AppState, *, read_only: bool) -
         raise unauthenticated(f"the token is not valid ({exc.reason})") from exc
     except JwksUnavailable as exc:
         raise ApiError(503, "UNAVAILABLE", "the auth service's keys are unavailable") from exc
-    principal = _principal(claims, request)
+    principal = _principal(claims, request, state)
     request.state.user_id = principal.user_id
     if principal.impersonated_by:
         refused = read_only and request.method.upper() not in SAFE_METHODS
@@ -139,25 +143,43 @@ CurrentUser = Annotated[Principal, Depends(current_user)]
 AnyCurrentUser = Annotated[Principal, Depends(current_user_any)]
 
 
-def require_admin(principal: CurrentUser) -> Principal:
-    if not principal.is_admin:
+def live_sessions_of(state: AppState) -> LiveSessionCache:
+    """The process's cache of session checks (admin reads only)."""
+    if state.live_sessions is None:
+        state.live_sessions = LiveSessionCache(state.settings.api_admin_check_cache_s)
+    return state.live_sessions
+
+
+async def _live(principal: Principal, state: AppState, *, cached: bool = False) -> Principal:
+    if principal.session_id is None:
+        raise unauthenticated("the token names no session; sign in again")
+    cache = live_sessions_of(state)
+    check = cache.get(principal.session_id) if cached else None
+    if check is None:
+        try:
+            check = await auth_client_of(state).check_session(principal.session_id)
+        except AuthServiceError as exc:
+            raise ApiError(
+                503, "UNAVAILABLE", "the auth service cannot confirm the session"
+            ) from exc
+        if cached:
+            cache.put(principal.session_id, check)
+    if not check.active or check.banned or check.user_id != principal.user_id:
+        raise ApiError(401, "SESSION_REVOKED", "the session has ended or the user is banned")
+    return replace(principal, role=check.role or "customer")
+
+
+async def require_admin(principal: CurrentUser, state: State) -> Principal:
+    """Admin reads: the live role decides, not the JWT's claim (cached a few seconds)."""
+    if not principal.is_admin:  # not even the token claims it: no need to ask
         raise ApiError(403, "FORBIDDEN", "this needs the admin role")
-    return principal
+    live = await _live(principal, state, cached=True)
+    if not live.is_admin:
+        raise ApiError(403, "FORBIDDEN", "this needs the admin role")
+    return live
 
 
 AdminUser = Annotated[Principal, Depends(require_admin)]
-
-
-async def _live(principal: Principal, state: AppState) -> Principal:
-    if principal.session_id is None:
-        raise unauthenticated("the token names no session; sign in again")
-    try:
-        check = await auth_client_of(state).check_session(principal.session_id)
-    except AuthServiceError as exc:
-        raise ApiError(503, "UNAVAILABLE", "the auth service cannot confirm the session") from exc
-    if not check.active or check.user_id != principal.user_id:
-        raise ApiError(401, "SESSION_REVOKED", "the session has ended or the user is banned")
-    return replace(principal, role=check.role or "customer")
 
 
 async def require_live_session(principal: CurrentUser, state: State) -> Principal:
@@ -193,6 +215,7 @@ __all__ = [
     "auth_client_of",
     "current_user",
     "current_user_any",
+    "live_sessions_of",
     "not_found_unless",
     "require_admin",
     "require_live_admin",

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client
 
 from api.auth_jwt import JwtVerifier
+from api.live_sessions import LiveSessionCache
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory
@@ -25,6 +26,8 @@ class AppState:
     http: httpx.AsyncClient
     # Verifies the auth service's JWTs offline (keys cached); see api/authz.py.
     verifier: JwtVerifier | None = None
+    # Recent live session checks for admin reads (api/authz.py); made on first use.
+    live_sessions: LiveSessionCache | None = None
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -2,11 +2,16 @@
 
 The database is essential (unhealthy without it); Temporal, auth and billing degrade the service
 (chargers are still answered, sessions queue in the outbox) but do not make it unhealthy.
+
+The route is public (load balancers probe it), so it says *whether* each dependency answers,
+never why not: an exception's text names hosts, ports, users and versions. The reason goes to
+the log (``polaris.api.health``), where operators read it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -19,6 +24,8 @@ from sqlalchemy import text
 
 from api.deps import AppState
 
+log = logging.getLogger("polaris.api.health")
+
 Status = Literal["ok", "degraded", "unhealthy"]
 CHECK_TIMEOUT_S = 3.0
 
@@ -28,7 +35,6 @@ router = APIRouter()
 class DependencyHealth(BaseModel):
     status: Literal["ok", "down"]
     latency_ms: int
-    detail: str | None = None
 
 
 class Health(BaseModel):
@@ -36,13 +42,14 @@ class Health(BaseModel):
     dependencies: dict[str, DependencyHealth]
 
 
-async def _timed(check: Callable[[], Awaitable[None]]) -> DependencyHealth:
+async def _timed(name: str, check: Callable[[], Awaitable[None]]) -> DependencyHealth:
     started = time.perf_counter()
     try:
         await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
     except Exception as exc:
         detail = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"[:200]
-        return DependencyHealth(status="down", latency_ms=_ms(started), detail=detail)
+        log.warning("health: %s is down: %s", name, detail)
+        return DependencyHealth(status="down", latency_ms=_ms(started))
     return DependencyHealth(status="ok", latency_ms=_ms(started))
 
 
@@ -76,7 +83,7 @@ async def check_all(state: AppState) -> Health:
         "auth": http_check(f"{settings.auth_base_url}/healthz"),
         "billing": http_check(f"{settings.lago_base_url}/health"),
     }
-    results = await asyncio.gather(*(_timed(fn) for fn in checks.values()))
+    results = await asyncio.gather(*(_timed(name, fn) for name, fn in checks.items()))
     deps = dict(zip(checks, results, strict=True))
     if deps["database"].status == "down":
         overall: Status = "unhealthy"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
-from config.settings import Settings, load_settings
+from config.settings import Settings
 
 
 async def run_api(settings: Settings) -> None:
@@ -16,12 +16,17 @@ async def run_api(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         # Secrets travel in headers; uvicorn's access log prints only method, path and status.
         access_log=True,
-        proxy_headers=True,
+        # The client address is derived in one place (api/client_address.py) from the socket
+        # peer and POLARIS_API_TRUSTED_PROXIES; uvicorn must not rewrite it first.
+        proxy_headers=False,
     )
     await uvicorn.Server(config).serve()
 
 
 if __name__ == "__main__":
-    import asyncio
+    import sys
 
-    asyncio.run(run_api(load_settings()))
+    from cli.main import main as polaris
+
+    # The same start-up checks as `polaris api` (config/startup.py).
+    sys.exit(polaris(["api"]))

@@ -1,5 +1,8 @@
 """Per-route-family rate limits: an in-process token bucket per client address or per user.
 
+The address is :func:`api.client_address.client_address`: a forwarded header counts only from a
+configured proxy, so rotating ``X-Forwarded-For`` does not open new buckets.
+
 One API process keeps its own buckets (several processes make the limit looser, never
 stricter). A refused request answers 429 ``RATE_LIMITED`` with ``Retry-After``; every answer
 carries ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` when the family is limited.
@@ -17,7 +20,7 @@ from typing import Literal
 from fastapi import Request, Response
 from starlette.exceptions import HTTPException
 
-from api.audit import client_ip
+from api.client_address import request_client_address
 
 MAX_KEYS = 10_000
 
@@ -69,7 +72,7 @@ def rate_limit(
         if buckets is None:
             buckets = registry[family] = TokenBuckets(capacity, per_seconds)
         user_id = getattr(request.state, "user_id", None) if by == "user" else None
-        key = f"user:{user_id}" if user_id else f"ip:{client_ip(request)}"
+        key = f"user:{user_id}" if user_id else f"ip:{request_client_address(request)}"
         allowed, remaining, wait_s = buckets.take(key)
         headers = {"X-RateLimit-Limit": str(capacity), "X-RateLimit-Remaining": str(remaining)}
         if not allowed:

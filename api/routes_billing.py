@@ -29,8 +29,9 @@ from activities.lago_client import (
     call_lago,
     make_lago_client,
 )
-from api.audit import client_ip, write_audit
+from api.audit import write_audit
 from api.authz import CurrentUser, LiveAdmin
+from api.client_address import client_address
 from api.deps import AppState, State
 from api.errors import ApiError, NotFound
 from db.models import UserMapping
@@ -209,7 +210,7 @@ async def _invoice_action(
             admin.actor,
             _AUDIT_ACTIONS[action],
             subject=f"invoice:{lago_id}",
-            source=client_ip(request),
+            source=client_address(request, state.settings),
             details=details,
         )
     return InvoiceActionOut(

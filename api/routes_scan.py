@@ -35,8 +35,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.audit import add_audit, client_ip, write_audit
+from api.audit import add_audit, write_audit
 from api.authz import LiveAdmin
+from api.client_address import client_address
 from api.deps import AppState, State, get_state
 from api.errors import ApiError, NotFound
 from api.ratelimit import rate_limit
@@ -198,7 +199,7 @@ async def arm_scan(charge_box_id: str, body: ArmIn, admin: LiveAdmin, state: Sta
 async def arm_qr_login(body: QrLoginIn, request: Request, state: State) -> ArmOut:
     """The charger's QR sign-in page: the QR code's secret proves you stand at the charger, the
     tap that follows proves who you are."""
-    source = client_ip(request)
+    source = client_address(request, state.settings)
     async with state.sessions() as db:
         check = await check_scan_secret(db, body.charge_box_id, body.secret)
     if check is not ScanSecretCheck.VALID:
@@ -261,7 +262,7 @@ async def rotate_secret(
     dependencies=[Depends(rate_limit("scan-exchange", 120, 60))],
 )
 async def exchange(scan_id: str, body: ExchangeIn, request: Request, state: State) -> Any:
-    source = client_ip(request)
+    source = client_address(request, state.settings)
     window = timedelta(seconds=state.settings.scan_claim_window_s)
     async with state.sessions() as db:
         arm = await db.get(ScanArm, scan_id)

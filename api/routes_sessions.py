@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
-from api.audit import client_ip, write_audit
+from api.audit import write_audit
 from api.authz import AdminUser, CurrentUser, LiveAdmin, not_found_unless
+from api.client_address import client_address
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import SessionOut, owned_sessions
@@ -141,6 +142,6 @@ async def _audit_close(
         actor,
         "session.force_close",
         subject=workflow_id,
-        source=client_ip(request),
+        source=client_address(request, state.settings),
         details=details,
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from activities.auth_client import AuthServiceError, AuthServiceRefused
 from api.audit import write_audit
-from api.authz import AdminUser, AnyCurrentUser, LiveAdmin, auth_client_of
+from api.authz import AdminUser, AnyCurrentUser, LiveAdmin, auth_client_of, live_sessions_of
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import MappingOut
@@ -128,6 +128,8 @@ async def set_role(user_id: str, body: RoleIn, admin: LiveAdmin, state: State) -
         after = await client.set_role(user_id, body.role)
     except AuthServiceError as exc:
         raise _mapped(exc) from exc
+    # This process's cached admin checks must not outlive the change (api/live_sessions.py).
+    live_sessions_of(state).forget_user(user_id)
     await write_audit(
         state.sessions,
         admin.actor,
@@ -141,8 +143,8 @@ async def set_role(user_id: str, body: RoleIn, admin: LiveAdmin, state: State) -
 
 @router.post("/users/{user_id}/ban", response_model=UserOut)
 async def ban_user(user_id: str, body: BanIn, admin: LiveAdmin, state: State) -> UserOut:
-    """Ban: the user's sessions end at once; their JWTs stop working on sensitive routes now
-    and everywhere when they expire (15 minutes)."""
+    """Ban: the user's sessions end at once; their JWTs stop working on admin and sensitive
+    routes now, and everywhere else when they expire (15 minutes)."""
     if user_id == admin.user_id:
         raise ApiError(409, "CONFLICT", "you cannot ban yourself")
     try:
@@ -151,6 +153,7 @@ async def ban_user(user_id: str, body: BanIn, admin: LiveAdmin, state: State) ->
         )
     except AuthServiceError as exc:
         raise _mapped(exc) from exc
+    live_sessions_of(state).forget_user(user_id)
     await write_audit(
         state.sessions,
         admin.actor,
@@ -168,6 +171,7 @@ async def unban_user(user_id: str, admin: LiveAdmin, state: State) -> UserOut:
         raw = await auth_client_of(state).unban(user_id)
     except AuthServiceError as exc:
         raise _mapped(exc) from exc
+    live_sessions_of(state).forget_user(user_id)
     await write_audit(
         state.sessions, admin.actor, "user.unbanned", subject=user_id, source=admin.source
     )

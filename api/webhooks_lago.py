@@ -1,17 +1,25 @@
 """Inbound Lago webhooks (``POST /api/webhook/lago``) and the operator's replay route.
 
-Signature check (``X-Lago-Signature``), by ``X-Lago-Signature-Algorithm``:
+Signature check (``X-Lago-Signature``) with the one algorithm the operator configured
+(``POLARIS_LAGO_WEBHOOK_ALGORITHM``, Lago's endpoint setting; a request naming another one in
+``X-Lago-Signature-Algorithm`` is refused, so a client cannot pick the weaker check):
 
 - ``hmac``: base64(HMAC-SHA256(``settings.lago_webhook_secret``, raw body)), compared in
   constant time;
 - ``jwt``: an RS256 JWT signed by Lago whose claim ``data`` is the raw body, verified with
   Lago's public key (PEM, or the base64 of the PEM that ``GET /api/v1/webhooks/public_key``
-  returns). Without a configured key, JWT-signed webhooks are refused.
+  returns). Without a configured key, JWT-signed webhooks are refused. A token that carries a
+  signed time (``iat``, ``exp``) outside ``POLARIS_LAGO_WEBHOOK_TOLERANCE_S`` is refused.
 
-A verified webhook is stored once per ``X-Lago-Unique-Key`` and processed by
-``LagoWebhookWorkflow``; Lago's redeliveries answer 200 without a second row. If Temporal cannot
-be reached the row stays ``pending`` and the answer is 503, so Lago retries — and the retry
-(a duplicate) starts the run.
+Every refusal is 401 ``INVALID_SIGNATURE`` (also for a signature that is not ASCII); a body over
+``POLARIS_LAGO_WEBHOOK_MAX_BODY_BYTES`` is 413 before anything is parsed.
+
+Replays: ``X-Lago-Unique-Key`` is not signed, so a verified webhook is stored once per *signed
+body* (its SHA-256) as well as once per key, and processed by ``LagoWebhookWorkflow``. Lago's
+redeliveries, and a captured webhook re-sent under any key, answer 200 ``duplicate`` without a
+second row or run. (Lago's HMAC signature covers no timestamp; the digest is what makes a replay
+harmless, for as long as the row is kept.) If Temporal cannot be reached the row stays
+``pending`` and the answer is 503, so Lago retries — and the retry (a duplicate) starts the run.
 
 Routers: :data:`router` (webhook, reads the public key from settings when such a setting exists)
 or :func:`build_webhook_router` (explicit key); :func:`build_admin_router` (replay) takes the
@@ -26,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -57,6 +66,11 @@ class InvalidSignature(ApiError):
         super().__init__(401, "INVALID_SIGNATURE", message)
 
 
+class BodyTooLarge(ApiError):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(413, "PAYLOAD_TOO_LARGE", f"the body is larger than {limit_bytes} bytes")
+
+
 class WebhookAccepted(BaseModel):
     id: int
     status: str
@@ -77,7 +91,9 @@ def hmac_signature(secret: str, body: bytes) -> str:
 
 
 def verify_hmac(body: bytes, signature: str, secret: str) -> bool:
-    return hmac.compare_digest(hmac_signature(secret, body), signature.strip())
+    # Bytes, not str: compare_digest refuses non-ASCII text with a TypeError (a 500).
+    presented = signature.strip().encode("utf-8", "replace")
+    return hmac.compare_digest(hmac_signature(secret, body).encode(), presented)
 
 
 def load_public_key(value: str) -> RSAKey:
@@ -91,18 +107,80 @@ def load_public_key(value: str) -> RSAKey:
     return RSAKey.import_key(text)
 
 
-def verify_jwt(body: bytes, token: str, public_key: RSAKey) -> bool:
+def verify_jwt(body: bytes, token: str, public_key: RSAKey) -> dict[str, Any] | None:
+    """The token's claims when it is Lago's signature over ``body``, else ``None``."""
     try:
-        claims = jwt.decode(token.strip(), public_key, algorithms=["RS256"]).claims
+        claims = dict(jwt.decode(token.strip(), public_key, algorithms=["RS256"]).claims)
     except (JoseError, ValueError, TypeError):
-        return False
+        return None
     data = claims.get("data")
     if isinstance(data, str):
-        return hmac.compare_digest(data.encode(), body)
+        return claims if hmac.compare_digest(data.encode(), body) else None
     try:  # a JSON object rather than its text: compare the values
-        return data is not None and bool(data == json.loads(body))
+        same = data is not None and bool(data == json.loads(body))
     except ValueError:
-        return False
+        return None
+    return claims if same else None
+
+
+def signed_time_refusal(claims: dict[str, Any], tolerance_s: int, now_s: float) -> str | None:
+    """Why a token's signed times make it a replay (or a forgery from the future), if they do.
+
+    Lago's tokens carry no time today; one that does is held to it.
+    """
+    iat, exp = claims.get("iat"), claims.get("exp")
+    for name, value in (("iat", iat), ("exp", exp)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"the token's {name} is not a time"
+    if iat is not None and now_s - iat > tolerance_s:
+        return f"the webhook was signed more than {tolerance_s} s ago"
+    if iat is not None and iat - now_s > tolerance_s:
+        return "the webhook was signed in the future"
+    if exp is not None and now_s > exp:
+        return "the webhook's signature has expired"
+    return None
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    """The raw body, refused (413) as soon as it is known to exceed ``limit_bytes``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit_bytes:
+        raise BodyTooLarge(limit_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit_bytes:
+            raise BodyTooLarge(limit_bytes)
+    return bytes(body)
+
+
+def _verify(
+    settings: Settings,
+    body: bytes,
+    signature: str | None,
+    named_algorithm: str | None,
+    explicit_key: RSAKey | None,
+) -> None:
+    if not signature:
+        raise InvalidSignature("X-Lago-Signature is missing")
+    algorithm = settings.lago_webhook_algorithm
+    if named_algorithm is not None and named_algorithm.strip().lower() != algorithm:
+        raise InvalidSignature(
+            f"this endpoint accepts {algorithm} signatures only (POLARIS_LAGO_WEBHOOK_ALGORITHM)"
+        )
+    if algorithm == "hmac":
+        if not verify_hmac(body, signature, settings.lago_webhook_secret.get_secret_value()):
+            raise InvalidSignature("the HMAC signature does not match the body")
+        return
+    key = explicit_key or _configured_key(settings)
+    if key is None:
+        raise InvalidSignature("JWT-signed webhooks need POLARIS_LAGO_WEBHOOK_PUBLIC_KEY")
+    claims = verify_jwt(body, signature, key)
+    if claims is None:
+        raise InvalidSignature("the JWT signature does not verify or does not cover the body")
+    refusal = signed_time_refusal(claims, settings.lago_webhook_tolerance_s, time.time())
+    if refusal is not None:
+        raise InvalidSignature(refusal)
 
 
 # -- routes -----------------------------------------------------------------------------------
@@ -125,24 +203,8 @@ def build_webhook_router(public_key: str | None = None) -> APIRouter:
         x_lago_signature_algorithm: Annotated[str | None, Header()] = None,
         x_lago_unique_key: Annotated[str | None, Header()] = None,
     ) -> WebhookAccepted:
-        body = await request.body()
-        if not x_lago_signature:
-            raise InvalidSignature("X-Lago-Signature is missing")
-        algorithm = (x_lago_signature_algorithm or "jwt").lower()
-        if algorithm == "hmac":
-            secret = state.settings.lago_webhook_secret.get_secret_value()
-            if not verify_hmac(body, x_lago_signature, secret):
-                raise InvalidSignature("the HMAC signature does not match the body")
-        elif algorithm == "jwt":
-            key = explicit or _configured_key(state.settings)
-            if key is None:
-                raise InvalidSignature("JWT-signed webhooks need POLARIS_LAGO_WEBHOOK_PUBLIC_KEY")
-            if not verify_jwt(body, x_lago_signature, key):
-                raise InvalidSignature(
-                    "the JWT signature does not verify or does not cover the body"
-                )
-        else:
-            raise InvalidSignature(f"unknown signature algorithm {x_lago_signature_algorithm!r}")
+        body = await read_body(request, state.settings.lago_webhook_max_body_bytes)
+        _verify(state.settings, body, x_lago_signature, x_lago_signature_algorithm, explicit)
 
         if not x_lago_unique_key:
             raise ApiError(400, "BAD_REQUEST", "X-Lago-Unique-Key is missing")
@@ -152,6 +214,7 @@ def build_webhook_router(public_key: str | None = None) -> APIRouter:
             unique_key=x_lago_unique_key[:255],
             webhook_type=str(payload["webhook_type"])[:100],
             payload=payload,
+            body_sha256=hashlib.sha256(body).hexdigest(),
         )
         if stored.status == WEBHOOK_PENDING:
             # Also for a duplicate still pending: the first delivery may not have reached Temporal.
@@ -218,14 +281,17 @@ router = build_webhook_router()
 admin_router = build_admin_router()
 
 __all__ = [
+    "BodyTooLarge",
     "InvalidSignature",
     "admin_router",
     "build_admin_router",
     "build_webhook_router",
     "hmac_signature",
     "load_public_key",
+    "read_body",
     "require_admin_placeholder",
     "router",
+    "signed_time_refusal",
     "verify_hmac",
     "verify_jwt",
 ]

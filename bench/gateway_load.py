@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,9 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "POLARIS_LOG_LEVEL": "WARNING",
             "POLARIS_LAGO_API_URL": f"http://127.0.0.1:{lago_port}",
             "POLARIS_LAGO_API_KEY": "bench-key",
+            # Real processes refuse the secrets the repository publishes (config/startup.py).
+            "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
+            "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         }
         # The billing sandbox stands in for Lago, so billing runs as it would in production.
         procs.append(

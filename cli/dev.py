@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -104,7 +105,7 @@ async def run_dev(settings: Settings) -> int:
             rows.append(("temporal", temporal_address, "external"))
 
         env = {
-            "POLARIS_ENV": settings.env,
+            "POLARIS_ENV": settings.require_env(),
             "POLARIS_DATA_DIR": str(data_dir),
             "POLARIS_DATABASE_URL": database_url,
             "POLARIS_TEMPORAL_ADDRESS": temporal_address,
@@ -160,7 +161,7 @@ async def run_dev(settings: Settings) -> int:
                         port=settings.auth_port,
                         secret=settings.auth_secret.get_secret_value(),
                         internal_token=settings.internal_token,
-                        env=settings.env,
+                        env=settings.require_env(),
                     ),
                     ready=wait_for_http(f"{settings.auth_base_url}/healthz"),
                 )
@@ -169,9 +170,13 @@ async def run_dev(settings: Settings) -> int:
         else:
             rows.append(("auth", settings.auth_url, "external"))
 
+        # env and pid mark a live stack: commands started beside it take its environment
+        # (config/startup.py), and a file left by a crash marks nothing.
         write_runtime(
             data_dir,
             {
+                "env": settings.require_env(),
+                "pid": str(os.getpid()),
                 "database_url": database_url,
                 "temporal_address": temporal_address,
                 "auth_url": settings.auth_base_url,

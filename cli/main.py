@@ -1,7 +1,9 @@
 """The ``polaris`` command.
 
 Every subcommand builds settings once (environment, then ``.polaris/runtime.json`` written by a
-running ``polaris dev``) and passes them down.
+running ``polaris dev``) and passes them down. Before any command runs, ``config/startup.py``
+decides whether it may start with those settings (no environment, or a development secret outside
+a dev stack: refused, exit 2).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from config.settings import Settings, load_settings
+from config.startup import DEV_COMMAND, startup_refusal
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -63,7 +68,7 @@ def _cmd_auth(settings: Settings, _: argparse.Namespace) -> int:
         port=settings.auth_port,
         secret=settings.auth_secret.get_secret_value(),
         internal_token=settings.internal_token,
-        env=settings.env,
+        env=settings.require_env(),
     )
     argv = auth_service.command()
     os.execvpe(argv[0], argv, env)
@@ -176,12 +181,27 @@ COMMANDS = {
 }
 
 
+def _messages(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = f"POLARIS_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+        parts.append(name + error["msg"].removeprefix("Value error, "))
+    return "; ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-    except ValueError as exc:
-        print(f"polaris: invalid configuration: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        # Only the messages: pydantic's own text quotes the input, secrets included.
+        print(f"polaris: invalid configuration: {_messages(exc)}", file=sys.stderr)
+        return 2
+    if args.command == DEV_COMMAND and settings.env is None:
+        settings = settings.model_copy(update={"env": "dev"})
+    refusal = startup_refusal(settings, args.command)
+    if refusal is not None:
+        print(f"polaris {args.command}: refusing to start: {refusal}", file=sys.stderr)
         return 2
     _configure_logging(settings)
     try:

@@ -7,17 +7,25 @@ When a dependency is not given by URL, ``polaris dev`` runs an embedded one and 
 addresses it chose to ``<data_dir>/runtime.json``. :func:`load_settings` reads that file, so any
 ``polaris`` command started from the repository in a second terminal finds the embedded stack
 without exporting anything. A URL given in the environment always wins over the file.
+
+Fail closed (issue #8): there is no default environment. ``polaris dev`` sets ``dev`` itself, the
+tests build ``Settings(env="test")``, and every other command must be told (``POLARIS_ENV``) or
+run beside a live ``polaris dev`` (its ``runtime.json`` carries the marker; see
+:func:`dev_stack_env`). The secrets published in this repository are listed in
+:data:`DEV_SECRETS`; ``prod`` refuses every one of them, and the CLI refuses them outside a dev
+stack (``config/startup.py``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.energy import MeterLimits
 
@@ -28,11 +36,21 @@ DEV_AUTH_SECRET = "polaris-dev-auth-secret-change-me-0123456789"
 DEV_LAGO_API_KEY = "sandbox-key"
 DEV_LAGO_WEBHOOK_SECRET = "sandbox-webhook-secret"
 
+# Every secret field with a development default, and that default. A new secret setting with a
+# published default joins this list; the fail-closed checks go over it (and over every other
+# secret field, which may not carry one of these values either).
+DEV_SECRETS: dict[str, str] = {
+    "auth_secret": DEV_AUTH_SECRET,
+    "lago_api_key": DEV_LAGO_API_KEY,
+    "lago_webhook_secret": DEV_LAGO_WEBHOOK_SECRET,
+}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POLARIS_", extra="ignore")
 
-    env: Literal["dev", "test", "prod"] = "dev"
+    # No default: see the module docstring (fail closed).
+    env: Literal["dev", "test", "prod"] | None = None
     data_dir: Path = Path(".polaris")
     log_level: str = "INFO"
 
@@ -147,6 +165,21 @@ class Settings(BaseSettings):
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
 
+    # -- API and configuration hardening (issue #8) -----------------------------------------
+    # Peers whose X-Forwarded-For the API believes (comma-separated CIDRs or addresses, e.g.
+    # "10.0.0.0/8,192.0.2.10"). Empty: the socket peer is the client (api/client_address.py).
+    api_trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    # How long an admin route may reuse a live session check (seconds; 0: ask every time).
+    api_admin_check_cache_s: float = 2.0
+    # The one signature scheme accepted on POST /api/webhook/lago (Lago's endpoint setting).
+    lago_webhook_algorithm: Literal["hmac", "jwt"] = "hmac"
+    # Signed webhook timestamps (a JWT's iat) older or further ahead than this are refused.
+    lago_webhook_tolerance_s: int = 300
+    # Larger webhook bodies answer 413 before anything is parsed.
+    lago_webhook_max_body_bytes: int = 1_048_576
+    # PEM bundle of a private CA that signed the SMTP server's certificate (else the system's).
+    smtp_ca_file: Path | None = None
+
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)
 
@@ -165,16 +198,23 @@ class Settings(BaseSettings):
             raise ValueError("POLARIS_GATEWAY_AUTO_REGISTER=true is refused with POLARIS_ENV=prod")
         return self
 
+    @field_validator("api_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
-    def _refuse_dev_secrets_outside_dev(self) -> Settings:
+    def _refuse_dev_secrets_in_prod(self) -> Settings:
         if self.env == "prod":
-            for name, value, dev in (
-                ("POLARIS_AUTH_SECRET", self.auth_secret, DEV_AUTH_SECRET),
-                ("POLARIS_LAGO_API_KEY", self.lago_api_key, DEV_LAGO_API_KEY),
-                ("POLARIS_LAGO_WEBHOOK_SECRET", self.lago_webhook_secret, DEV_LAGO_WEBHOOK_SECRET),
-            ):
-                if value.get_secret_value() == dev:
-                    raise ValueError(f"{name} still has its development value; set a real secret")
+            problems = development_secrets(self)
+            if self.internal_token == self.auth_secret.get_secret_value():
+                problems.append(
+                    "POLARIS_AUTH_INTERNAL_TOKEN must be set, and differ from POLARIS_AUTH_SECRET"
+                )
+            if problems:
+                raise ValueError("refused in prod: " + "; ".join(problems))
         return self
 
     # -- derived addresses -------------------------------------------------------------------
@@ -182,6 +222,11 @@ class Settings(BaseSettings):
     @property
     def runtime_file(self) -> Path:
         return self.data_dir / RUNTIME_FILE
+
+    def require_env(self) -> Literal["dev", "test", "prod"]:
+        if self.env is None:
+            raise RuntimeError("POLARIS_ENV is not set (dev, test or prod)")
+        return self.env
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -251,20 +296,59 @@ class Settings(BaseSettings):
         }
 
 
+def development_secrets(settings: Settings) -> list[str]:
+    """One sentence per secret setting that holds a value published in this repository."""
+    published = set(DEV_SECRETS.values())
+    found = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr) and value.get_secret_value() in published:
+            found.append(
+                f"POLARIS_{name.upper()} has a development value published in the repository;"
+                " set a real secret"
+            )
+    return found
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, then fill unset addresses from runtime.json."""
+    """Build settings from the environment, then fill unset addresses from runtime.json.
+
+    Without ``POLARIS_ENV``, the environment of a live ``polaris dev`` stack in the data
+    directory is taken (so a second terminal beside ``make dev`` needs no variables).
+    """
     settings = Settings(**overrides)  # type: ignore[arg-type]
     runtime = read_runtime(settings.data_dir)
     if not runtime:
         return settings
     fill: dict[str, object] = {}
+    if settings.env is None and (env := dev_stack_env(runtime)) is not None:
+        fill["env"] = env
     for key in ("database_url", "temporal_address", "auth_url", "lago_api_url"):
         if getattr(settings, key) is None and runtime.get(key):
             fill[key] = runtime[key]
     if fill:
-        fill["embedded"] = sorted(fill)
-        settings = settings.model_copy(update=fill)
+        fill["embedded"] = sorted(k for k in fill if k != "env")
+        # Validate again: the environment taken from the stack brings its own checks.
+        settings = Settings.model_validate({**settings.model_dump(), **fill})
     return settings
+
+
+def dev_stack_env(runtime: dict[str, str]) -> str | None:
+    """The ``env`` recorded by the ``polaris dev`` that wrote ``runtime`` if it still runs.
+
+    A file left by a crashed stack (its process gone) names no environment, so a stale file
+    never turns a production shell into a development one.
+    """
+    env, pid = runtime.get("env"), runtime.get("pid", "")
+    if env not in ("dev", "test", "prod") or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return env
 
 
 def read_runtime(data_dir: Path) -> dict[str, str]:

@@ -63,6 +63,8 @@ class LagoWebhookEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # X-Lago-Unique-Key: unique among originals; a replay copies it and points at its original.
     unique_key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 (hex) of the signed body: unique among originals, since the key above is not signed.
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
     webhook_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default=WEBHOOK_PENDING)
@@ -75,6 +77,12 @@ class LagoWebhookEvent(Base):
         Index(
             "uq_lago_webhook_events_unique_key",
             "unique_key",
+            unique=True,
+            postgresql_where="replay_of IS NULL",
+        ),
+        Index(
+            "uq_lago_webhook_events_body_sha256",
+            "body_sha256",
             unique=True,
             postgresql_where="replay_of IS NULL",
         ),

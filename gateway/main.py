@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from temporalio.worker import Worker
 from websockets.asyncio.server import Server, serve
 from websockets.typing import Subprotocol
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from db.engine import make_engine, make_session_factory
 from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
 from gateway.charge_point import GatewayContext
@@ -173,19 +172,12 @@ async def run_gateway(settings: Settings, *, ready: asyncio.Event | None = None)
 
 
 def main() -> None:
-    settings = load_settings()
-    logging.basicConfig(level=settings.log_level)
+    """``python -m gateway.main``: ``polaris gateway``, with the same start-up checks."""
+    import sys
 
-    async def _main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await run_gateway(settings)
+    from cli.main import main as polaris
 
-    asyncio.run(_main())
+    sys.exit(polaris(["gateway"]))
 
 
 if __name__ == "__main__":

@@ -98,10 +98,15 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def _signed(sb: Sandbox, request: Request) -> bool:
+    """The link's signature (sandbox/lago/links.py) covers this very path."""
+    return sb.links.valid(request.url.path, request.query_params)
+
+
 async def invoice_pdf(request: Request) -> Response:
     sb = sandbox_of(request)
     inv = sb.state.invoices.get(request.path_params["lago_id"])
-    if inv is None or not inv.get("file_url"):
+    if inv is None or not inv.get("file_url") or not _signed(sb, request):
         return JSONResponse({"status": 404, "error": "Not Found"}, status_code=404)
     text = f"Sandbox invoice {inv['number']} total {inv['total_amount_cents']} {inv['currency']}"
     pdf = (
@@ -115,7 +120,7 @@ async def invoice_pdf(request: Request) -> Response:
 async def portal(request: Request) -> Response:
     sb = sandbox_of(request)
     cust = sb.state.customers.get(request.path_params["external_id"])
-    if cust is None:
+    if cust is None or not _signed(sb, request):
         return HTMLResponse("<h1>Unknown customer</h1>", status_code=404)
     rows = "".join(
         f"<li>{escape(i['number'])}: {i['total_amount_cents']} {escape(i['currency'])}"

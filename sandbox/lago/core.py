@@ -8,12 +8,14 @@ from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 
 from sandbox.lago import render
 from sandbox.lago.config import FaultSpec, SandboxConfig
 from sandbox.lago.contract import ContractLog, OpenApiContract
+from sandbox.lago.links import LinkSigner
 from sandbox.lago.money import dec_str, from_minor
 from sandbox.lago.state import Record, State, Store, iso, iso_ms, new_id, now
 from sandbox.lago.usage import billing_period, charge_usages
@@ -39,6 +41,8 @@ class Sandbox:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._base_url = config.public_url
+        # Portal and PDF links are capability URLs (sandbox/lago/links.py).
+        self.links = LinkSigner(config.api_key)
 
     @property
     def state(self) -> State:
@@ -301,7 +305,8 @@ class Sandbox:
         inv = self.state.invoices.get(lago_id)
         if inv is None or inv.get("file_url") or inv["status"] == "draft":
             return
-        inv["file_url"] = f"{self.base_url}/__sandbox/files/invoices/{lago_id}.pdf"
+        path = f"/__sandbox/files/invoices/{quote(lago_id, safe='')}.pdf"
+        inv["file_url"] = f"{self.base_url}{self.links.sign(path)}"
         inv["updated_at"] = iso(now())
         self.commit()
         self.webhooks.emit("invoice.generated", "invoice", render.invoice(inv, self.state))

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from sandbox.lago import render
 from sandbox.lago.core import Sandbox, sandbox_of
 from sandbox.lago.errors import invalid, json_body, not_found, ok, paginate
+from sandbox.lago.links import PORTAL_TTL_S
 from sandbox.lago.state import Record, iso, new_id, now, parse_time
 from sandbox.lago.usage import current_usage
 
@@ -127,7 +128,8 @@ async def get_current_usage(request: Request) -> Response:
 async def get_portal_url(request: Request) -> Response:
     sb = sandbox_of(request)
     cust = _customer(sb, request.path_params["external_customer_id"])
-    url = f"{sb.base_url}/__sandbox/portal/{quote(cust['external_id'], safe='')}"
+    path = f"/__sandbox/portal/{quote(cust['external_id'], safe='')}"
+    url = f"{sb.base_url}{sb.links.sign(path, ttl_s=PORTAL_TTL_S)}"
     return ok({"customer": {"portal_url": url}})
 
 

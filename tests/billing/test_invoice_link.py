@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -59,11 +61,13 @@ async def deliver(
     client: Client, factory: SessionFactory, task_queue: str, workflow_id: str
 ) -> tuple[str, LagoWebhookResult]:
     lago_id = str(uuid.uuid4())
+    payload = invoice_created(workflow_id, lago_id)
     stored = await store_webhook_event(
         factory,
         unique_key=str(uuid.uuid4()),
         webhook_type="invoice.created",
-        payload=invoice_created(workflow_id, lago_id),
+        payload=payload,
+        body_sha256=hashlib.sha256(json.dumps(payload).encode()).hexdigest(),
     )
     await start_webhook_workflow(client, stored.id, task_queue=task_queue)
     handle = client.get_workflow_handle(

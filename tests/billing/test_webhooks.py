@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,8 +37,15 @@ OTHER_KEY = RSAKey.generate_key(2048)
 
 
 @pytest.fixture
+def webhook_algorithm() -> str:
+    """POLARIS_LAGO_WEBHOOK_ALGORITHM for the ``api`` fixture (parametrize to change it)."""
+    return "hmac"
+
+
+@pytest.fixture
 async def api(
     lago_settings: Settings,
+    webhook_algorithm: str,
     engine: AsyncEngine,
     session_factory: SessionFactory,
     temporal_client: Client,
@@ -58,7 +67,8 @@ async def api(
             activities=[activities.process_webhook_event, activities.fail_webhook_event],
         ),
     ):
-        state = AppState(settings=lago_settings, engine=engine, sessions=session_factory, http=http)
+        settings = lago_settings.model_copy(update={"lago_webhook_algorithm": webhook_algorithm})
+        state = AppState(settings=settings, engine=engine, sessions=session_factory, http=http)
         state._temporal = temporal_client
         app.state.polaris = state
         transport = httpx.ASGITransport(app=app)
@@ -152,10 +162,10 @@ async def test_bad_signatures_are_refused_and_not_stored(
         assert found.all() == []
 
 
-def jwt_headers(body: bytes, key: RSAKey, data: str | None = None) -> dict[str, str]:
+def jwt_headers(body: bytes, key: RSAKey, data: str | None = None, **times: int) -> dict[str, str]:
     token = jwt.encode(
         {"alg": "RS256"},
-        {"data": body.decode() if data is None else data, "iss": "https://lago"},
+        {"data": body.decode() if data is None else data, "iss": "https://lago", **times},
         key,
     )
     return {
@@ -166,6 +176,7 @@ def jwt_headers(body: bytes, key: RSAKey, data: str | None = None) -> dict[str, 
     }
 
 
+@pytest.mark.parametrize("webhook_algorithm", ["jwt"])
 async def test_jwt_mode(api: httpx.AsyncClient, session_factory: SessionFactory) -> None:
     body = body_of("subscription.terminated", external_id="sub-Y")
     good = await api.post("/api/webhook/lago", content=body, headers=jwt_headers(body, RSA_KEY))
@@ -255,8 +266,9 @@ async def test_breaker_opens_after_consecutive_failures_and_skips_until_reset(
     api: httpx.AsyncClient, session_factory: SessionFactory
 ) -> None:
     failed_ids = []
-    for _ in range(2):  # threshold 2 in the fixture
-        body = body_of("invoice.created", number="broken")  # no lago_id: cannot be processed
+    for i in range(2):  # threshold 2 in the fixture
+        # No lago_id: cannot be processed. Distinct bodies: the same body twice is one event.
+        body = body_of("invoice.created", number=f"broken-{i}-{uuid.uuid4().hex[:6]}")
         answer = await api.post("/api/webhook/lago", content=body, headers=hmac_headers(body))
         assert answer.status_code == 200
         failed = await settled(session_factory, answer.json()["id"])
@@ -288,3 +300,91 @@ async def test_admin_routes_refuse_without_a_configured_check() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         answer = await client.post("/api/admin/webhooks/lago/1/replay")
     assert answer.status_code == 403
+
+
+# -- attacks (issue #8) -------------------------------------------------------------------------
+
+
+async def stored_count(factory: SessionFactory, body: bytes) -> int:
+    async with factory() as db:
+        rows = await db.scalars(
+            select(LagoWebhookEvent.id).where(
+                LagoWebhookEvent.body_sha256 == hashlib.sha256(body).hexdigest()
+            )
+        )
+        return len(rows.all())
+
+
+async def test_a_captured_webhook_replayed_under_a_new_key_is_a_duplicate(
+    api: httpx.AsyncClient, session_factory: SessionFactory
+) -> None:
+    body = body_of("invoice.payment_status_updated", lago_id=str(uuid.uuid4()))
+    first = await api.post("/api/webhook/lago", content=body, headers=hmac_headers(body))
+    assert first.status_code == 200 and first.json()["duplicate"] is False
+    # The attacker kept the signed body and its signature; the unique key is theirs to choose.
+    for _ in range(3):
+        again = await api.post("/api/webhook/lago", content=body, headers=hmac_headers(body))
+        assert again.status_code == 200, again.text
+        assert again.json() == {**first.json(), "duplicate": True, "status": again.json()["status"]}
+    assert await stored_count(session_factory, body) == 1
+
+
+@pytest.mark.parametrize("webhook_algorithm", ["hmac", "jwt"])
+async def test_a_non_ascii_signature_is_401_not_500(
+    api: httpx.AsyncClient, session_factory: SessionFactory
+) -> None:
+    body = body_of("invoice.created", lago_id=str(uuid.uuid4()))
+    headers: dict[str, Any] = {**hmac_headers(body), "X-Lago-Signature": "sïgnätürê€".encode()}
+    del headers["X-Lago-Signature-Algorithm"]
+    answer = await api.post("/api/webhook/lago", content=body, headers=headers)
+    assert answer.status_code == 401 and answer.json()["error"] == "INVALID_SIGNATURE"
+    assert await stored_count(session_factory, body) == 0
+
+
+@pytest.mark.parametrize("webhook_algorithm", ["jwt"])
+async def test_the_client_cannot_choose_the_algorithm(
+    api: httpx.AsyncClient, session_factory: SessionFactory
+) -> None:
+    # The endpoint verifies Lago's JWTs; the attacker signs with HMAC and the webhook secret
+    # this repository publishes, and names hmac in the header.
+    body = body_of("invoice.created", lago_id=str(uuid.uuid4()))
+    answer = await api.post("/api/webhook/lago", content=body, headers=hmac_headers(body))
+    assert answer.status_code == 401
+    assert "POLARIS_LAGO_WEBHOOK_ALGORITHM" in answer.json()["message"]
+    assert await stored_count(session_factory, body) == 0
+
+
+@pytest.mark.parametrize("webhook_algorithm", ["jwt"])
+@pytest.mark.parametrize(
+    ("offset_s", "accepted"),
+    [(0, True), (-3600, False), (3600, False)],
+    ids=["fresh", "an-hour-old", "from-the-future"],
+)
+async def test_signed_times_outside_the_tolerance_are_refused(
+    api: httpx.AsyncClient, session_factory: SessionFactory, offset_s: int, accepted: bool
+) -> None:
+    body = body_of("subscription.started", external_id=f"sub-{uuid.uuid4().hex[:8]}")
+    headers = jwt_headers(body, RSA_KEY, iat=int(time.time()) + offset_s)
+    answer = await api.post("/api/webhook/lago", content=body, headers=headers)
+    assert answer.status_code == (200 if accepted else 401), answer.text
+    assert await stored_count(session_factory, body) == (1 if accepted else 0)
+    expired = jwt_headers(body, RSA_KEY, exp=int(time.time()) - 3600)
+    refused = await api.post("/api/webhook/lago", content=body, headers=expired)
+    assert refused.status_code == 401
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read_whole(
+    api: httpx.AsyncClient, lago_settings: Settings, session_factory: SessionFactory
+) -> None:
+    limit = lago_settings.lago_webhook_max_body_bytes
+    body = body_of("invoice.created", padding="x" * limit)
+    answer = await api.post("/api/webhook/lago", content=body, headers=hmac_headers(body))
+    assert answer.status_code == 413 and answer.json()["error"] == "PAYLOAD_TOO_LARGE"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while streaming
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    streamed = await api.post("/api/webhook/lago", content=chunks(), headers=hmac_headers(body))
+    assert streamed.status_code == 413
+    assert await stored_count(session_factory, body) == 0

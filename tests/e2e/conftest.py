@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ def platform(
         "POLARIS_LAGO_API_URL": lago_sandbox.url,
         "POLARIS_LAGO_API_KEY": API_KEY,
         "POLARIS_AUTH_URL": "http://127.0.0.1:9",
+        # Real processes refuse the secrets the repository publishes (config/startup.py).
+        "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
+        "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         "POLARIS_LOG_LEVEL": "INFO",
         **platform_env,
     }

@@ -105,7 +105,7 @@ def test_webhook_signed_and_retried(receiver: Receiver) -> None:
         assert payload["object_type"] == "invoice"
         assert payload["invoice"]["lago_id"] == invoice.lago_id
         generated = wait_until(lambda: by_type("invoice.generated"))
-        assert json.loads(generated[0]["body"])["invoice"]["file_url"].endswith(".pdf")
+        assert ".pdf?signature=" in json.loads(generated[0]["body"])["invoice"]["file_url"]
 
         log = sb.admin("GET", "/webhooks").json()["webhooks"]
         hook = next(w for w in log if w["webhook_type"] == "invoice.created")

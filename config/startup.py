@@ -1,0 +1,55 @@
+"""Whether a ``polaris`` command may start with the settings it was given (fail closed).
+
+The repository publishes development secrets (the auth secret, which was also the internal admin
+token; the sandbox's Lago key and webhook secret). A process that starts with one of them on a
+reachable host can be driven by anyone who read the repository, so:
+
+- ``polaris dev`` runs with development defaults (it sets ``POLARIS_ENV=dev`` itself);
+- a command started beside a *running* ``polaris dev`` (its ``runtime.json`` in the data directory
+  names the environment and a live process) inherits that environment and its defaults: this is
+  how the dev stack's own children and ``polaris seed demo`` / ``polaris sessions …`` from a
+  second terminal start;
+- every other command needs an explicit ``POLARIS_ENV`` and refuses any development secret,
+  whatever that environment is (``prod`` refuses them in the settings already).
+
+The tests build ``Settings(env="test")`` in-process and never pass through here; the tests that
+start real ``polaris`` processes give them real secrets.
+"""
+
+from __future__ import annotations
+
+from config.settings import Settings, dev_stack_env, development_secrets, read_runtime
+
+# The one command that may start without POLARIS_ENV and with development defaults.
+DEV_COMMAND = "dev"
+
+
+def startup_refusal(settings: Settings, command: str) -> str | None:
+    """Why ``command`` must not start with ``settings``; ``None`` when it may."""
+    if command == DEV_COMMAND:
+        return None
+    # Part of a running `polaris dev` (its children, or a second terminal): its defaults apply.
+    # prod never gets here with a development secret: the settings refuse them.
+    beside_dev = (
+        settings.env is not None and dev_stack_env(read_runtime(settings.data_dir)) == settings.env
+    )
+    if settings.env is None:
+        return (
+            "POLARIS_ENV is not set. A deployment sets POLARIS_ENV=prod (with real secrets); "
+            "development defaults are only for `polaris dev` and commands run beside it"
+        )
+    if beside_dev:
+        return None
+    if settings.env == "dev":
+        return (
+            f"POLARIS_ENV=dev is only for `polaris dev` and commands run beside a running "
+            f"`polaris dev` (none found in {settings.data_dir}); set POLARIS_ENV=prod with "
+            "real secrets"
+        )
+    problems = development_secrets(settings)
+    if problems:
+        return f"POLARIS_ENV={settings.env}: " + "; ".join(problems)
+    return None
+
+
+__all__ = ["DEV_COMMAND", "startup_refusal"]
