@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -64,3 +65,13 @@ def wait_port(port: int, timeout: float = 60.0, host: str = "127.0.0.1") -> None
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def process_secrets() -> dict[str, str]:
+    """Fresh secrets for a ``polaris`` command run as a real process: outside a dev stack every
+    command refuses the development secrets the repository publishes (``config/startup.py``)."""
+    return {
+        "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
+        "POLARIS_LAGO_API_KEY": secrets.token_urlsafe(24),
+        "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+    }

@@ -37,6 +37,7 @@ from db.scan_secrets import rotate_scan_secret
 from gateway.main import Gateway
 from tests.fixtures.auth import AuthService
 from tests.gateway.conftest import charger_session, seed_charger
+from tests.helpers import process_secrets
 from tests.identity.conftest import person, seed_card
 
 pytestmark = pytest.mark.timeout(120)
@@ -391,6 +392,7 @@ async def test_rotate_from_the_cli(
         "POLARIS_ENV": "test",
         "POLARIS_DATABASE_URL": pg_url,
         "POLARIS_DATA_DIR": str(tmp_path),
+        **process_secrets(),
     }
     done = await asyncio.to_thread(
         subprocess.run,

@@ -19,7 +19,7 @@ from db.engine import SessionFactory
 from db.models import AuditLog
 from gateway.main import Gateway
 from tests.gateway.conftest import seed_card
-from tests.helpers import eventually
+from tests.helpers import eventually, process_secrets
 from tests.sessions.conftest import Station, session_row, station, transaction
 from tests.sessions.test_forgotten_transactions import ended, price, priced_charger
 from workflows.messages import UPDATE_REMOTE_STOP, RemoteStopInput, RemoteStopResult
@@ -36,6 +36,7 @@ async def polaris(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[s
         "POLARIS_DATABASE_URL": settings.require_database_url(),
         "POLARIS_TEMPORAL_ADDRESS": settings.require_temporal_address(),
         "POLARIS_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        **process_secrets(),
     }
     return await asyncio.to_thread(
         subprocess.run,
