@@ -1,8 +1,9 @@
 """A small client for the auth service's internal endpoints (``auth/internal*.mjs``).
 
 Used by the API (users, bans, impersonation, live-session checks, scan-to-login JWTs) and by
-the card-link activities (provision a user, invite by magic link, compensate). Every call carries
-the internal token; the auth service trusts nothing else on these paths.
+the card-link activities (provision a user, invite by magic link, compensate). The internal API
+lives on the auth service's private listener (``POLARIS_AUTH_INTERNAL_URL``), not its public
+port; every call carries the calling process's own token (``POLARIS_AUTH_INTERNAL_TOKEN``).
 
 Exceptions::
 
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from config.settings import AuthCaller, Settings
 
 
 class AuthServiceError(Exception):
@@ -55,12 +58,30 @@ class ScanSignIn:
 
 
 class AuthServiceClient:
-    """One per process (the API's ``AppState``) or per activity worker."""
+    """One per process (the API's ``AppState``) or per activity worker.
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, internal_token: str) -> None:
+    ``base_url`` is the public URL (magic-link verify, ``/api/auth/token``); ``internal_url`` the
+    private listener of the internal API.
+    """
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, internal_token: str, *, internal_url: str
+    ) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")
+        self.internal_url = internal_url.rstrip("/")
         self._token = internal_token
+
+    @classmethod
+    def for_caller(
+        cls, http: httpx.AsyncClient, settings: Settings, caller: AuthCaller
+    ) -> AuthServiceClient:
+        return cls(
+            http,
+            settings.auth_base_url,
+            settings.internal_token_for(caller),
+            internal_url=settings.auth_internal_base_url,
+        )
 
     async def _call(
         self,
@@ -73,7 +94,7 @@ class AuthServiceClient:
         try:
             response = await self._http.request(
                 method,
-                f"{self.base_url}{path}",
+                f"{self.internal_url}{path}",
                 json=json,
                 params=params,
                 headers={"Authorization": f"Bearer {self._token}"},

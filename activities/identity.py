@@ -117,7 +117,7 @@ class IdentityActivities:
         self._lago: Any = None
 
     def _auth(self, http: httpx.AsyncClient) -> AuthServiceClient:
-        return AuthServiceClient(http, self._settings.auth_base_url, self._settings.internal_token)
+        return AuthServiceClient.for_caller(http, self._settings, "worker")
 
     def _lago_client(self) -> Any:
         if self._lago is None:

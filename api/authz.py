@@ -69,9 +69,7 @@ def verifier_of(state: AppState) -> JwtVerifier:
 
 
 def auth_client_of(state: AppState) -> AuthServiceClient:
-    return AuthServiceClient(
-        state.http, state.settings.auth_base_url, state.settings.internal_token
-    )
+    return AuthServiceClient.for_caller(state.http, state.settings, "api")
 
 
 def unauthenticated(message: str) -> ApiError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import httpx
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -71,9 +70,10 @@ class ImpersonateIn(BaseModel):
 
 
 class ImpersonationOut(BaseModel):
+    """A short-lived JWT only: the auth service keeps the impersonation's session token."""
+
     user_id: str
     session_id: str
-    session_token: str
     jwt: str
     expires_at: str
 
@@ -186,34 +186,22 @@ async def start_impersonation(
     body: ImpersonateIn, admin: LiveAdmin, state: State
 ) -> ImpersonationOut:
     """A read-only session as the driver (an hour at most); every request under it is audited."""
-    client = auth_client_of(state)
     try:
-        started = await client.impersonate(admin.user_id, body.user_id)
+        started = await auth_client_of(state).impersonate(admin.user_id, body.user_id)
     except AuthServiceError as exc:
         raise _mapped(exc) from exc
-    try:
-        answer = await state.http.get(
-            f"{client.base_url}/api/auth/token",
-            headers={"Authorization": f"Bearer {started['sessionToken']}"},
-        )
-        answer.raise_for_status()
-        jwt = str(answer.json()["token"])
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
-        await client.revoke_session(started["sessionId"])
-        raise ApiError(503, "UNAVAILABLE", "the auth service minted no token") from exc
     await write_audit(
         state.sessions,
         admin.actor,
         "impersonation.started",
         subject=body.user_id,
         source=admin.source,
-        details={"session_id": started["sessionId"]},
+        details={"session_id": started["sessionId"], "expires_at": started["expiresAt"]},
     )
     return ImpersonationOut(
         user_id=body.user_id,
         session_id=started["sessionId"],
-        session_token=started["sessionToken"],
-        jwt=jwt,
+        jwt=started["jwt"],
         expires_at=started["expiresAt"],
     )
 

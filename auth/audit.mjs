@@ -3,6 +3,8 @@
 // Best effort: the row is the operator's record of who signed in and who asked for a link, but a
 // missing table (migrations not yet run) or a slow database must never block a sign-in.
 
+import { CLIENT_ADDRESS_HEADER } from "./client_address.mjs";
+
 /**
  * @param {import("pg").Pool} pool
  * @param {{actor: string, action: string, subject?: string | null, source?: string | null,
@@ -25,10 +27,11 @@ export async function writeAudit(pool, row) {
   }
 }
 
-/** The client address of a BetterAuth endpoint context (first X-Forwarded-For hop, else none). */
+/**
+ * The client address of a BetterAuth endpoint context: the one server.mjs derived from the
+ * socket (and configured proxies) and stamped on the request; none for server-side calls.
+ */
 export function sourceOf(ctx) {
-  const headers = ctx?.headers ?? ctx?.request?.headers;
-  const forwarded = headers?.get?.("x-forwarded-for");
-  if (forwarded) return forwarded.split(",")[0].trim();
-  return headers?.get?.("x-real-ip") ?? null;
+  const headers = ctx?.request?.headers ?? ctx?.headers;
+  return headers?.get?.(CLIENT_ADDRESS_HEADER) ?? null;
 }

@@ -5,11 +5,14 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 
 import { betterAuth } from "better-auth";
+import { APIError, createAuthMiddleware } from "better-auth/api";
 import { admin, bearer, genericOAuth, jwt, magicLink } from "better-auth/plugins";
 import { adminAc, userAc } from "better-auth/plugins/admin/access";
 
 import { sourceOf, writeAudit } from "./audit.mjs";
+import { CLIENT_ADDRESS_HEADER } from "./client_address.mjs";
 import { enqueueMail } from "./db.mjs";
+import { clearAttempts, lockoutKey, takeAttempt } from "./lockout.mjs";
 import { TokenBuckets } from "./ratelimit.mjs";
 
 export const ROLES = Object.freeze({ customer: userAc, admin: adminAc });
@@ -65,6 +68,59 @@ function oidcPlugin(oidc) {
   });
 }
 
+const PASSWORD_SIGN_IN = "/sign-in/email";
+
+/**
+ * Hooks around password sign-in: the per-account lockout (lockout.mjs). The attempt is counted
+ * before BetterAuth checks the password; a new session clears the count; a failure that
+ * started a lock is audited.
+ *
+ * @param {ReturnType<typeof import("./config.mjs").loadConfig>} config
+ * @param {import("pg").Pool} pool
+ */
+function lockoutHooks(config, pool) {
+  /** @type {WeakMap<object, {key: string, failures: number, lockedForS: number | null}>} */
+  const attempts = new WeakMap();
+  return {
+    before: createAuthMiddleware(async (ctx) => {
+      if (ctx.path !== PASSWORD_SIGN_IN) return;
+      const key = lockoutKey(ctx.body?.email);
+      if (!key) return; // BetterAuth answers the malformed body itself
+      const verdict = await takeAttempt(pool, key, config.lockout);
+      if (!verdict.allowed) {
+        throw new APIError(
+          "TOO_MANY_REQUESTS",
+          {
+            code: "ACCOUNT_LOCKED",
+            message: "Too many failed sign-ins for this account. Try again later or ask for a sign-in link.",
+          },
+          { "retry-after": String(verdict.retryAfterS) },
+        );
+      }
+      if (ctx.request) attempts.set(ctx.request, { key, ...verdict });
+    }),
+    after: createAuthMiddleware(async (ctx) => {
+      if (ctx.path !== PASSWORD_SIGN_IN) return;
+      const attempt = ctx.request ? attempts.get(ctx.request) : undefined;
+      const key = attempt?.key ?? lockoutKey(ctx.body?.email);
+      if (!key) return;
+      if (ctx.context.newSession) {
+        await clearAttempts(pool, key);
+        return;
+      }
+      if (attempt?.lockedForS) {
+        await writeAudit(pool, {
+          actor: "anonymous",
+          action: "auth.sign_in.locked",
+          subject: null,
+          source: sourceOf(ctx),
+          details: { email: key, failures: attempt.failures, locked_for_s: attempt.lockedForS },
+        });
+      }
+    }),
+  };
+}
+
 /**
  * @param {ReturnType<typeof import("./config.mjs").loadConfig>} config
  * @param {import("pg").Pool} pool
@@ -85,7 +141,14 @@ export function createAuth(config, pool) {
     // Public sign-up is off: operators (and the card-link saga) create users through the
     // internal endpoint, which calls the admin plugin's createUser server API.
     emailAndPassword: { enabled: true, disableSignUp: true },
-    rateLimit: { enabled: config.env === "prod" },
+    // Per client address, shared by every auth process (a table in the auth schema). The
+    // address is the one server.mjs derived from the socket (client_address.mjs), never a
+    // header the client chose.
+    rateLimit: { enabled: config.rateLimit, storage: "database" },
+    advanced: {
+      ipAddress: { ipAddressHeaders: [CLIENT_ADDRESS_HEADER] },
+    },
+    hooks: lockoutHooks(config, pool),
     // Users are provisioned before they sign in (an operator, the card-link saga), so their
     // e-mail is not verified locally yet: link an OIDC account to them when the provider
     // asserts the e-mail as verified (the provider is the deployment's own IdP).
@@ -95,10 +158,19 @@ export function createAuth(config, pool) {
     databaseHooks: {
       session: {
         create: {
-          // Every real sign-in creates a session: audit it (impersonation sessions are audited
-          // by the API, which starts them).
+          // Every sign-in creates a session: audit it. An impersonation is audited here too
+          // (actor: the operator), whoever started it; the API audits it on its side.
           after: async (session, ctx) => {
-            if (session.impersonatedBy) return;
+            if (session.impersonatedBy) {
+              await writeAudit(pool, {
+                actor: `user:${session.impersonatedBy}`,
+                action: "auth.impersonation.started",
+                subject: session.userId,
+                source: sourceOf(ctx),
+                details: { session_id: session.id, expires_at: new Date(session.expiresAt).toISOString() },
+              });
+              return;
+            }
             await writeAudit(pool, {
               actor: `user:${session.userId}`,
               action: "auth.sign_in",

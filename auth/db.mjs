@@ -46,6 +46,13 @@ CREATE INDEX IF NOT EXISTS mail_outbox_unsent_idx
 -- and, for a refusal, the SMTP server's answer.
 ALTER TABLE ${SCHEMA}.mail_outbox ADD COLUMN IF NOT EXISTS delivery text;
 ALTER TABLE ${SCHEMA}.mail_outbox ADD COLUMN IF NOT EXISTS last_error text;
+-- Password sign-in lockout per e-mail address (lockout.mjs). Shared by every auth process.
+CREATE TABLE IF NOT EXISTS ${SCHEMA}.sign_in_lockout (
+  email        text        PRIMARY KEY,
+  failures     integer     NOT NULL DEFAULT 0,
+  locked_until timestamptz,
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
 `;
 
 /**

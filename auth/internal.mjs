@@ -1,11 +1,10 @@
-// Internal endpoints for other Polaris processes (never exposed to drivers).
+// Shared pieces of the internal API (internal_server.mjs, internal_admin.mjs), and user
+// provisioning:
 //
 // POST /internal/users  {email, name?, password?, role?}
 //   -> 200 {id, email, role, created}
 // Idempotent: an existing user is returned (and its role set when one is given), so the
 // card-link saga and `polaris seed demo` can retry freely.
-
-import { timingSafeEqual } from "node:crypto";
 
 import { ROLES } from "./auth.mjs";
 
@@ -19,14 +18,6 @@ export class HttpError extends Error {
     this.status = status;
     this.error = error;
   }
-}
-
-/** @param {string | undefined} header @param {string} expected */
-export function bearerMatches(header, expected) {
-  if (!header || !header.startsWith("Bearer ")) return false;
-  const given = Buffer.from(header.slice("Bearer ".length).trim());
-  const want = Buffer.from(expected);
-  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 /** @param {import("node:http").IncomingMessage} req */

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // Polaris Express auth service: BetterAuth on our PostgreSQL, behind node:http.
 //
+// Public listener (POLARIS_AUTH_HOST:POLARIS_AUTH_PORT):
 //   /api/auth/*        BetterAuth (email+password sign-in, magic link, JWT + JWKS, bearer, admin)
 //   GET  /healthz      200 {"status":"ok"} when the database answers, 503 otherwise
-//   POST /internal/users   idempotent user provisioning (Bearer POLARIS_AUTH_INTERNAL_TOKEN)
+//   anything else, /internal/* included: 404
+// Private listener (POLARIS_AUTH_INTERNAL_HOST:POLARIS_AUTH_INTERNAL_PORT, loopback by default):
+//   /internal/*        the internal API (internal_admin.mjs), one token per caller
 //
 // Configuration: see config.mjs and docs/auth.md. Logs one JSON line per request and never
 // logs headers, cookies, bodies or query strings (they carry tokens).
@@ -14,26 +17,18 @@ import { toNodeHandler } from "better-auth/node";
 import { getMigrations } from "better-auth/db/migration";
 
 import { createAuth } from "./auth.mjs";
+import { stampClientAddress, trustedProxyList } from "./client_address.mjs";
 import { ConfigError, loadConfig } from "./config.mjs";
 import { createPool, databaseAnswers, migrate } from "./db.mjs";
-import { HttpError, bearerMatches, ensureUser, readJson } from "./internal.mjs";
-import { handleInternal } from "./internal_admin.mjs";
+import { impersonationVerdict } from "./impersonation.mjs";
+import { HttpError } from "./internal.mjs";
+import { INTERNAL_ROUTES } from "./internal_admin.mjs";
+import { createInternalServer } from "./internal_server.mjs";
 import { TokenBuckets } from "./ratelimit.mjs";
 
 // Magic-link requests per client address: 5 a minute (on top of the per-address throttle in
 // auth.mjs). Answered 429 with Retry-After, whatever the e-mail.
 const magicLinkPerClient = new TokenBuckets({ capacity: 5, refillPerSecond: 5 / 60 });
-const PRIVATE_PEER = /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|::1$|::ffff:127\.|::ffff:10\.|::ffff:192\.168\.|fc|fd)/;
-
-/** The client address; X-Forwarded-For is trusted only from a loopback/private peer (a proxy). */
-function clientAddress(req) {
-  const peer = req.socket.remoteAddress ?? "";
-  const forwarded = req.headers["x-forwarded-for"];
-  if (typeof forwarded === "string" && forwarded && PRIVATE_PEER.test(peer)) {
-    return forwarded.split(",")[0].trim();
-  }
-  return peer;
-}
 
 function log(fields) {
   console.log(JSON.stringify({ ts: new Date().toISOString(), ...fields }));
@@ -47,6 +42,16 @@ function sendJson(res, status, body) {
     "cache-control": "no-store",
   });
   res.end(payload);
+}
+
+/** Listen and answer the port actually bound (0 picks a free one). */
+async function listen(server, port, host) {
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, resolve);
+  });
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : port;
 }
 
 async function main() {
@@ -76,6 +81,16 @@ async function main() {
   log({ level: "info", msg: "migrated", betterAuthChanges });
 
   const betterAuthHandler = toNodeHandler(auth);
+  const proxies = trustedProxyList(config.trustedProxies);
+
+  const internalServer = createInternalServer({
+    auth,
+    pool,
+    tokens: config.internal.tokens,
+    routes: INTERNAL_ROUTES,
+    log,
+    sendJson,
+  });
 
   const server = http.createServer(async (req, res) => {
     const started = performance.now();
@@ -91,36 +106,25 @@ async function main() {
       });
     });
     try {
+      const source = stampClientAddress(req, proxies);
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
         const ok = await databaseAnswers(pool);
         sendJson(res, ok ? 200 : 503, ok ? { status: "ok" } : { status: "unhealthy", database: "down" });
         return;
       }
-      if (path === "/internal/users" && req.method === "POST") {
-        if (!bearerMatches(req.headers.authorization, config.internalToken)) {
-          throw new HttpError(401, "unauthorized", "a valid internal token is required");
-        }
-        sendJson(res, 200, await ensureUser(auth, await readJson(req)));
-        return;
-      }
-      if (path === "/internal" || path.startsWith("/internal/")) {
-        if (!bearerMatches(req.headers.authorization, config.internalToken)) {
-          throw new HttpError(401, "unauthorized", "a valid internal token is required");
-        }
-        const query = new URL(req.url ?? "/", "http://internal").searchParams;
-        const answer = await handleInternal(auth, req.method ?? "GET", path, query, () => readJson(req));
-        if (!answer) throw new HttpError(404, "not_found", "no such endpoint");
-        sendJson(res, answer[0], answer[1]);
-        return;
-      }
       if (path === "/api/auth/sign-in/magic-link" && req.method === "POST") {
-        const verdict = magicLinkPerClient.take(clientAddress(req));
+        const verdict = magicLinkPerClient.take(source);
         if (!verdict.ok) {
           res.setHeader("retry-after", String(verdict.retryAfterS));
           throw new HttpError(429, "RATE_LIMITED", "too many sign-in link requests; try again later");
         }
       }
       if (path === "/api/auth" || path.startsWith("/api/auth/")) {
+        const refused = await impersonationVerdict(auth, pool, req, path, source);
+        if (refused) {
+          sendJson(res, refused[0], refused[1]);
+          return;
+        }
         await betterAuthHandler(req, res);
         return;
       }
@@ -136,18 +140,25 @@ async function main() {
     }
   });
 
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, resolve);
+  // The internal listener first: once the public /healthz answers, both are up.
+  const internalPort = await listen(internalServer, config.internal.port, config.internal.host);
+  log({
+    level: "info",
+    msg: "internal listener",
+    host: config.internal.host,
+    port: internalPort,
+    callers: Object.keys(config.internal.tokens),
   });
-  const address = server.address();
+  const port = await listen(server, config.port, config.host);
   log({
     level: "info",
     msg: "listening",
     host: config.host,
-    port: typeof address === "object" && address ? address.port : config.port,
+    port,
     baseUrl: config.baseUrl,
     env: config.env,
+    trustedProxies: config.trustedProxies.length,
+    rateLimit: config.rateLimit,
   });
 
   let stopping = false;
@@ -155,12 +166,14 @@ async function main() {
     if (stopping) return;
     stopping = true;
     log({ level: "info", msg: "shutting down", signal });
-    const closed = new Promise((resolve) => server.close(resolve));
-    server.closeIdleConnections?.();
+    const closed = [server, internalServer].map((s) => new Promise((resolve) => s.close(resolve)));
+    for (const s of [server, internalServer]) s.closeIdleConnections?.();
     // Requests in flight get a few seconds; then their sockets are cut.
-    const force = setTimeout(() => server.closeAllConnections?.(), 5_000);
+    const force = setTimeout(() => {
+      for (const s of [server, internalServer]) s.closeAllConnections?.();
+    }, 5_000);
     force.unref();
-    await closed;
+    await Promise.all(closed);
     await pool.end();
     process.exit(0);
   };

@@ -12,7 +12,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+
+from config.settings import AUTH_CALLERS, Settings
 
 AUTH_DIR: Path = Path(__file__).resolve().parent.parent / "auth"
 SERVER_SCRIPT = "server.mjs"
@@ -93,6 +96,19 @@ def ensure_installed() -> None:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def settings_environment(settings: Settings, *, database_url: str) -> dict[str, str]:
+    """:func:`environment` for ``polaris auth`` and ``polaris dev``, from the settings object."""
+    return environment(
+        database_url=database_url,
+        port=settings.auth_port,
+        secret=settings.auth_secret_value(),
+        env=settings.require_env(),
+        internal_port=settings.auth_internal_port,
+        internal_host=settings.auth_internal_host,
+        caller_tokens={c: settings.accepted_internal_token(c) for c in AUTH_CALLERS},
+    )
+
+
 def command() -> list[str]:
     """The argv that runs the auth service (absolute paths, no shell)."""
     return [_which("node"), str(AUTH_DIR / SERVER_SCRIPT)]
@@ -106,14 +122,17 @@ def environment(
     env: str,
     host: str = "127.0.0.1",
     base_url: str | None = None,
-    internal_token: str | None = None,
+    internal_port: int | None = None,
+    internal_host: str | None = None,
+    caller_tokens: Mapping[str, str | None] | None = None,
 ) -> dict[str, str]:
     """The auth service's environment, merged over ``os.environ``.
 
     ``base_url`` (the service's public URL: JWT issuer and audience, magic-link host) defaults
     to ``POLARIS_AUTH_BASE_URL`` if the environment has one, else ``http://<host>:<port>``.
-    ``internal_token`` defaults to ``POLARIS_AUTH_INTERNAL_TOKEN`` if set; the service itself
-    falls back to the auth secret.
+    ``internal_port``/``internal_host`` place the private internal listener; ``caller_tokens``
+    (caller -> token) become ``POLARIS_AUTH_INTERNAL_TOKEN_<CALLER>``; a caller left out keeps
+    what the environment says (dev and test derive unset ones from the secret).
     """
     merged = dict(os.environ)
     reachable_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -129,8 +148,15 @@ def environment(
             or f"http://{reachable_host}:{port}",
         }
     )
-    if internal_token is not None:
-        merged["POLARIS_AUTH_INTERNAL_TOKEN"] = internal_token
+    if internal_port is not None:
+        merged["POLARIS_AUTH_INTERNAL_PORT"] = str(internal_port)
+    if internal_host is not None:
+        merged["POLARIS_AUTH_INTERNAL_HOST"] = internal_host
+    for caller, token in (caller_tokens or {}).items():
+        if token is not None:
+            merged[f"POLARIS_AUTH_INTERNAL_TOKEN_{caller.upper()}"] = token
+    # A calling process's own token means nothing to the auth service; never pass it on.
+    merged.pop("POLARIS_AUTH_INTERNAL_TOKEN", None)
     # BetterAuth reads NODE_ENV (secure cookies, warnings); keep it in step with POLARIS_ENV.
     merged["NODE_ENV"] = {"prod": "production", "test": "test"}.get(env, "development")
     return merged

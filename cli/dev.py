@@ -22,10 +22,37 @@ from cli import auth_service
 from cli.embedded_postgres import EmbeddedPostgres, port_is_open
 from cli.embedded_temporal import dev_server_command
 from cli.supervisor import ChildSpec, Supervisor
-from config.settings import RUNTIME_FILE, Settings, write_runtime
+from config.settings import AUTH_CALLERS, RUNTIME_FILE, AuthCaller, Settings, write_runtime
 from db.migrate import upgrade
 
 READY_TIMEOUT_S = 120.0
+
+# Only the auth service needs these: no other child inherits them from this shell.
+AUTH_ONLY_SECRETS = frozenset(
+    {
+        "POLARIS_AUTH_SECRET",
+        "POLARIS_AUTH_INTERNAL_TOKEN",
+        *(f"POLARIS_AUTH_INTERNAL_TOKEN_{caller.upper()}" for caller in AUTH_CALLERS),
+    }
+)
+
+
+def polaris_child(
+    settings: Settings,
+    name: str,
+    env: dict[str, str],
+    *,
+    caller: AuthCaller | None,
+    ready: Callable[[], Awaitable[None]] | None = None,
+) -> ChildSpec:
+    """A ``polaris <name>`` child with only the secrets it needs: its own internal token when it
+    calls the auth service's internal API (``caller``), never the auth secret."""
+    own = dict(env)
+    token = settings.accepted_internal_token(caller) if caller else None
+    if token is not None:
+        own["POLARIS_AUTH_INTERNAL_TOKEN"] = token
+    remove = AUTH_ONLY_SECRETS - set(own)
+    return ChildSpec(name, _polaris(name), env=own, env_remove=remove, ready=ready)
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1") -> Callable[[], Awaitable[None]]:
@@ -110,6 +137,7 @@ async def run_dev(settings: Settings) -> int:
             "POLARIS_DATABASE_URL": database_url,
             "POLARIS_TEMPORAL_ADDRESS": temporal_address,
             "POLARIS_AUTH_URL": settings.auth_base_url,
+            "POLARIS_AUTH_INTERNAL_URL": settings.auth_internal_base_url,
             "POLARIS_LAGO_API_URL": settings.lago_base_url,
             "POLARIS_GATEWAY_AUTO_REGISTER": "true",
         }
@@ -140,6 +168,7 @@ async def run_dev(settings: Settings) -> int:
                         "POLARIS_LAGO_WEBHOOK_SECRET": webhook_secret,
                         "POLARIS_LAGO_WEBHOOK_URL": f"{api_url}/api/webhook/lago",
                     },
+                    env_remove=AUTH_ONLY_SECRETS,
                     ready=wait_for_port(settings.sandbox_port),
                 )
             )
@@ -156,13 +185,7 @@ async def run_dev(settings: Settings) -> int:
                 ChildSpec(
                     "auth",
                     auth_service.command(),
-                    env=auth_service.environment(
-                        database_url=database_url,
-                        port=settings.auth_port,
-                        secret=settings.auth_secret.get_secret_value(),
-                        internal_token=settings.internal_token,
-                        env=settings.require_env(),
-                    ),
+                    env=auth_service.settings_environment(settings, database_url=database_url),
                     ready=wait_for_http(f"{settings.auth_base_url}/healthz"),
                 )
             )
@@ -180,28 +203,27 @@ async def run_dev(settings: Settings) -> int:
                 "database_url": database_url,
                 "temporal_address": temporal_address,
                 "auth_url": settings.auth_base_url,
+                "auth_internal_url": settings.auth_internal_base_url,
                 "lago_api_url": settings.lago_base_url,
             },
         )
 
         # 5. Our own processes
-        await supervisor.start(ChildSpec("worker", _polaris("worker"), env=env))
+        await supervisor.start(polaris_child(settings, "worker", env, caller="worker"))
         gw = f"ws://{settings.gateway_host}:{settings.gateway_port}/ocpp/{{chargeBoxId}}"
         await supervisor.start(
-            ChildSpec(
+            polaris_child(
+                settings,
                 "gateway",
-                _polaris("gateway"),
-                env=env,
+                env,
+                caller=None,  # the gateway calls no internal endpoint
                 ready=wait_for_port(settings.gateway_port, settings.gateway_host),
             )
         )
         rows.append(("gateway", gw, "OCPP 1.6J, subprotocol ocpp1.6"))
         await supervisor.start(
-            ChildSpec(
-                "api",
-                _polaris("api"),
-                env=env,
-                ready=wait_for_http(f"{api_url}/api/health"),
+            polaris_child(
+                settings, "api", env, caller="api", ready=wait_for_http(f"{api_url}/api/health")
             )
         )
         rows.append(("api", api_url, "health at /api/health, docs at /api/docs"))

@@ -63,13 +63,7 @@ def _cmd_auth(settings: Settings, _: argparse.Namespace) -> int:
     from cli import auth_service
 
     auth_service.ensure_installed()
-    env = auth_service.environment(
-        database_url=settings.require_database_url(),
-        port=settings.auth_port,
-        secret=settings.auth_secret.get_secret_value(),
-        internal_token=settings.internal_token,
-        env=settings.require_env(),
-    )
+    env = auth_service.settings_environment(settings, database_url=settings.require_database_url())
     argv = auth_service.command()
     os.execvpe(argv[0], argv, env)
 

@@ -45,16 +45,19 @@ async def ensure_auth_user(
     body: dict[str, str] = {"email": email, "name": name, "role": role}
     if password is not None:
         body["password"] = password
-    async with httpx.AsyncClient(base_url=settings.auth_base_url, timeout=10.0) as client:
+    # The seed acts as the API (compose runs it in the api service, with the api's token).
+    internal_url = settings.auth_internal_base_url
+    async with httpx.AsyncClient(base_url=internal_url, timeout=10.0) as client:
         try:
             response = await client.post(
                 "/internal/users",
                 json=body,
-                headers={"Authorization": f"Bearer {settings.internal_token}"},
+                headers={"Authorization": f"Bearer {settings.internal_token_for('api')}"},
             )
         except httpx.HTTPError as exc:
             raise RuntimeError(
-                f"the auth service at {settings.auth_base_url} is not reachable ({exc!r}); "
+                f"the auth service's internal listener at {internal_url} is not reachable "
+                f"({exc!r}); "
                 "is `polaris dev` running?"
             ) from exc
     if response.status_code >= 400:

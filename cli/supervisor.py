@@ -39,10 +39,20 @@ class ChildSpec:
     name: str
     argv: list[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    # Inherited variables the child must not see (secrets it has no use for).
+    env_remove: frozenset[str] = frozenset()
     cwd: str | None = None
     # Awaited after (re)start; raise to report the child as not ready.
     ready: Callable[[], Awaitable[None]] | None = None
     stop_timeout_s: float = 15.0
+
+    def full_env(self) -> dict[str, str]:
+        """What the child runs with: this process's environment, ``env`` over it, minus
+        ``env_remove``."""
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        for name in self.env_remove:
+            env.pop(name, None)
+        return env
 
 
 @dataclass
@@ -91,7 +101,7 @@ class Supervisor:
 
     async def _spawn(self, child: _Child) -> None:
         spec = child.spec
-        env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+        env = spec.full_env()
         child.proc = await asyncio.create_subprocess_exec(
             *spec.argv,
             env=env,

@@ -18,6 +18,8 @@ stack (``config/startup.py``).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -44,6 +46,20 @@ DEV_SECRETS: dict[str, str] = {
     "lago_api_key": DEV_LAGO_API_KEY,
     "lago_webhook_secret": DEV_LAGO_WEBHOOK_SECRET,
 }
+
+# Callers of the auth service's internal listener; each has its own token.
+AuthCaller = Literal["api", "worker", "gateway"]
+AUTH_CALLERS: tuple[AuthCaller, ...] = ("api", "worker", "gateway")
+
+
+def dev_internal_token(auth_secret: str, caller: str) -> str:
+    """The dev/test internal token of a caller, derived from the auth secret.
+
+    The auth service derives the same value (auth/config.mjs, devInternalToken) when
+    ``POLARIS_AUTH_INTERNAL_TOKEN_<CALLER>`` is unset outside prod.
+    """
+    message = f"polaris-internal-token:{caller}".encode()
+    return hmac.new(auth_secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 class Settings(BaseSettings):
@@ -108,9 +124,24 @@ class Settings(BaseSettings):
 
     auth_url: str | None = None
     auth_port: int = 3000
-    auth_secret: SecretStr = SecretStr(DEV_AUTH_SECRET)
-    # Bearer token for the auth service's /internal endpoints; defaults to the auth secret.
+    # Only the auth service needs it (and `polaris auth` / `polaris dev`, which start it).
+    # Unset: the development value in dev and test; required to start the auth service in prod.
+    auth_secret: SecretStr | None = None
+
+    # --- Auth service: internal listener and per-caller tokens (issue #8) --------------------
+    # Where callers reach the private internal listener (default http://127.0.0.1:<port>).
+    auth_internal_url: str | None = None
+    # Where the auth service binds it, when polaris starts the auth service.
+    auth_internal_host: str = "127.0.0.1"
+    auth_internal_port: int = 3001
+    # The token THIS process presents on the internal listener (its own caller's token).
     auth_internal_token: SecretStr | None = None
+    # The auth service's side: the token it accepts from each caller. Needed only by the
+    # process that starts the auth service; dev and test derive them from the auth secret.
+    auth_internal_token_api: SecretStr | None = None
+    auth_internal_token_worker: SecretStr | None = None
+    auth_internal_token_gateway: SecretStr | None = None
+    # --- end auth service internal listener ---------------------------------------------------
 
     lago_api_url: str | None = None
     lago_api_key: SecretStr = SecretStr(DEV_LAGO_API_KEY)
@@ -209,10 +240,13 @@ class Settings(BaseSettings):
     def _refuse_dev_secrets_in_prod(self) -> Settings:
         if self.env == "prod":
             problems = development_secrets(self)
-            if self.internal_token == self.auth_secret.get_secret_value():
-                problems.append(
-                    "POLARIS_AUTH_INTERNAL_TOKEN must be set, and differ from POLARIS_AUTH_SECRET"
-                )
+            if self.auth_secret is not None:
+                secret = self.auth_secret.get_secret_value()
+                for caller in ("", *(f"_{c.upper()}" for c in AUTH_CALLERS)):
+                    token: SecretStr | None = getattr(self, f"auth_internal_token{caller.lower()}")
+                    if token is not None and token.get_secret_value() == secret:
+                        name = f"POLARIS_AUTH_INTERNAL_TOKEN{caller}"
+                        problems.append(f"{name} must differ from POLARIS_AUTH_SECRET")
             if problems:
                 raise ValueError("refused in prod: " + "; ".join(problems))
         return self
@@ -248,10 +282,33 @@ class Settings(BaseSettings):
     def auth_base_url(self) -> str:
         return self.auth_url or f"http://127.0.0.1:{self.auth_port}"
 
+    def auth_secret_value(self) -> str:
+        """The auth secret, for starting the auth service (dev and test fall back to the
+        development value)."""
+        if self.auth_secret is not None:
+            return self.auth_secret.get_secret_value()
+        if self.env in ("dev", "test"):
+            return DEV_AUTH_SECRET
+        raise RuntimeError("POLARIS_AUTH_SECRET is required to start the auth service")
+
     @property
-    def internal_token(self) -> str:
-        token = self.auth_internal_token or self.auth_secret
-        return token.get_secret_value()
+    def auth_internal_base_url(self) -> str:
+        return (self.auth_internal_url or f"http://127.0.0.1:{self.auth_internal_port}").rstrip("/")
+
+    def internal_token_for(self, caller: AuthCaller) -> str:
+        """The token this process presents as ``caller`` on the auth service's internal listener."""
+        if self.auth_internal_token is not None:
+            return self.auth_internal_token.get_secret_value()
+        return self.accepted_internal_token(caller) or _missing_internal_token()
+
+    def accepted_internal_token(self, caller: AuthCaller) -> str | None:
+        """The token the auth service accepts from ``caller`` (None: that caller is refused)."""
+        given: SecretStr | None = getattr(self, f"auth_internal_token_{caller}")
+        if given is not None:
+            return given.get_secret_value()
+        if self.env in ("dev", "test"):
+            return dev_internal_token(self.auth_secret_value(), caller)
+        return None
 
     @property
     def lago_base_url(self) -> str:
@@ -323,7 +380,13 @@ def load_settings(**overrides: object) -> Settings:
     fill: dict[str, object] = {}
     if settings.env is None and (env := dev_stack_env(runtime)) is not None:
         fill["env"] = env
-    for key in ("database_url", "temporal_address", "auth_url", "lago_api_url"):
+    for key in (
+        "database_url",
+        "temporal_address",
+        "auth_url",
+        "auth_internal_url",
+        "lago_api_url",
+    ):
         if getattr(settings, key) is None and runtime.get(key):
             fill[key] = runtime[key]
     if fill:
@@ -349,6 +412,13 @@ def dev_stack_env(runtime: dict[str, str]) -> str | None:
     except PermissionError:
         pass  # alive, owned by someone else
     return env
+
+
+def _missing_internal_token() -> str:
+    raise RuntimeError(
+        "POLARIS_AUTH_INTERNAL_TOKEN is required outside dev: this process's token for the "
+        "auth service's internal listener (docs/selfhosting.md)"
+    )
 
 
 def read_runtime(data_dir: Path) -> dict[str, str]:

@@ -86,24 +86,73 @@ async def test_internal_users_concurrent_calls_create_once(auth_service: AuthSer
     assert sum(r["created"] for r in results) == 1
 
 
+@pytest.fixture
+async def internal(auth_service: AuthService) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=auth_service.internal_url, timeout=10.0) as c:
+        yield c
+
+
 async def test_internal_users_requires_the_internal_token(
-    client: httpx.AsyncClient, auth_service: AuthService
+    internal: httpx.AsyncClient, auth_service: AuthService
 ) -> None:
     body = {"email": _email("intruder")}
-    assert (await client.post("/internal/users", json=body)).status_code == 401
+    assert (await internal.post("/internal/users", json=body)).status_code == 401
     wrong = {"Authorization": "Bearer not-the-token"}
-    assert (await client.post("/internal/users", json=body, headers=wrong)).status_code == 401
+    assert (await internal.post("/internal/users", json=body, headers=wrong)).status_code == 401
     # Validation only happens once the caller is trusted.
-    bad = await client.post(
+    bad = await internal.post(
         "/internal/users", json={"email": "nope"}, headers=auth_service.internal_headers()
     )
     assert bad.status_code == 422
-    bad_role = await client.post(
+    bad_role = await internal.post(
         "/internal/users",
         json={"email": _email("x"), "role": "root"},
         headers=auth_service.internal_headers(),
     )
     assert bad_role.status_code == 422
+
+
+async def test_the_public_port_has_no_internal_api(
+    client: httpx.AsyncClient, auth_service: AuthService
+) -> None:
+    """The attack: reach the admin API on the public port, with a valid token even."""
+    for method, path in (
+        ("POST", "/internal/users"),
+        ("GET", "/internal/users"),
+        ("POST", "/internal/impersonations"),
+        ("POST", "/internal/scan-sign-ins"),
+    ):
+        answer = await client.request(
+            method, path, json={"email": _email("x")}, headers=auth_service.internal_headers()
+        )
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert answer.json()["error"] == "not_found"
+    # The private listener is another port, on loopback by default.
+    assert auth_service.internal_url != auth_service.base_url
+
+
+async def test_internal_tokens_are_per_caller(
+    internal: httpx.AsyncClient, auth_service: AuthService
+) -> None:
+    listing = "/internal/users"
+    # The API's token lists users; the worker's and the gateway's tokens are other callers'
+    # tokens, refused on a route that is not theirs.
+    assert (await internal.get(listing, headers=auth_service.internal_headers())).status_code == 200
+    for caller in ("worker", "gateway"):
+        refused = await internal.get(listing, headers=auth_service.internal_headers(caller))
+        assert refused.status_code == 403, (caller, refused.text)
+    # A token no caller has (the auth secret was the old shared default) is not even routed.
+    for token in ("polaris-dev-auth-secret-change-me-0123456789", "x" * 43):
+        answer = await internal.get(listing, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401, token
+    unknown = await internal.get("/internal/nothing-here", headers={"Authorization": "Bearer x"})
+    assert unknown.status_code == 401
+    # The worker provisions users and compensates; it does not ban anyone.
+    worker = auth_service.internal_headers("worker")
+    made = await internal.post("/internal/users", json={"email": _email("w")}, headers=worker)
+    assert made.status_code == 200, made.text
+    ban = await internal.post(f"/internal/users/{made.json()['id']}/ban", json={}, headers=worker)
+    assert ban.status_code == 403
 
 
 async def test_public_sign_up_is_refused(client: httpx.AsyncClient) -> None:
@@ -300,6 +349,6 @@ async def test_log_carries_no_secrets(client: httpx.AsyncClient, auth_service: A
         session_token,
         session_token.split(".")[0],
         jwt,
-        auth_service.internal_token,
+        *auth_service.internal_tokens.values(),
     ):
         assert secret not in log

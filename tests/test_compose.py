@@ -260,3 +260,21 @@ def test_selfhosting_documents_every_variable_and_command() -> None:
     # `polaris x`, bin/polaris x, or a code line starting with polaris x (not prose about roles).
     for word in re.findall(r"(?:^|`|/|\$ )polaris ([a-z][a-z-]*)", text, re.M):
         assert word in subcommands, f"docs mention `polaris {word}`, which does not exist"
+
+
+def test_only_the_auth_service_gets_the_auth_secret(services: dict[str, dict[str, Any]]) -> None:
+    """The gateway (and every other Python process) never receives the auth secret; each caller
+    of the internal API gets its own token; the internal listener is not published."""
+    for name, svc in services.items():
+        if name != "auth":
+            assert "POLARIS_AUTH_SECRET" not in _env(svc), name
+    gateway = _env(services["gateway"])
+    assert not [k for k in gateway if k.startswith("POLARIS_AUTH_INTERNAL_TOKEN")], gateway
+    api, worker = _env(services["api"]), _env(services["worker"])
+    assert "POLARIS_AUTH_INTERNAL_TOKEN_API" in api["POLARIS_AUTH_INTERNAL_TOKEN"]
+    assert "POLARIS_AUTH_INTERNAL_TOKEN_WORKER" in worker["POLARIS_AUTH_INTERNAL_TOKEN"]
+    auth = _env(services["auth"])
+    assert auth["POLARIS_AUTH_INTERNAL_PORT"] == "3001"
+    published = " ".join(str(p) for p in services["auth"].get("ports", []))
+    assert "3001" not in published
+    assert api["POLARIS_AUTH_INTERNAL_URL"] == "http://auth:3001"

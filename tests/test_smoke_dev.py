@@ -55,6 +55,7 @@ def _ports_env() -> dict[str, str]:
         "POLARIS_EMBEDDED_TEMPORAL_PORT": str(free_port()),
         "POLARIS_EMBEDDED_TEMPORAL_UI_PORT": str(free_port()),
         "POLARIS_AUTH_PORT": str(free_port()),
+        "POLARIS_AUTH_INTERNAL_PORT": str(free_port()),
         "POLARIS_SANDBOX_PORT": str(free_port()),
         "POLARIS_API_PORT": str(free_port()),
         "POLARIS_GATEWAY_PORT": str(free_port()),

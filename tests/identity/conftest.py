@@ -77,7 +77,12 @@ def identity_settings(
     return base_settings.model_copy(
         update={
             "auth_url": auth_service.base_url,
-            "auth_internal_token": SecretStr(auth_service.internal_token),
+            "auth_internal_url": auth_service.internal_url,
+            # One settings object plays both the API and the worker here: with no process token
+            # set, each side presents its own caller's token.
+            "auth_internal_token": None,
+            "auth_internal_token_api": SecretStr(auth_service.internal_tokens["api"]),
+            "auth_internal_token_worker": SecretStr(auth_service.internal_tokens["worker"]),
             "lago_api_url": lago_sandbox.url,
             "lago_api_key": SecretStr(API_KEY),
             "temporal_task_queue": task_queue,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import select
 
+from config.settings import libpq_url
 from db.engine import SessionFactory
 from db.models import AuditLog, ChargingSession, EvCard
 from tests.fixtures.auth import AuthService, ensure_user
 from tests.identity.conftest import (
+    PASSWORD,
     jwt_for,
     latest_link,
     outbox_urls,
@@ -244,3 +247,80 @@ async def test_impersonation_is_read_only_and_audited(
         "/api/v1/audit", params={"subject": driver.user_id}, headers=admin.headers
     )
     assert audit.status_code == 200 and audit.json()[0]["action"] == "impersonation.ended"
+
+
+async def _session_token(pg_url: str, session_id: str) -> str:
+    """The impersonation's session token, as only the auth service's database holds it."""
+    async with await psycopg.AsyncConnection.connect(libpq_url(pg_url)) as conn:
+        cur = await conn.execute('SELECT token FROM auth."session" WHERE id = %s', (session_id,))
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_impersonation_hands_out_no_session_token_and_cannot_write_at_the_auth_service(
+    api: httpx.AsyncClient, auth_service: AuthService, pg_url: str, session_factory: SessionFactory
+) -> None:
+    """The attack: take the driver's BetterAuth session from an impersonation and use it on the
+    auth service directly, to rename the driver and sign them out everywhere."""
+    admin = await person(auth_service, "operator", role="admin")
+    driver = await person(auth_service, "victim")
+    started = await api.post(
+        "/api/v1/impersonation", json={"user_id": driver.user_id}, headers=admin.headers
+    )
+    assert started.status_code == 201, started.text
+    body = started.json()
+    assert set(body) == {"user_id", "session_id", "jwt", "expires_at"}
+    token = await _session_token(pg_url, body["session_id"])
+    assert token not in started.text
+
+    # Even holding the token (it never leaves the auth service), writes are refused there.
+    as_impersonation = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=auth_service.base_url, timeout=10) as auth:
+        read = await auth.get("/api/auth/get-session", headers=as_impersonation)
+        assert read.status_code == 200 and read.json()["user"]["id"] == driver.user_id
+        for path, payload in (
+            ("/api/auth/update-user", {"name": "Pwned"}),
+            ("/api/auth/revoke-sessions", {}),
+            ("/api/auth/change-password", {"currentPassword": PASSWORD, "newPassword": "p" * 20}),
+        ):
+            refused = await auth.post(path, json=payload, headers=as_impersonation)
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.json()["error"] == "IMPERSONATION_READ_ONLY"
+        # The driver is untouched: same name, their own session still signed in.
+        mine = await auth.get(
+            "/api/auth/get-session", headers={"Authorization": f"Bearer {driver.session_token}"}
+        )
+        assert mine.status_code == 200 and mine.json()["user"]["name"] != "Pwned"
+        # BetterAuth's own admin impersonation (it answers with the session token) is closed.
+        admin_token = await _admin_session(auth, admin.email)
+        direct = await auth.post(
+            "/api/auth/admin/impersonate-user",
+            json={"userId": driver.user_id},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        assert direct.status_code == 403 and "set-auth-token" not in direct.headers
+        # Signing the impersonation itself out is the one write it may make.
+        out = await auth.post("/api/auth/sign-out", headers=as_impersonation)
+        assert out.status_code == 200, out.text
+    actions = await audit_actions(session_factory, driver.user_id)
+    assert "auth.impersonation.started" in actions  # the auth service's side
+    assert "auth.impersonation.token_issued" in actions
+    assert actions.count("auth.impersonation.write_refused") == 3
+    assert "impersonation.started" in actions  # the API's side
+    async with session_factory() as db:
+        refused_rows = (
+            await db.scalars(
+                select(AuditLog).where(
+                    AuditLog.subject == driver.user_id,
+                    AuditLog.action == "auth.impersonation.write_refused",
+                )
+            )
+        ).all()
+    assert all(row.actor == f"user:{admin.user_id}" for row in refused_rows)
+
+
+async def _admin_session(auth: httpx.AsyncClient, email: str) -> str:
+    signed = await auth.post("/api/auth/sign-in/email", json={"email": email, "password": PASSWORD})
+    assert signed.status_code == 200, signed.text
+    return str(signed.headers["set-auth-token"])

@@ -184,11 +184,11 @@ async def test_saga_compensates_when_a_step_fails(
     assert result["compensated"] == ["auth_user", "lago_subscription", "lago_customer"]
     assert result["compensation_failed"] == []
     # The BetterAuth user created by this run is gone, no invitation went out.
-    async with httpx.AsyncClient(base_url=auth_service.base_url, timeout=10) as auth:
+    async with httpx.AsyncClient(base_url=auth_service.internal_url, timeout=10) as auth:
         gone = await auth.get(
             f"/internal/users/{result['user_id']}", headers=auth_service.internal_headers()
         )
-    assert gone.status_code == 404
+    assert gone.status_code == 404 and gone.json()["error"] == "not_found"
     assert await outbox_urls(pg_url, email) == []
     # The subscription was terminated in Lago; no mapping was left behind.
     sub = lago_sandbox.api("GET", f"/subscriptions/sub-{result['public_id']}")

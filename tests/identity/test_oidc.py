@@ -9,7 +9,6 @@ the ``POLARIS_OIDC_*`` variables; the flow is driven with httpx like a browser w
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
@@ -34,10 +33,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from api.auth_jwt import JwtVerifier
-from cli import auth_service as auth_cli
 from config.settings import libpq_url
-from tests.fixtures.auth import AuthService, ensure_user
-from tests.helpers import eventually, free_port
+from tests.fixtures.auth import AuthService, ensure_user, running_auth_service
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -206,54 +204,20 @@ async def oidc_auth(provider: Provider, pg_url: str, tmp_root: Path) -> AsyncIte
     with psycopg.connect(libpq_url(pg_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     database_url = f"{libpq_url(pg_url).rpartition('/')[0]}/{name}"
-    auth_cli.ensure_installed()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    internal_token = secrets.token_urlsafe(32)
-    env = auth_cli.environment(
-        database_url=database_url,
-        port=port,
-        secret=secrets.token_urlsafe(48),
-        env="test",
-        base_url=base_url,
-        internal_token=internal_token,
-    )
-    env.update(
-        {
-            "POLARIS_OIDC_ISSUER": provider.issuer,
-            "POLARIS_OIDC_CLIENT_ID": CLIENT_ID,
-            "POLARIS_OIDC_CLIENT_SECRET": CLIENT_SECRET,
-            "POLARIS_OIDC_PROVIDER_ID": PROVIDER_ID,
-        }
-    )
-    log_path = tmp_root / f"auth-oidc-{port}.log"
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *auth_cli.command(), env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
-        )
+    extra = {
+        "POLARIS_OIDC_ISSUER": provider.issuer,
+        "POLARIS_OIDC_CLIENT_ID": CLIENT_ID,
+        "POLARIS_OIDC_CLIENT_SECRET": CLIENT_SECRET,
+        "POLARIS_OIDC_PROVIDER_ID": PROVIDER_ID,
+    }
     try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-
-            async def healthy() -> bool:
-                assert proc.returncode is None, log_path.read_text(errors="replace")[-3000:]
-                try:
-                    return (await client.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(healthy, timeout=60, message="OIDC auth service /healthz")
-        yield AuthService(base_url=base_url, internal_token=internal_token, log_path=log_path)
+        async with running_auth_service(
+            database_url, tmp_root / f"auth-oidc-{name}.log", extra
+        ) as service:
+            yield service
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
         with psycopg.connect(libpq_url(pg_url), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    assert proc.returncode == 0, log_path.read_text(errors="replace")[-3000:]
 
 
 async def sign_in_with_oidc(browser: httpx.AsyncClient, auth: AuthService) -> httpx.Response:
@@ -323,8 +287,9 @@ async def test_no_self_sign_up_through_oidc(provider: Provider, oidc_auth: AuthS
         assert back.headers["location"].endswith("/api/auth/error?error=signup_disabled")
         session = await browser.get(f"{oidc_auth.base_url}/api/auth/get-session")
         assert session.status_code == 200 and session.json() is None
-    async with httpx.AsyncClient(base_url=oidc_auth.base_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=oidc_auth.internal_url, timeout=10) as client:
         listed = await client.get(
             f"/internal/users?search={stranger}", headers=oidc_auth.internal_headers()
         )
+    assert listed.status_code == 200, listed.text
     assert stranger not in listed.text
