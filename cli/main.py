@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -183,7 +183,24 @@ def _messages(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script: run the command, then leave without interpreter teardown.
+
+    The Temporal client's Rust runtime keeps threads that can still hold the GIL while CPython
+    finalizes, which aborts a short-lived command with "Fatal Python error: PyGILState_Release"
+    after its work is done (temporalio/sdk-python#300). Every command has finished and stopped
+    what it started by the time ``run`` returns, so the process flushes what it wrote and exits
+    at once instead.
+    """
+    code = run(argv)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -208,4 +225,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
