@@ -30,7 +30,7 @@ from config.settings import Settings, libpq_url
 from config.temporal import DATA_CONVERTER
 from db.engine import SessionFactory, make_engine, make_session_factory
 from db.migrate import upgrade
-from tests.helpers import free_port, wait_port
+from tests.helpers import free_port, wait_port, wait_temporal
 
 pytest_plugins = ["tests.fixtures.auth"]
 
@@ -109,6 +109,7 @@ def temporal_address(tmp_root: Path) -> Iterator[str]:
     )
     try:
         wait_port(port, timeout=60)
+        wait_temporal(f"127.0.0.1:{port}", timeout=60)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

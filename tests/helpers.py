@@ -8,8 +8,13 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
+
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 T = TypeVar("T")
 
@@ -65,6 +70,32 @@ def wait_port(port: int, timeout: float = 60.0, host: str = "127.0.0.1") -> None
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def wait_temporal(address: str, timeout: float = 60.0) -> None:
+    """Wait until the Temporal server at ``address`` serves its default namespace.
+
+    An open port is not enough: the dev server's frontend answers "Frontend is not healthy yet"
+    for a moment after it starts listening, and a test that connects then fails.
+    """
+
+    async def serving() -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = await Client.connect(address)
+                await client.workflow_service.describe_namespace(
+                    DescribeNamespaceRequest(namespace="default")
+                )
+                return
+            except (RPCError, RuntimeError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    # A thread of its own: the caller may be a fixture running inside the test's event loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, serving()).result()
 
 
 def process_secrets() -> dict[str, str]:
