@@ -147,6 +147,7 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "POLARIS_LAGO_API_KEY": "bench-key",
             # Real processes refuse the secrets the repository publishes (config/startup.py).
             "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
+            "POLARIS_AUTH_INTERNAL_TOKEN": secrets.token_urlsafe(32),
             "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         }
         # The billing sandbox stands in for Lago, so billing runs as it would in production.

@@ -23,6 +23,12 @@ from config.settings import Settings, dev_stack_env, development_secrets, read_r
 # The one command that may start without POLARIS_ENV and with development defaults.
 DEV_COMMAND = "dev"
 
+# Commands that call the auth service's internal listener, each with its own token. Outside a
+# dev stack an unset token would fall back to one derived from the published auth secret.
+INTERNAL_CALLERS = frozenset({"api", "worker", "seed"})
+# Commands that run the auth service itself, and so need its secret.
+AUTH_SECRET_HOLDERS = frozenset({"auth"})
+
 
 def startup_refusal(settings: Settings, command: str) -> str | None:
     """Why ``command`` must not start with ``settings``; ``None`` when it may."""
@@ -47,6 +53,13 @@ def startup_refusal(settings: Settings, command: str) -> str | None:
             "real secrets"
         )
     problems = development_secrets(settings)
+    if command in INTERNAL_CALLERS and settings.auth_internal_token is None:
+        problems.append(
+            f"POLARIS_AUTH_INTERNAL_TOKEN is not set: `polaris {command}` needs its own token for "
+            "the auth service's internal listener"
+        )
+    if command in AUTH_SECRET_HOLDERS and settings.auth_secret is None:
+        problems.append("POLARIS_AUTH_SECRET is not set: the auth service needs its own secret")
     if problems:
         return f"POLARIS_ENV={settings.env}: " + "; ".join(problems)
     return None

@@ -103,6 +103,7 @@ def process_secrets() -> dict[str, str]:
     command refuses the development secrets the repository publishes (``config/startup.py``)."""
     return {
         "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
+        "POLARIS_AUTH_INTERNAL_TOKEN": secrets.token_urlsafe(32),
         "POLARIS_LAGO_API_KEY": secrets.token_urlsafe(24),
         "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
     }

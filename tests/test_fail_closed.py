@@ -64,7 +64,8 @@ def test_no_environment_is_refused(tmp_path: Path, command: list[str]) -> None:
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
 def test_prod_with_development_secrets_is_refused(tmp_path: Path, command: list[str]) -> None:
-    result = polaris(tmp_path, *command, POLARIS_ENV="prod")
+    # The published auth secret given on purpose; the Lago secrets left at their defaults.
+    result = polaris(tmp_path, *command, POLARIS_ENV="prod", POLARIS_AUTH_SECRET=DEV_AUTH_SECRET)
     refused(result, "POLARIS_AUTH_SECRET", "POLARIS_LAGO_API_KEY", "POLARIS_LAGO_WEBHOOK_SECRET")
     assert DEV_AUTH_SECRET not in result.stderr + result.stdout  # named, never printed
 
@@ -83,7 +84,8 @@ def test_prod_refuses_an_internal_token_equal_to_the_auth_secret(
     env = {k: v for k, v in REAL.items() if k != "POLARIS_AUTH_INTERNAL_TOKEN"}
     if internal is not None:
         env["POLARIS_AUTH_INTERNAL_TOKEN"] = internal
-    result = polaris(tmp_path, "gateway", POLARIS_ENV="prod", **env)
+    # The api calls the auth service's internal listener: it needs a token of its own.
+    result = polaris(tmp_path, "api", POLARIS_ENV="prod", **env)
     refused(result, "POLARIS_AUTH_INTERNAL_TOKEN")
     assert REAL["POLARIS_AUTH_SECRET"] not in result.stderr
 
@@ -91,7 +93,10 @@ def test_prod_refuses_an_internal_token_equal_to_the_auth_secret(
 @pytest.mark.parametrize("env", ["dev", "test"])
 def test_dev_or_test_outside_a_dev_stack_is_refused(tmp_path: Path, env: str) -> None:
     result = polaris(tmp_path, "api", POLARIS_ENV=env)
-    refused(result, "POLARIS_ENV=dev is only for" if env == "dev" else "POLARIS_AUTH_SECRET")
+    refused(
+        result,
+        "POLARIS_ENV=dev is only for" if env == "dev" else "POLARIS_AUTH_INTERNAL_TOKEN is not set",
+    )
 
 
 def write_runtime(cwd: Path, pg_url: str, pid: int, env: str = "dev") -> None:

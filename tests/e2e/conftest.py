@@ -87,6 +87,7 @@ def platform(
         "POLARIS_AUTH_URL": "http://127.0.0.1:9",
         # Real processes refuse the secrets the repository publishes (config/startup.py).
         "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
+        "POLARIS_AUTH_INTERNAL_TOKEN": secrets.token_urlsafe(32),
         "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         "POLARIS_LOG_LEVEL": "INFO",
         **platform_env,

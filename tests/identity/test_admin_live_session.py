@@ -67,7 +67,12 @@ async def test_a_change_made_at_the_auth_service_closes_admin_routes(
     async with real_api(settings, engine, session_factory, temporal_client) as api:
         assert await admin_reads(api, target) == (200, 200, 404)
         async with httpx.AsyncClient(timeout=10) as http:
-            auth = AuthServiceClient(http, auth_service.base_url, auth_service.internal_token)
+            auth = AuthServiceClient(
+                http,
+                auth_service.base_url,
+                auth_service.internal_tokens["api"],
+                internal_url=auth_service.internal_url,
+            )
             if change == "demote":
                 await auth.set_role(target.user_id, "customer")
                 expected = (403, 403, 403)

@@ -289,11 +289,11 @@ async def test_an_admin_card_never_signs_in_by_scan(
         (False, "admin_refused")
     ]
     # The auth service refuses it on its own too (the API is not the only gate).
-    async with httpx.AsyncClient(base_url=auth_service.base_url, timeout=10) as auth:
+    async with httpx.AsyncClient(base_url=auth_service.internal_url, timeout=10) as auth:
         direct = await auth.post(
             "/internal/scan-sign-ins",
             json={"userId": admin.user_id},
-            headers=auth_service.internal_headers(),
+            headers=auth_service.internal_headers("api"),
         )
     assert direct.status_code == 403 and direct.json()["error"] == "admin_refused"
 
