@@ -1,6 +1,6 @@
 """poison input: charger max power, flagged stops, session flags in the read model
 
-Revision ID: 0012_poison_flags
+Revision ID: 0008_poison_flags
 Revises: 0006_session_lago_invoice
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0012_poison_flags"
+revision = "0008_poison_flags"
 down_revision = "0007_scan_secrets"
 branch_labels = None
 depends_on = None

@@ -1,6 +1,6 @@
 """chargers.allow_unauthenticated: the operator's explicit exemption from charger credentials
 
-Revision ID: 0008_charger_auth
+Revision ID: 0009_charger_auth
 Revises: 0006_session_lago_invoice
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_charger_auth"
-down_revision = "0012_poison_flags"
+revision = "0009_charger_auth"
+down_revision = "0008_poison_flags"
 branch_labels = None
 depends_on = None
 

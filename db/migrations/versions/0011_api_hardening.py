@@ -4,7 +4,7 @@
 and processed again. The digest of the signed body is unique among originals (rows stored before
 this revision have none, and never conflict).
 
-Revision ID: 0010_api_hardening
+Revision ID: 0011_api_hardening
 Revises: 0006_session_lago_invoice
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_api_hardening"
-down_revision = "0011_session_closure"
+revision = "0011_api_hardening"
+down_revision = "0010_session_closure"
 branch_labels = None
 depends_on = None
 

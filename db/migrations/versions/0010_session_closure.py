@@ -5,14 +5,14 @@ tariff's minimums for the per-session fee
   forgot (or an operator force-closed it) without a StopTransaction; ``stopped_at`` stays NULL so
   a late StopTransaction is still journaled and compensated.
 - ``transactions.owner_user_id``: the card's owner when the transaction started.
-- ``charging_sessions.flags`` (added by ``0012_poison_flags``) now also carries closures and
+- ``charging_sessions.flags`` (added by ``0008_poison_flags``) now also carries closures and
   refusals.
 - ``tariffs.session_fee_min_energy_wh`` / ``session_fee_min_duration_s``: below either, no
   per-session fee (default: a session that delivered no energy pays no fee).
 - Sessions without an owner get the card's current holder once, here; from now on the owner is
   frozen at start and never follows the card.
 
-Revision ID: 0011_session_closure
+Revision ID: 0010_session_closure
 Revises: 0006_session_lago_invoice
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_session_closure"
-down_revision = "0008_charger_auth"
+revision = "0010_session_closure"
+down_revision = "0009_charger_auth"
 branch_labels = None
 depends_on = None
 
