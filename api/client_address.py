@@ -13,50 +13,22 @@ it. uvicorn's own proxy-header handling is off (api/main.py), so ``request.clien
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+import ipaddress
 
 from fastapi import Request
 
 from config.settings import Settings
-
-Network = IPv4Network | IPv6Network
-Address = IPv4Address | IPv6Address
-
-
-def _parse(value: str) -> Address | None:
-    try:
-        return ip_address(value.strip())
-    except ValueError:
-        return None
-
-
-def _trusted(address: Address, proxies: Sequence[Network]) -> bool:
-    return any(address.version == net.version and address in net for net in proxies)
+from domain.addresses import forwarded_client
 
 
 def client_address(request: Request, settings: Settings) -> str | None:
     """The client's address as text, or ``None`` when the transport gives no peer."""
     if request.client is None:
         return None
-    peer_text = request.client.host
-    peer = _parse(peer_text)
-    proxies = settings.api_trusted_proxies
-    if peer is None or not proxies or not _trusted(peer, proxies):
-        return peer_text
-    hops = [
-        hop for header in request.headers.getlist("x-forwarded-for") for hop in header.split(",")
-    ]
-    nearest = peer
-    for hop in reversed(hops):
-        address = _parse(hop)
-        if address is None:
-            # Garbage where an address should be: the nearest trusted hop is all we know.
-            break
-        nearest = address
-        if not _trusted(address, proxies):
-            break
-    return str(nearest)
+    networks = [ipaddress.ip_network(net) for net in settings.api_trusted_proxies]
+    return forwarded_client(
+        request.client.host, request.headers.getlist("x-forwarded-for"), networks
+    )
 
 
 def request_client_address(request: Request) -> str | None:

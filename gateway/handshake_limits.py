@@ -25,11 +25,12 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from config.settings import Settings
+from domain.addresses import forwarded_client
 
 # Keys remembered per throttle. Past it the least recently used key is forgotten: memory stays
 # bounded under a flood of distinct addresses, and the concurrency cap still bounds the CPU.
@@ -41,39 +42,8 @@ IN_FLIGHT_RETRY_S = 1.0
 # Lockouts stop doubling here (the maximum backoff caps the duration long before anyway).
 MAX_DOUBLINGS = 20
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _in_networks(address: str, networks: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
-
-
-def client_address(
-    peer: str | None, forwarded_for: Iterable[str], trusted: Sequence[Network]
-) -> str | None:
-    """The client's address: the socket peer, unless the peer is a trusted proxy.
-
-    Behind trusted proxies, ``X-Forwarded-For`` is read from the right (each proxy appends the
-    address it saw); the first hop that is not itself a trusted proxy is the client. Hops left of
-    it were written by the client and are never believed.
-    """
-    if peer is None or not _in_networks(peer, trusted):
-        return peer
-    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
-    current = peer
-    for hop in reversed(hops):
-        if not _in_networks(current, trusted):
-            break
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            break  # a proxy we trust wrote garbage: fall back to the last address we know
-        current = hop
-    return current
+# The client address rule is shared with the API (domain/addresses.py).
+client_address = forwarded_client
 
 
 def address_key(address: str | None) -> str:
