@@ -20,6 +20,7 @@ built by :meth:`CardLinkWorkflow._steps`, before ``lago_customer``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -68,8 +69,10 @@ UNDO_RETRY = RetryPolicy(
 
 
 def card_link_workflow_id(id_tag: str) -> str:
-    """One link at a time per card."""
-    return f"card-link:{id_tag}"
+    """One link at a time per card, under an opaque id: a digest of the idTag, so the card number
+    (a bearer credential) is not what the Temporal UI, its visibility store and logs list."""
+    digest = hashlib.sha256(f"card-link:{id_tag}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"card-link:{digest[:32]}"
 
 
 class CardLinkInput(BaseModel):

@@ -20,7 +20,7 @@ from db.models import UserMapping
 from tests.fixtures.auth import AuthService
 from tests.identity.conftest import outbox_urls, person, unique_email
 from tests.sandbox.conftest import RunningSandbox
-from workflows.card_link import CardLinkWorkflow
+from workflows.card_link import CardLinkWorkflow, card_link_workflow_id
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -75,6 +75,7 @@ async def test_link_reassign_unlink(
     session_factory: SessionFactory,
     lago_sandbox: RunningSandbox,
     pg_url: str,
+    temporal_client: Client,
 ) -> None:
     admin = await person(auth_service, "linker", role="admin")
     parent, child = new_tag(), new_tag()
@@ -89,6 +90,9 @@ async def test_link_reassign_unlink(
         headers=admin.headers,
     )
     assert linked.status_code == 200, linked.text
+    # The saga ran under an opaque id: the card number is not what Temporal lists.
+    saga = await temporal_client.get_workflow_handle(card_link_workflow_id(parent)).describe()
+    assert parent not in saga.id
     result = linked.json()
     assert result["status"] == "linked" and result["user_created"] and result["invited"]
     assert result["completed"] == [
