@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
@@ -22,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _wheel_bin_dir() -> Path:
@@ -226,10 +229,22 @@ class EmbeddedPostgres:
             self.psql(f'CREATE DATABASE "{name}"')
 
     def stop(self, mode: str = "fast") -> None:
-        if self.initialized() and self.running():
+        """Stop the server and wait for it. A fast stop ends with a shutdown checkpoint, which on
+        a loaded disk can outlast pg_ctl's wait; then the server is stopped immediately (crash
+        recovery replays the WAL at the next start), so no postmaster outlives ``polaris dev``."""
+        if not (self.initialized() and self.running()):
+            return
+        pgdata = str(self.pgdata.resolve())
+        result = self._cmd(
+            "pg_ctl", "-D", pgdata, "-m", mode, "-w", "-t", "90", "stop", check=False
+        )
+        if result.returncode != 0 and self.running():
+            log.warning("postgres did not stop (%s): %s", mode, result.stderr.strip())
             self._cmd(
-                "pg_ctl", "-D", str(self.pgdata.resolve()), "-m", mode, "-w", "stop", check=False
+                "pg_ctl", "-D", pgdata, "-m", "immediate", "-w", "-t", "60", "stop", check=False
             )
+        if self.running():
+            raise EmbeddedPostgresError(f"postgres in {pgdata} is still running after stop")
 
     def destroy(self) -> None:
         self.stop("immediate")
