@@ -26,7 +26,6 @@ from db.engine import SessionFactory
 from db.models import AuditLog
 from gateway import intents
 from gateway.local_auth import LocalDecision, decide
-from gateway.log_redaction import TagRedactor
 from gateway.scan_intercept import intercept_registration, record_login_tap
 from gateway.temporal_link import TemporalLink
 from gateway.transactions import tighter
@@ -69,10 +68,8 @@ class Authorizer:
         settings: Settings,
         clock: Callable[[], datetime],
         *,
-        tags: TagRedactor,
         tap_ttl: timedelta = DEFAULT_TAP_TTL,
     ) -> None:
-        self._tags = tags
         self._sf = sf
         self._link = link
         self._settings = settings

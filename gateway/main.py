@@ -68,7 +68,7 @@ class Gateway:
         self.ctx = GatewayContext(
             sf=self.sf,
             settings=settings,
-            authorizer=Authorizer(self.sf, self.link, settings, clock, tags=tags, tap_ttl=tap_ttl),
+            authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
             throttle=throttle,
             meter_values=MeterValuesBatcher(self.sf, throttle, limits=settings.meter_limits),
             wake_relay=self.relay.wake,
