@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     # -- Gateway: charger authentication and handshake limits (docs/gateway.md) ----------------
     # Addresses or networks (comma-separated) of proxies in front of the gateway whose
     # X-Forwarded-For is believed. Empty: the socket peer is the client, whatever headers say.
-    gateway_trusted_proxies: str = ""
+    gateway_trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # Wrong passwords allowed per client address and per chargeBoxId within the window (handshakes
     # still being checked count too); past it the gateway answers 429 without hashing.
     gateway_auth_failure_limit: int = Field(default=10, ge=1)
@@ -214,14 +214,6 @@ class Settings(BaseSettings):
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)
 
-    @field_validator("gateway_trusted_proxies")
-    @classmethod
-    def _valid_proxy_networks(cls, value: str) -> str:
-        for part in value.split(","):
-            if part.strip():
-                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
-        return value
-
     @model_validator(mode="after")
     def _refuse_auto_register_in_prod(self) -> Settings:
         # Auto-registration admits any chargeBoxId without credentials: a lab feature only.
@@ -229,7 +221,7 @@ class Settings(BaseSettings):
             raise ValueError("POLARIS_GATEWAY_AUTO_REGISTER=true is refused with POLARIS_ENV=prod")
         return self
 
-    @field_validator("api_trusted_proxies", mode="before")
+    @field_validator("api_trusted_proxies", "gateway_trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):
@@ -329,11 +321,7 @@ class Settings(BaseSettings):
 
     @property
     def gateway_trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [
-            ipaddress.ip_network(part.strip(), strict=False)
-            for part in self.gateway_trusted_proxies.split(",")
-            if part.strip()
-        ]
+        return [ipaddress.ip_network(net) for net in self.gateway_trusted_proxies]
 
     @property
     def gateway_requires_charger_credentials(self) -> bool:

@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from ipaddress import ip_network
 
 import pytest
 from ocpp.v16 import call
@@ -178,7 +179,7 @@ async def test_forwarded_addresses_count_only_from_trusted_proxies(
         statuses = await flood(gateway, cb, 3 * LIMIT, source="127.0.0.2", headers=rotating)
         assert statuses == Counter({401: LIMIT, 429: 2 * LIMIT})
 
-    async with limited_gateway(gateway_trusted_proxies="127.0.0.5/32") as gateway:
+    async with limited_gateway(gateway_trusted_proxies=[ip_network("127.0.0.5/32")]) as gateway:
         # Behind the trusted proxy the forwarded client is throttled (not the proxy, and not
         # the hop the client wrote itself) ...
         statuses = await flood(
