@@ -13,8 +13,6 @@ it. uvicorn's own proxy-header handling is off (api/main.py), so ``request.clien
 
 from __future__ import annotations
 
-import ipaddress
-
 from fastapi import Request
 
 from config.settings import Settings
@@ -25,9 +23,10 @@ def client_address(request: Request, settings: Settings) -> str | None:
     """The client's address as text, or ``None`` when the transport gives no peer."""
     if request.client is None:
         return None
-    networks = [ipaddress.ip_network(net) for net in settings.api_trusted_proxies]
     return forwarded_client(
-        request.client.host, request.headers.getlist("x-forwarded-for"), networks
+        request.client.host,
+        request.headers.getlist("x-forwarded-for"),
+        settings.api_trusted_proxies,
     )
 
 

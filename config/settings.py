@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import os
 from pathlib import Path
@@ -318,10 +317,6 @@ class Settings(BaseSettings):
             max_future_s=self.meter_max_future_s,
             tolerance_wh=self.meter_energy_tolerance_wh,
         )
-
-    @property
-    def gateway_trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(net) for net in self.gateway_trusted_proxies]
 
     @property
     def gateway_requires_charger_credentials(self) -> bool:

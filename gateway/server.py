@@ -108,7 +108,7 @@ class OcppServer:
         return client_address(
             str(remote[0]) if remote else None,
             request.headers.get_all("X-Forwarded-For"),
-            self.ctx.settings.gateway_trusted_proxy_networks,
+            self.ctx.settings.gateway_trusted_proxies,
         )
 
     async def process_request(

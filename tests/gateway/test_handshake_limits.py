@@ -223,7 +223,7 @@ def test_client_address(
     peer: str | None, forwarded: list[str], trusted: list[str], client: str | None
 ) -> None:
     settings = Settings(gateway_trusted_proxies=",".join(trusted))
-    assert client_address(peer, forwarded, settings.gateway_trusted_proxy_networks) == client
+    assert client_address(peer, forwarded, settings.gateway_trusted_proxies) == client
 
 
 def test_address_key_groups_ipv6_by_64() -> None:
