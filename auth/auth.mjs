@@ -134,6 +134,10 @@ export function createAuth(config, pool) {
     appName: "Polaris Express",
     baseURL: config.baseUrl,
     basePath: "/api/auth",
+    // Impersonation starts only through the Polaris API (read-only, a JWT, never the driver's
+    // session token). Disabled here as well as refused by name in impersonation.mjs: BetterAuth
+    // matches these against the path after its own normalisation.
+    disabledPaths: ["/admin/impersonate-user", "/admin/stop-impersonating"],
     trustedOrigins: [config.baseUrl, ...config.trustedOrigins],
     secret: config.secret,
     database: pool,

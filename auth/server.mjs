@@ -96,6 +96,10 @@ async function main() {
     const started = performance.now();
     // The path only: query strings can carry tokens (magic-link verify, callbacks).
     const path = (req.url ?? "/").split("?")[0];
+    // One spelling per path. BetterAuth's router resolves "." and ".." segments (percent-encoded
+    // too), so "/api/auth/x/../admin/impersonate-user" would reach an endpoint that the checks
+    // below, which compare paths, refuse by name. A path that is not already canonical is refused.
+    const canonical = new URL(path, "http://canonical.invalid").pathname === path;
     res.on("finish", () => {
       log({
         level: "info",
@@ -106,6 +110,10 @@ async function main() {
       });
     });
     try {
+      if (!canonical) {
+        sendJson(res, 404, { error: "not_found", message: "no such path" });
+        return;
+      }
       const source = stampClientAddress(req, proxies);
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
         const ok = await databaseAnswers(pool);

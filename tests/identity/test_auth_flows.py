@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import json
+import urllib.parse
 import uuid
 
 import httpx
@@ -300,6 +304,19 @@ async def test_impersonation_hands_out_no_session_token_and_cannot_write_at_the_
             headers={"Authorization": f"Bearer {admin_token}"},
         )
         assert direct.status_code == 403 and "set-auth-token" not in direct.headers
+        # ... and stays closed when the path is spelt so that BetterAuth's router resolves it to
+        # the same endpoint ("." / ".." segments, percent-encoded or not, doubled slashes).
+        for sneaky in (
+            "/api/auth/x/../admin/impersonate-user",
+            "/api/auth/admin/x/%2e%2e/impersonate-user",
+            "/api/auth/./admin/impersonate-user",
+            "/api/auth//admin/impersonate-user",
+        ):
+            status, headers = await asyncio.to_thread(
+                _raw_post, auth_service.base_url, sneaky, {"userId": driver.user_id}, admin_token
+            )
+            assert status in (403, 404), (sneaky, status)
+            assert "set-auth-token" not in headers, sneaky
         # Signing the impersonation itself out is the one write it may make.
         out = await auth.post("/api/auth/sign-out", headers=as_impersonation)
         assert out.status_code == 200, out.text
@@ -324,3 +341,23 @@ async def _admin_session(auth: httpx.AsyncClient, email: str) -> str:
     signed = await auth.post("/api/auth/sign-in/email", json={"email": email, "password": PASSWORD})
     assert signed.status_code == 200, signed.text
     return str(signed.headers["set-auth-token"])
+
+
+def _raw_post(
+    base_url: str, path: str, body: dict[str, str], bearer: str
+) -> tuple[int, dict[str, str]]:
+    """POST with the path exactly as given (httpx would resolve its dot segments first)."""
+    url = urllib.parse.urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=json.dumps(body),
+            headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
