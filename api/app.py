@@ -20,7 +20,7 @@ from api import (
     webhooks_lago,
 )
 from api.auth_jwt import JwtVerifier
-from api.authz import require_admin
+from api.authz import require_live_admin
 from api.deps import AppState
 from api.errors import install_error_handlers
 from config.settings import Settings
@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(webhooks_lago.router)
-    app.include_router(webhooks_lago.build_admin_router(require_admin))
+    app.include_router(webhooks_lago.build_admin_router(require_live_admin))
     for family in (
         routes_me,
         routes_cards,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -31,7 +31,6 @@ from activities.lago_client import (
 )
 from api.audit import write_audit
 from api.authz import CurrentUser, LiveAdmin
-from api.client_address import client_address
 from api.deps import AppState, State
 from api.errors import ApiError, NotFound
 from db.models import UserMapping
@@ -191,7 +190,7 @@ _AUDIT_ACTIONS: dict[InvoiceAction, str] = {
 
 
 async def _invoice_action(
-    action: InvoiceAction, lago_id: str, admin: LiveAdmin, state: AppState, request: Request
+    action: InvoiceAction, lago_id: str, admin: LiveAdmin, state: AppState
 ) -> InvoiceActionOut:
     client = _client(state)
     details: dict[str, Any] = {"action": action}
@@ -210,7 +209,7 @@ async def _invoice_action(
             admin.actor,
             _AUDIT_ACTIONS[action],
             subject=f"invoice:{lago_id}",
-            source=client_address(request, state.settings),
+            source=admin.source,
             details=details,
         )
     return InvoiceActionOut(
@@ -222,21 +221,15 @@ async def _invoice_action(
 
 
 @router.post("/invoices/{lago_id}/finalize", response_model=InvoiceActionOut)
-async def finalize_invoice(
-    lago_id: str, admin: LiveAdmin, state: State, request: Request
-) -> InvoiceActionOut:
-    return await _invoice_action("finalize", lago_id, admin, state, request)
+async def finalize_invoice(lago_id: str, admin: LiveAdmin, state: State) -> InvoiceActionOut:
+    return await _invoice_action("finalize", lago_id, admin, state)
 
 
 @router.post("/invoices/{lago_id}/void", response_model=InvoiceActionOut)
-async def void_invoice(
-    lago_id: str, admin: LiveAdmin, state: State, request: Request
-) -> InvoiceActionOut:
-    return await _invoice_action("void", lago_id, admin, state, request)
+async def void_invoice(lago_id: str, admin: LiveAdmin, state: State) -> InvoiceActionOut:
+    return await _invoice_action("void", lago_id, admin, state)
 
 
 @router.post("/invoices/{lago_id}/retry-payment", response_model=InvoiceActionOut)
-async def retry_invoice_payment(
-    lago_id: str, admin: LiveAdmin, state: State, request: Request
-) -> InvoiceActionOut:
-    return await _invoice_action("retry-payment", lago_id, admin, state, request)
+async def retry_invoice_payment(lago_id: str, admin: LiveAdmin, state: State) -> InvoiceActionOut:
+    return await _invoice_action("retry-payment", lago_id, admin, state)

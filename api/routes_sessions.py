@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
 from api.audit import write_audit
-from api.authz import AdminUser, CurrentUser, LiveAdmin, not_found_unless
-from api.client_address import client_address
+from api.authz import AdminUser, CurrentUser, LiveAdmin, Principal, not_found_unless
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import SessionOut, owned_sessions
@@ -103,7 +102,7 @@ class CloseIn(BaseModel):
 
 @router.post("/sessions/{workflow_id}/close", response_model=ForceCloseResult)
 async def close_session(
-    workflow_id: str, body: CloseIn, admin: LiveAdmin, state: State, request: Request
+    workflow_id: str, body: CloseIn, admin: LiveAdmin, state: State
 ) -> ForceCloseResult:
     """Close a running session without the charger's consent (audited, with any entered energy)."""
     async with state.sessions() as db:
@@ -120,28 +119,24 @@ async def close_session(
             energy_wh=body.energy_wh,
         )
     except SessionActionError as exc:
-        await _audit_close(
-            state, admin.actor, workflow_id, request, {**audit, "refused": exc.message}
-        )
+        await _audit_close(state, admin, workflow_id, {**audit, "refused": exc.message})
         if exc.code == "not_found":
             raise NotFound("session") from exc
         raise ApiError(409, "SESSION_NOT_RUNNING", exc.message) from exc
-    await _audit_close(
-        state, admin.actor, workflow_id, request, {**audit, "accepted": result.accepted}
-    )
+    await _audit_close(state, admin, workflow_id, {**audit, "accepted": result.accepted})
     if not result.accepted:
         raise ApiError(409, "SESSION_NOT_RUNNING", result.message or "nothing to close")
     return result
 
 
 async def _audit_close(
-    state: State, actor: str, workflow_id: str, request: Request, details: dict[str, object]
+    state: State, admin: Principal, workflow_id: str, details: dict[str, object]
 ) -> None:
     await write_audit(
         state.sessions,
-        actor,
+        admin.actor,
         "session.force_close",
         subject=workflow_id,
-        source=client_address(request, state.settings),
+        source=admin.source,
         details=details,
     )

@@ -200,7 +200,7 @@ class Settings(BaseSettings):
     # "10.0.0.0/8,192.0.2.10"). Empty: the socket peer is the client (api/client_address.py).
     api_trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # How long an admin route may reuse a live session check (seconds; 0: ask every time).
-    api_admin_check_cache_s: float = 2.0
+    api_admin_check_cache_s: float = Field(default=2.0, ge=0, le=10)
     # The one signature scheme accepted on POST /api/webhook/lago (Lago's endpoint setting).
     lago_webhook_algorithm: Literal["hmac", "jwt"] = "hmac"
     # Signed webhook timestamps (a JWT's iat) older or further ahead than this are refused.

@@ -256,10 +256,7 @@ class ChargingSessionWorkflow(
             workflow.info().workflow_id,
             self._state,
             self._invoice,
-            # Flags reach the row from either patch on (histories recorded before both wrote
-            # rows without them).
-            with_flags=workflow.patched(billing.FLAGS_PATCH)
-            or workflow.patched(closure.CLOSURE_PATCH),
+            with_flags=workflow.patched(billing.FLAGS_PATCH),
         )
         if row == self._persisted:
             return
