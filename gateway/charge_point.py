@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
 from db.engine import SessionFactory
-from domain.energy import OutOfRange, check_register, check_timestamp
+from domain.energy import BIGINT_MAX, MeterLimits, OutOfRange, check_register, check_timestamp
 from gateway import journal, metering, transactions
 from gateway.authorize import Authorizer
 from gateway.frame_guard import FrameGuardedChargePoint
@@ -67,7 +67,6 @@ def parse_time(value: str) -> datetime:
 
 # Our columns: connector and reservation ids are INTEGER, transaction ids BIGINT.
 INT32_MAX = 2**31 - 1
-BIGINT_MAX = 2**63 - 1
 
 
 def within(value: int | None, name: str, *, low: int, high: int) -> None:
@@ -108,6 +107,8 @@ class GatewayContext:
     wake_relay: Callable[[], None]
     clock: Callable[[], datetime]
     tags: TagRedactor
+    # settings.meter_limits, built once: every metering message reads it.
+    limits: MeterLimits
     db_timeout_s: float = 10.0
 
 
@@ -210,7 +211,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         at = parse_time(stamp) if stamp is not None else now
         within(connector_id, "connectorId", low=0, high=INT32_MAX)
         try:
-            check_timestamp(at, now, self.ctx.settings.meter_limits)
+            check_timestamp(at, now, self.ctx.limits)
         except OutOfRange:
             at = now  # a status time no clock can mean: the time we heard it
         async with journal_guard(self.ctx, "StatusNotification"):
@@ -242,7 +243,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs: Any
     ) -> call_result.StartTransaction:
         now = self.ctx.clock()
-        limits = self.ctx.settings.meter_limits
+        limits = self.ctx.limits
         stamped = parse_time(timestamp)  # a type error is reported before any range error
         within(connector_id, "connectorId", low=1, high=INT32_MAX)
         within(kwargs.get("reservation_id"), "reservationId", low=-INT32_MAX, high=INT32_MAX)
@@ -278,7 +279,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         within(connector_id, "connectorId", low=0, high=INT32_MAX)
         within(kwargs.get("transaction_id"), "transactionId", low=-BIGINT_MAX, high=BIGINT_MAX)
         samples = parse_samples(
-            meter_value, parse_time, limits=self.ctx.settings.meter_limits, now=self.ctx.clock()
+            meter_value, parse_time, limits=self.ctx.limits, now=self.ctx.clock()
         )
         refused = sorted({x.problem for x in samples if x.problem in REFUSED_PROBLEMS})
         if refused:
@@ -304,7 +305,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
     ) -> call_result.StopTransaction:
         # Always acknowledged: values out of range are replaced and flagged (stop_checks.py).
         now = self.ctx.clock()
-        limits = self.ctx.settings.meter_limits
+        limits = self.ctx.limits
         id_tag: str | None = kwargs.get("id_tag")
         stop = read_stop(
             int(meter_stop),

@@ -120,10 +120,12 @@ class FrameGuardedChargePoint(OcppChargePoint):  # type: ignore[misc]
                 log.debug("%s: skipped a stale answer %s", self.id, response.unique_id)
 
     def _poison(self, what: str, raw_msg: str | bytes) -> None:
+        held = self._reports.ready()
+        if held is None and not log.isEnabledFor(logging.DEBUG):
+            return  # a flood: nothing will be written, so nothing is redacted either
         # Redact before cutting: a cut through an idTag value would hide it from the pattern.
         shown = self.tags.redact(raw_msg if isinstance(raw_msg, str) else repr(raw_msg))[:400]
         log.debug("%s: frame %s: %s", self.id, what, shown)
-        held = self._reports.ready()
         if held is not None:
             log.warning(
                 "%s: frame %s (and %d more poison frames since the last report): %s",

@@ -65,15 +65,17 @@ class Gateway:
         throttle = ProgressThrottle(settings.meter_signal_interval_s, time.monotonic)
         tags = TagRedactor.from_settings(settings)
         guard_library_logger(tags)
+        limits = settings.meter_limits
         self.ctx = GatewayContext(
             sf=self.sf,
             settings=settings,
             authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
             throttle=throttle,
-            meter_values=MeterValuesBatcher(self.sf, throttle, limits=settings.meter_limits),
+            meter_values=MeterValuesBatcher(self.sf, throttle, limits=limits),
             wake_relay=self.relay.wake,
             clock=clock,
             tags=tags,
+            limits=limits,
         )
         self.ocpp = OcppServer(self.ctx, self.registry, self.health)
         self._drain_timeout = drain_timeout_s

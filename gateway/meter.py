@@ -16,7 +16,6 @@ from domain.energy import (
     ENERGY_REGISTER,
     FLAG_AFTER_TRANSACTION,
     FLAG_BEFORE_TRANSACTION,
-    FLAG_IMPLAUSIBLE_ENERGY,
     FLAG_NOT_MONOTONIC,
     MeterLimits,
     OutOfRange,
@@ -39,7 +38,6 @@ STORED_FLAGS = {
     FLAG_NOT_MONOTONIC: "non_monotonic",
 }
 NON_MONOTONIC = STORED_FLAGS[FLAG_NOT_MONOTONIC]
-IMPLAUSIBLE_ENERGY = FLAG_IMPLAUSIBLE_ENERGY
 # Problems that make a sample unstorable (a register past the limit would overflow BIGINT, a
 # timestamp far from now can be unreadable once stored): MeterValues carrying one is refused with
 # PropertyConstraintViolation; in a StopTransaction (always acknowledged) such samples are dropped.
