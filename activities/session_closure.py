@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 from temporalio import activity
 
+from activities.db_errors import data_errors_are_final
 from db.engine import SessionFactory
 from db.models import AuditLog, Transaction
 from domain.closure import AUDIT_SESSION_CLOSED, closure_details
@@ -45,6 +46,7 @@ class SessionClosureActivities:
         self._sessions = session_factory
 
     @activity.defn(name=ACTIVITY_RECORD_SESSION_CLOSURE)
+    @data_errors_are_final
     async def record_session_closure(
         self, input: RecordSessionClosureInput
     ) -> RecordSessionClosureResult:

@@ -106,9 +106,11 @@ class SessionBillingMixin:
                 retry_policy=sup.DB_RETRY,
             )
         except ActivityError as err:
-            if not isinstance(err.cause, ApplicationError) or err.cause.type != "NoTariff":
+            no_tariff = isinstance(err.cause, ApplicationError) and err.cause.type == "NoTariff"
+            if not no_tariff and not self._data_error(err):
                 raise
-            self._flag("no_tariff")
+            if no_tariff:
+                self._flag("no_tariff")
             return TariffTerms(code="none", currency=sup.NO_TARIFF_CURRENCY)
 
     async def _line(
@@ -144,21 +146,26 @@ class SessionBillingMixin:
             self._kick_lago()
         return event_id
 
+    def _billed_nothing(self, tariff: TariffTerms) -> None:
+        """Answer a Bill effect with an empty line (nothing left to bill, or it could not be
+        stored)."""
+        self._apply(
+            Billed(
+                at=workflow.now(),
+                sequence=self._state.billing_sequence,
+                event_id=None,
+                energy_wh=0,
+                amount_minor=0,
+                currency=tariff.currency,
+                tariff=tariff,
+            )
+        )
+
     async def _bill(self, effect: Bill) -> None:
         """Answer a ``Bill`` effect of the machine (``final`` or ``compensation``)."""
         tariff, line = await self._line(effect.kind, effect.register_wh, effect.at)
         if line is None:  # a compensation with nothing left to bill
-            self._apply(
-                Billed(
-                    at=workflow.now(),
-                    sequence=self._state.billing_sequence,
-                    event_id=None,
-                    energy_wh=0,
-                    amount_minor=0,
-                    currency=tariff.currency,
-                    tariff=tariff,
-                )
-            )
+            self._billed_nothing(tariff)
             return
         try:
             event_id = await self._record(line)
@@ -166,17 +173,7 @@ class SessionBillingMixin:
             if not self._data_error(err):
                 raise
             # The line could not be stored: nothing is billed for it; an operator looks.
-            self._apply(
-                Billed(
-                    at=workflow.now(),
-                    sequence=self._state.billing_sequence,
-                    event_id=None,
-                    energy_wh=0,
-                    amount_minor=0,
-                    currency=tariff.currency,
-                    tariff=tariff,
-                )
-            )
+            self._billed_nothing(tariff)
             return
         self._apply(
             Billed(

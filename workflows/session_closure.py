@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.session_closure import RecordSessionClosureInput, SessionClosureActivities
@@ -49,6 +50,7 @@ class SessionClosureMixin:
     # Provided by ChargingSessionWorkflow (declared here so the mixin type-checks).
     _apply: Callable[[Event], Transition | Rejection]
     _first_time: Callable[[int], bool]
+    _data_error: Callable[[ActivityError], bool]  # SessionBillingMixin
 
     def _close(self, event: TransactionClosed) -> Transition | Rejection:
         result = self._apply(event)
@@ -59,6 +61,13 @@ class SessionClosureMixin:
     async def _record_closure(self, effect: RecordClosure) -> None:
         if not workflow.patched(CLOSURE_PATCH):
             return
+        try:
+            await self._record_closure_row(effect)
+        except ActivityError as err:
+            if not self._data_error(err):
+                raise
+
+    async def _record_closure_row(self, effect: RecordClosure) -> None:
         await workflow.execute_activity_method(
             SessionClosureActivities.record_session_closure,
             RecordSessionClosureInput(
