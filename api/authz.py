@@ -25,12 +25,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from activities.auth_client import AuthServiceClient, AuthServiceError
-from api.audit import write_audit
 from api.auth_jwt import Claims, InvalidToken, JwksUnavailable, JwtVerifier
 from api.client_address import client_address
 from api.deps import AppState, State
 from api.errors import ApiError, NotFound
 from api.live_sessions import LiveSessionCache
+from db.audit import write_audit
 
 ADMIN_ROLE = "admin"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.errors import ServiceError
+
 
 class ApiError(Exception):
     """Raise from a route: ``status`` HTTP code, stable machine ``code``, human ``message``."""
@@ -51,6 +53,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(envelope(exc.code, exc.message, exc.issues), status_code=exc.status)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        issues = exc.issues or None
+        return JSONResponse(envelope(exc.code, exc.message, issues), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

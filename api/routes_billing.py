@@ -29,10 +29,10 @@ from activities.lago_client import (
     call_lago,
     make_lago_client,
 )
-from api.audit import write_audit
 from api.authz import CurrentUser, LiveAdmin
 from api.deps import AppState, State
 from api.errors import ApiError, NotFound
+from db.audit import write_audit
 from db.models import UserMapping
 
 router = APIRouter(prefix="/api/v1", tags=["billing"])

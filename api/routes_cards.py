@@ -14,11 +14,11 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from activities.identity import REASSIGN_REQUIRED, BillingMode, normalize_email
-from api.audit import add_audit
 from api.authz import AdminUser, LiveAdmin
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import ID_TAG_PATTERN, CardOut, MappingOut
+from db.audit import add_audit
 from db.models import EvCard, UserMapping
 from workflows.card_link import CardLinkInput, CardLinkResult, card_link_workflow_id
 

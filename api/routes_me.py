@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from temporalio.service import RPCError
 
-from api.audit import add_audit, write_audit
 from api.authz import CurrentUser, LiveUser, not_found_unless
 from api.deps import AppState, State
 from api.identity_views import CardOut, owned_card, owned_cards
+from db.audit import add_audit, write_audit
 from db.billing_models import Notification
 from db.models import ChargingSession
 from domain.session import TRANSACTION_PHASES

@@ -35,13 +35,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.audit import add_audit, write_audit
 from api.authz import LiveAdmin
 from api.client_address import client_address
 from api.deps import AppState, State, get_state
 from api.errors import ApiError, NotFound
 from api.ratelimit import rate_limit
 from api.scan_sign_in import sign_in_by_tap
+from db.audit import add_audit, write_audit
 from db.identity_models import SCAN_LOGIN, SCAN_REGISTER, ScanArm
 from db.models import Charger, EvCard
 from db.scan_secrets import RotationRefused, ScanSecretCheck, check_scan_secret, rotate_scan_secret

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
-from api.audit import write_audit
 from api.authz import AdminUser, CurrentUser, LiveAdmin, Principal, not_found_unless
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import SessionOut, owned_sessions
 from api.session_actions import SessionActionError, force_close
+from db.audit import write_audit
 from db.models import ChargingSession
 from workflows.messages import MAX_OPERATOR_ENERGY_WH, ForceCloseResult
 

@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from activities.auth_client import AuthServiceError, AuthServiceRefused
-from api.audit import write_audit
 from api.authz import AdminUser, AnyCurrentUser, LiveAdmin, auth_client_of, live_sessions_of
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import MappingOut
+from db.audit import write_audit
 from db.models import UserMapping
 
 router = APIRouter(prefix="/api/v1", tags=["users"])

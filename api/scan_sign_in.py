@@ -17,11 +17,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from activities.auth_client import AuthServiceError, AuthServiceRefused
-from api.audit import write_audit
 from api.auth_jwt import AuthJwtError
 from api.authz import ADMIN_ROLE, auth_client_of, verifier_of
 from api.deps import AppState
 from api.errors import ApiError
+from db.audit import write_audit
 from db.identity_models import ScanArm
 from db.models import EvCard, UserMapping
 

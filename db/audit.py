@@ -1,6 +1,8 @@
-"""Audit-log writes from the API: who, what, when (the row's ``at``), from where.
+"""Audit-log writes shared by the API, the CLI and the service layer: who, what, when (the
+row's ``at``), from where.
 
-"From where" is always ``api/client_address.py``'s answer, never a header read here.
+"From where" is the caller's: in the API always ``api/client_address.py``'s answer, never a header
+read here; in the CLI ``cli:<os user>@<host>``.
 """
 
 from __future__ import annotations
