@@ -121,10 +121,13 @@ def split_secrets(action: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any
     """
     redacted = dict(fields)
     secrets: dict[str, Any] = {}
-    if action == "ChangeConfiguration" and is_secret_key(fields.get("key")):
-        if "value" in fields and fields["value"] != REDACTED:
-            secrets["value"] = fields["value"]
-            redacted["value"] = REDACTED
+    if (
+        action == "ChangeConfiguration"
+        and is_secret_key(fields.get("key"))
+        and fields.get("value", REDACTED) != REDACTED
+    ):
+        secrets["value"] = fields["value"]
+        redacted["value"] = REDACTED
     return redacted, secrets
 
 
@@ -202,9 +205,7 @@ def configuration_changes(
         elif after is None and before is not None:
             if current_is_full:
                 changes.append({"key": key, "change": "removed", "before": before.get("value")})
-        elif before is not None and after is not None and before.get("value") != after.get(
-            "value"
-        ):
+        elif before is not None and after is not None and before.get("value") != after.get("value"):
             changes.append(
                 {
                     "key": key,
@@ -223,7 +224,9 @@ class FieldParseError(ValueError):
     """A ``key=value`` argument that cannot be read; ``issues`` in the service layer's form."""
 
     def __init__(self, issues: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, i['path']))}: {i['message']}" for i in issues))
+        super().__init__(
+            "; ".join(f"{'.'.join(map(str, i['path']))}: {i['message']}" for i in issues)
+        )
         self.issues = issues
 
 
@@ -329,8 +332,10 @@ def _assign(
             raise ValueError(f"{part} is already set to a value")
         node = child
     last = path[-1]
-    if schema.get("type") == "array" and isinstance(node.get(last), list) and isinstance(
-        value, list
+    if (
+        schema.get("type") == "array"
+        and isinstance(node.get(last), list)
+        and isinstance(value, list)
     ):
         node[last] = [*node[last], *value]
     elif last in node:
