@@ -29,8 +29,29 @@ from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_val
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.energy import MeterLimits
+from domain.operations import CENTRAL_SYSTEM_ACTIONS
 
 RUNTIME_FILE = "runtime.json"
+
+# Operators may read and nudge chargers; what reboots, reflashes or reconfigures them is the
+# admin's unless POLARIS_OPERATION_ALLOWLIST says otherwise (docs/operations.md).
+DEFAULT_OPERATION_ALLOWLIST: dict[str, Literal["*"] | list[str]] = {
+    "admin": "*",
+    "operator": [
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "UnlockConnector",
+        "ChangeAvailability",
+        "GetConfiguration",
+        "ClearCache",
+        "TriggerMessage",
+        "GetLocalListVersion",
+        "ReserveNow",
+        "CancelReservation",
+        "GetCompositeSchedule",
+        "GetDiagnostics",
+    ],
+}
 
 # Secrets that ship in the repository for the embedded default. Outside dev they are refused.
 DEV_AUTH_SECRET = "polaris-dev-auth-secret-change-me-0123456789"
@@ -210,6 +231,13 @@ class Settings(BaseSettings):
     # PEM bundle of a private CA that signed the SMTP server's certificate (else the system's).
     smtp_ca_file: Path | None = None
 
+    # -- Remote operations (services/operations.py; docs/operations.md) ------------------------
+    # Which OCPP actions each role may send to chargers: JSON {"role": "*" | ["Action", ...]}.
+    # A role not listed may send none. The API's operations routes admit admin and operator.
+    operation_allowlist: dict[str, Literal["*"] | list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_OPERATION_ALLOWLIST)
+    )
+
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)
 
@@ -219,6 +247,17 @@ class Settings(BaseSettings):
         if self.env == "prod" and self.gateway_auto_register:
             raise ValueError("POLARIS_GATEWAY_AUTO_REGISTER=true is refused with POLARIS_ENV=prod")
         return self
+
+    @field_validator("operation_allowlist")
+    @classmethod
+    def _known_actions(
+        cls, value: dict[str, Literal["*"] | list[str]]
+    ) -> dict[str, Literal["*"] | list[str]]:
+        for role, actions in value.items():
+            unknown = sorted(set(actions) - set(CENTRAL_SYSTEM_ACTIONS)) if actions != "*" else []
+            if unknown:
+                raise ValueError(f"operation_allowlist[{role!r}] names unknown actions {unknown}")
+        return value
 
     @field_validator("api_trusted_proxies", "gateway_trusted_proxies", mode="before")
     @classmethod
