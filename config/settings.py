@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     operation_allowlist: dict[str, Literal["*"] | list[str]] = Field(
         default_factory=lambda: dict(DEFAULT_OPERATION_ALLOWLIST)
     )
+    # Seconds an operation waits for the charger's gateway to pick it up; past it the gateway is
+    # taken for down and the operation ends charger_offline.
+    operation_pickup_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)

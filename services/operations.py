@@ -183,6 +183,7 @@ async def _run(
                 payload=redact_request(action, fields),
                 timeout_s=timeout_s,
                 gateway_task_queue=f"gateway-{charger.gateway_instance}",
+                pickup_timeout_s=ctx.settings.operation_pickup_timeout_s,
             ),
             id=workflow_id_for(operation_id),
             task_queue=ctx.settings.temporal_task_queue,

@@ -6,7 +6,7 @@ this workflow with id ``charger-op:<operation id>``. The workflow runs ``send_ch
 once on ``gateway-<instance>``: the gateway advances the row (sent, then the charger's answer or
 the error). Two failures the gateway cannot record itself are recorded here by a worker activity:
 
-- nobody picks the command up within :data:`PICKUP_TIMEOUT` (the gateway process is down):
+- nobody picks the command up within ``pickup_timeout_s`` (10 s) (the gateway process is down):
   ``charger_offline``;
 - the gateway took it and never reported within the operation's timeout (it died mid-call):
   ``timed_out``.
@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
 
 CHARGER_OPERATION_WORKFLOW = "ChargerOperation"
 # How long a command may wait for its gateway to pick it up before the charger counts as offline.
-PICKUP_TIMEOUT = timedelta(seconds=10)
+PICKUP_TIMEOUT_S = 10.0
 # The gateway's own timeout answers first; this margin covers its database writes.
 GATEWAY_MARGIN = timedelta(seconds=10)
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
@@ -57,6 +57,7 @@ class ChargerOperationInput(BaseModel):
     payload: dict[str, object] = Field(default_factory=dict)
     timeout_s: float = 30.0
     gateway_task_queue: str
+    pickup_timeout_s: float = PICKUP_TIMEOUT_S
 
 
 class ChargerOperationResult(BaseModel):
@@ -81,7 +82,7 @@ class ChargerOperationWorkflow:
                 ),
                 task_queue=input.gateway_task_queue,
                 result_type=msg.ChargerCommandResult,
-                schedule_to_start_timeout=PICKUP_TIMEOUT,
+                schedule_to_start_timeout=timedelta(seconds=input.pickup_timeout_s),
                 start_to_close_timeout=timedelta(seconds=input.timeout_s) + GATEWAY_MARGIN,
                 retry_policy=ONE_ATTEMPT,
             )
