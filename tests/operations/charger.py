@@ -1,6 +1,7 @@
 """A real ``ocpp`` 1.6 charge point that answers every central-system action as the test says:
 ``Accepted`` (the accepting answer), ``Rejected`` (the action's refusing status), ``NotSupported``
-or ``NotImplemented`` (a CallError), ``never`` (no answer until released)."""
+or ``NotImplemented`` (a CallError), ``never`` (no answer until released). ``received`` keeps
+each CALL's payload in OCPP's names."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from ocpp.charge_point import camel_to_snake_case
+from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError
 from ocpp.routing import on
@@ -113,7 +114,7 @@ class OperationsCharger(ChargePoint):  # type: ignore[misc]
         self.release = asyncio.Event()
 
     async def answer(self, action: str, unique_id: str, payload: dict[str, Any]) -> Any:
-        self.received.append((unique_id, action, payload))
+        self.received.append((unique_id, action, snake_to_camel_case(payload)))
         mode = self.mode
         if mode == "NotSupported":
             raise NotSupportedError(description=f"{action} is not supported here")
