@@ -234,7 +234,7 @@ class Settings(BaseSettings):
     # -- Remote operations (services/operations.py; docs/operations.md) ------------------------
     # Which OCPP actions each role may send to chargers: JSON {"role": "*" | ["Action", ...]}.
     # A role not listed may send none. The API's operations routes admit admin and operator.
-    operation_allowlist: dict[str, Literal["*"] | list[str]] = Field(
+    operation_allowlist: Annotated[dict[str, Literal["*"] | list[str]], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_OPERATION_ALLOWLIST)
     )
     # Seconds an operation waits for the charger's gateway to pick it up; past it the gateway is
@@ -250,6 +250,18 @@ class Settings(BaseSettings):
         if self.env == "prod" and self.gateway_auto_register:
             raise ValueError("POLARIS_GATEWAY_AUTO_REGISTER=true is refused with POLARIS_ENV=prod")
         return self
+
+    @field_validator("operation_allowlist", mode="before")
+    @classmethod
+    def _allowlist_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return dict(DEFAULT_OPERATION_ALLOWLIST)
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg})") from None
+        return value
 
     @field_validator("operation_allowlist")
     @classmethod
