@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from db.engine import SessionFactory
+from db.operation_models import ChargerOperation
 from db.operations import finish_operation
 
 ACTIVITY_FINISH_CHARGER_OPERATION = "finish_charger_operation"
@@ -17,6 +18,9 @@ class FinishOperationInput(BaseModel):
     operation_id: str
     status: str  # a final status of domain/operations.py
     error: str
+    # Used instead when the row is still ``requested``: the gateway never marked it sent, so
+    # nothing left (e.g. "failed" where a sent row would be "timed_out").
+    status_if_unsent: str | None = None
 
 
 class FinishOperationResult(BaseModel):
@@ -30,7 +34,11 @@ class OperationActivities:
     @activity.defn(name=ACTIVITY_FINISH_CHARGER_OPERATION)
     async def finish_charger_operation(self, input: FinishOperationInput) -> FinishOperationResult:
         """Finish the row unless the gateway already did (idempotent: a finished row stays)."""
-        row = await finish_operation(
-            self._sessions, input.operation_id, input.status, error=input.error
-        )
+        status = input.status
+        if input.status_if_unsent is not None:
+            async with self._sessions() as db:
+                row = await db.get(ChargerOperation, input.operation_id)
+            if row is not None and row.status == "requested":
+                status = input.status_if_unsent
+        row = await finish_operation(self._sessions, input.operation_id, status, error=input.error)
         return FinishOperationResult(status=row.status if row is not None else None)

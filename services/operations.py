@@ -35,6 +35,7 @@ from services.actor import Actor
 from services.context import ServiceContext
 from services.errors import ChargerOffline, Forbidden, InvalidInput, NotFound, Unavailable
 from workflows.charger_operation import (
+    GATEWAY_MARGIN,
     ChargerOperationInput,
     ChargerOperationWorkflow,
     workflow_id_for,
@@ -42,8 +43,9 @@ from workflows.charger_operation import (
 
 MIN_TIMEOUT_S = 1.0
 MAX_TIMEOUT_S = 300.0
-# How much longer than the operation's timeout the caller waits for the workflow's outcome.
-WAIT_MARGIN_S = 5.0
+# How much longer than the operation's timeout the caller waits for the workflow's outcome: past
+# the workflow's own margin, so a gateway that died mid-call is reported, not left "sent".
+WAIT_MARGIN_S = GATEWAY_MARGIN.total_seconds() + 5.0
 
 
 def allowed_actions(ctx: ServiceContext, role: str) -> frozenset[str]:

@@ -96,12 +96,14 @@ class ChargerOperationWorkflow:
         self, input: ChargerOperationInput, err: ActivityError
     ) -> ChargerOperationResult:
         cause = err.cause
+        unsent: str | None = None
         if isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
             status = "charger_offline"
             error = f"no gateway picked the command up from {input.gateway_task_queue}"
         elif isinstance(cause, TimeoutError):
             status = "timed_out"
             error = f"the gateway did not report within {input.timeout_s}s"
+            unsent = "failed"  # it took the command and died before sending it
         elif isinstance(cause, ApplicationError):
             status, error = "failed", f"{cause.type}: {cause.message}"
         else:
@@ -109,7 +111,12 @@ class ChargerOperationWorkflow:
         # The gateway finished the row already unless it could not: then this does.
         finished: FinishOperationResult = await workflow.execute_activity(
             ACTIVITY_FINISH_CHARGER_OPERATION,
-            FinishOperationInput(operation_id=input.operation_id, status=status, error=error),
+            FinishOperationInput(
+                operation_id=input.operation_id,
+                status=status,
+                error=error,
+                status_if_unsent=unsent,
+            ),
             result_type=FinishOperationResult,
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,

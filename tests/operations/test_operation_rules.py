@@ -4,12 +4,15 @@ history, a dead gateway, the kept configuration, and retries that must not resen
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 from sqlalchemy import select, update
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.worker import Worker
 
 from db.engine import SessionFactory
 from db.models import AuditLog, Charger
@@ -25,7 +28,11 @@ from tests.gateway.session_stub import CommandProbe, CommandProbeInput
 from tests.operations.charger import REQUESTS
 from tests.operations.conftest import ADMIN, OPERATOR, operations_charger
 from workflows.charger_operation import workflow_id_for
-from workflows.messages import ChargerCommandInput
+from workflows.messages import (
+    ACTIVITY_SEND_CHARGER_COMMAND,
+    ChargerCommandInput,
+    ChargerCommandResult,
+)
 
 
 async def _rows(sf: SessionFactory, charge_box_id: str) -> list[ChargerOperation]:
@@ -347,3 +354,42 @@ async def test_the_operations_list_filters(
     assert len(await operations.list_operations(ops_ctx, charge_box_id=cb)) == 2
     with pytest.raises(InvalidInput):
         await operations.list_operations(ops_ctx, status="lost")
+
+
+@pytest.mark.parametrize(("sent", "status"), [(True, "timed_out"), (False, "failed")])
+async def test_a_gateway_that_dies_mid_call_never_leaves_the_row_open(
+    session_factory: SessionFactory,
+    ops_ctx: ServiceContext,
+    temporal_client: Client,
+    gateway: Gateway,
+    sent: bool,
+    status: str,
+) -> None:
+    """A stand-in gateway takes the command (after marking it sent, or before) and never
+    reports: the workflow finishes the row when the activity's time is up."""
+    cb = await seed_charger(session_factory)
+    instance = f"hung-{uuid.uuid4().hex[:8]}"
+    async with session_factory.begin() as db:
+        await db.execute(
+            update(Charger)
+            .where(Charger.charge_box_id == cb)
+            .values(connected=True, gateway_instance=instance)
+        )
+
+    @activity.defn(name=ACTIVITY_SEND_CHARGER_COMMAND)
+    async def hangs(input: ChargerCommandInput) -> ChargerCommandResult:
+        assert input.operation_id is not None
+        if sent:
+            await mark_sent(session_factory, input.operation_id)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async with Worker(temporal_client, task_queue=f"gateway-{instance}", activities=[hangs]):
+        op = await operations.request_operation(
+            ops_ctx, ADMIN, cb, "Reset", {"type": "Soft"}, timeout_s=1
+        )
+        await temporal_client.get_workflow_handle(op["workflow_id"]).result()
+    op = await operations.get_operation(ops_ctx, op["id"])
+    assert op["status"] == status, op
+    assert (op["sent_at"] is not None) is sent
+    assert "did not report" in op["error"]
