@@ -25,6 +25,7 @@ from services.context import ServiceContext
 from services.errors import Forbidden, InvalidInput, NotFound
 from tests.gateway.conftest import seed_charger
 from tests.gateway.session_stub import CommandProbe, CommandProbeInput
+from tests.helpers import eventually
 from tests.operations.charger import REQUESTS
 from tests.operations.conftest import ADMIN, OPERATOR, operations_charger
 from workflows.charger_operation import workflow_id_for
@@ -199,7 +200,20 @@ async def test_a_gateway_that_is_gone_makes_the_operation_charger_offline(
             .where(Charger.charge_box_id == cb)
             .values(connected=True, gateway_instance=f"gone-{uuid.uuid4().hex[:8]}")
         )
-    op = await operations.request_operation(ops_ctx, ADMIN, cb, "Reset", {"type": "Soft"})
+    pending = asyncio.create_task(
+        operations.request_operation(ops_ctx, ADMIN, cb, "Reset", {"type": "Soft"})
+    )
+
+    async def waiting() -> ChargerOperation:
+        rows = await _rows(session_factory, cb)
+        assert len(rows) == 1
+        return rows[0]
+
+    # Written before anything else, and requested while it waits for a gateway.
+    row = await eventually(waiting, message="the operation row")
+    assert row.status in ("requested", "charger_offline") and row.sent_at is None
+    op = await pending
+    assert op["id"] == row.id
     assert op["status"] == "charger_offline" and op["sent_at"] is None
     assert "no gateway picked the command up" in op["error"]
 

@@ -5,6 +5,8 @@ each step."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
@@ -17,6 +19,7 @@ from services import operations
 from services.context import ServiceContext
 from services.errors import ChargerOffline
 from tests.gateway.conftest import seed_charger
+from tests.helpers import eventually
 from tests.operations.charger import ANSWERS, REQUESTS
 from tests.operations.conftest import ADMIN, operations_charger
 
@@ -66,8 +69,22 @@ async def test_every_action_through_every_kind_of_answer(
             assert op["response"]["code"] == code
             assert op["error"].startswith(f"CallError {code}")
 
-        # Never answers: timed out; the row was sent first.
+        # In flight: the frame reached the charger, the row says sent; the answer finishes it.
         cp.mode = "never"
+        sent_before = len(cp.received)
+        pending = asyncio.create_task(
+            operations.request_operation(ops_ctx, ADMIN, cb, action, fields, timeout_s=60)
+        )
+        await eventually(lambda: len(cp.received) > sent_before, message="the frame")
+        in_flight = await _row(session_factory, cp.received[-1][0])
+        assert in_flight.status == "sent" and in_flight.sent_at is not None
+        assert in_flight.finished_at is None and in_flight.response is None
+        cp.release.set()
+        op = await pending
+        assert op["id"] == in_flight.id and op["status"] == "answered", op
+
+        # Never answers: timed out; the row was sent first.
+        cp.release = asyncio.Event()
         sent_before = len(cp.received)
         op = await operations.request_operation(ops_ctx, ADMIN, cb, action, fields, timeout_s=1)
         assert op["status"] == "timed_out", op
@@ -82,7 +99,8 @@ async def test_every_action_through_every_kind_of_answer(
     assert listed[0]["status"] == "charger_offline" and listed[0]["sent_at"] is None
     assert listed[0]["id"] in offline.value.message
     statuses = [o["status"] for o in reversed(listed)]
-    expected = ["answered", *(["rejected"] if refusing else []), "failed", "failed", "timed_out"]
+    refused = ["rejected"] if refusing else []
+    expected = ["answered", *refused, "failed", "failed", "answered", "timed_out"]
     assert statuses == [*expected, "charger_offline"]
     async with session_factory() as db:
         audited = (
