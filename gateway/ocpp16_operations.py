@@ -17,7 +17,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import Draft4Validator
 from ocpp.messages import MessageType, get_validator
 
 from domain.operations import CENTRAL_SYSTEM_ACTIONS
@@ -34,7 +33,8 @@ class UnknownAction(ValueError):
     """Not a message a central system sends in OCPP 1.6."""
 
 
-def _validator(action: str) -> Draft4Validator:
+def _validator(action: str) -> Any:
+    """The library's cached jsonschema Draft 4 validator of the action's request."""
     if action not in CENTRAL_SYSTEM_ACTIONS:
         raise UnknownAction(
             f"{action!r} is not an OCPP 1.6 central-system action "
