@@ -21,12 +21,14 @@ from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities
 from activities.mail import MailActivities
+from activities.operations import OperationActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
+from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
 from workflows.lago_webhook import LagoWebhookWorkflow
 from workflows.mail_delivery import (
@@ -42,6 +44,7 @@ WORKFLOWS: list[type] = [
     LagoWebhookWorkflow,
     CardLinkWorkflow,
     MailDeliveryWorkflow,
+    ChargerOperationWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -65,6 +68,7 @@ def build_worker(
     )
     identity = IdentityActivities(settings, session_factory)
     mail = MailActivities(settings, session_factory)
+    operations = OperationActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -95,6 +99,7 @@ def build_worker(
             identity.lago_terminate_subscription,
             identity.lago_discard_customer,
             mail.deliver_pending_mail,
+            operations.finish_charger_operation,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

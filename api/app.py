@@ -14,6 +14,7 @@ from api import (
     routes_billing,
     routes_cards,
     routes_me,
+    routes_operations,
     routes_scan,
     routes_sessions,
     routes_users,
@@ -57,12 +58,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhooks_lago.build_admin_router(require_live_admin))
     for family in (
         routes_me,
+        routes_operations,
         routes_cards,
         routes_users,
         routes_sessions,
         routes_audit,
         routes_scan,
         routes_billing,
+        routes_operations,
     ):
         app.include_router(family.router)
     return app

@@ -195,6 +195,23 @@ async def require_live_admin(principal: CurrentUser, state: State) -> Principal:
 LiveUser = Annotated[Principal, Depends(require_live_session)]
 LiveAdmin = Annotated[Principal, Depends(require_live_admin)]
 
+# Staff roles of the operations routes (remote operations): what each may send is the
+# operation allow-list's business (POLARIS_OPERATION_ALLOWLIST, services/operations.py).
+OPERATOR_ROLES = frozenset({ADMIN_ROLE, "operator"})
+
+
+async def require_live_operator(principal: CurrentUser, state: State) -> Principal:
+    """Admin or operator, live-checked like :func:`require_live_admin` (never cached)."""
+    if principal.role not in OPERATOR_ROLES or principal.impersonated_by is not None:
+        raise ApiError(403, "FORBIDDEN", "this needs the operator or admin role")
+    live = await _live(principal, state)
+    if live.role not in OPERATOR_ROLES:
+        raise ApiError(403, "FORBIDDEN", "this needs the operator or admin role")
+    return live
+
+
+LiveOperator = Annotated[Principal, Depends(require_live_operator)]
+
 
 def not_found_unless(found: object, what: str) -> None:
     """Customer routes: something absent *or someone else's* is a 404."""
@@ -204,10 +221,12 @@ def not_found_unless(found: object, what: str) -> None:
 
 __all__ = [
     "ADMIN_ROLE",
+    "OPERATOR_ROLES",
     "AdminUser",
     "AnyCurrentUser",
     "CurrentUser",
     "LiveAdmin",
+    "LiveOperator",
     "LiveUser",
     "Principal",
     "auth_client_of",
@@ -217,6 +236,7 @@ __all__ = [
     "not_found_unless",
     "require_admin",
     "require_live_admin",
+    "require_live_operator",
     "require_live_session",
     "verifier_of",
 ]

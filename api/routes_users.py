@@ -57,7 +57,7 @@ class UserDetail(UserOut):
 
 
 class RoleIn(BaseModel):
-    role: Literal["customer", "admin"]
+    role: Literal["customer", "operator", "admin"]
 
 
 class BanIn(BaseModel):

@@ -15,7 +15,9 @@ import { enqueueMail } from "./db.mjs";
 import { clearAttempts, lockoutKey, takeAttempt } from "./lockout.mjs";
 import { TokenBuckets } from "./ratelimit.mjs";
 
-export const ROLES = Object.freeze({ customer: userAc, admin: adminAc });
+// "operator": staff who may send the remote operations their allow-list grants
+// (POLARIS_OPERATION_ALLOWLIST); no BetterAuth admin powers.
+export const ROLES = Object.freeze({ customer: userAc, operator: userAc, admin: adminAc });
 export const DEFAULT_ROLE = "customer";
 
 // PRODUCT.md: a magic link is valid for 15 minutes and works once.

@@ -172,7 +172,9 @@ async function startImpersonation({ auth, ctx, pool, caller, body }) {
   const admin = await findUser(ctx, adminUserId);
   if (admin.role !== "admin" || isBanned(admin)) throw new HttpError(403, "forbidden", "not an active admin");
   const target = await findUser(ctx, userId);
-  if (target.role === "admin") throw new HttpError(403, "forbidden", "admins cannot be impersonated");
+  if (target.role === "admin" || target.role === "operator") {
+    throw new HttpError(403, "forbidden", "staff accounts cannot be impersonated");
+  }
   const ttl = typeof input.expiresInSeconds === "number" && input.expiresInSeconds > 0
     ? Math.min(input.expiresInSeconds, IMPERSONATION_TTL_S) : IMPERSONATION_TTL_S;
   const session = await ctx.internalAdapter.createSession(target.id, true, {

@@ -14,7 +14,7 @@ import { HttpError } from "./internal.mjs";
 
 export const SCAN_SIGN_IN_MAX_TTL_S = 15 * 60;
 const SCAN_SIGN_IN_MIN_TTL_S = 60;
-const ADMIN_ROLES = new Set(["admin"]);
+const ADMIN_ROLES = new Set(["admin", "operator"]);
 
 /** @param {unknown} body */
 function parse(body) {

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from cli.operations import add_operation_commands, add_operations_log_commands
 from config.settings import Settings, load_settings
 from config.startup import DEV_COMMAND, startup_refusal
 
@@ -94,6 +95,18 @@ def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_scan_command(settings, args))
 
 
+def _cmd_chargers(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.operations import run_subcommand
+
+    return run_subcommand(settings, args)
+
+
+def _cmd_operations(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.operations import run_subcommand
+
+    return run_subcommand(settings, args)
+
+
 def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
     """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
 
@@ -159,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-secret", help="a new QR secret for a charger (shown once; old codes stop working)"
     )
     rotate.add_argument("charge_box_id", help="chargeBoxId")
+    chargers = sub.add_parser("chargers", help="chargers: remote operations and configuration")
+    chargers_sub = chargers.add_subparsers(dest="chargers_command", required=True)
+    add_operation_commands(chargers_sub)
+    add_operations_log_commands(sub)
     return parser
 
 
@@ -172,6 +189,8 @@ COMMANDS = {
     "seed": _cmd_seed,
     "sessions": _cmd_sessions,
     "scan": _cmd_scan,
+    "chargers": _cmd_chargers,
+    "operations": _cmd_operations,
 }
 
 

@@ -29,8 +29,29 @@ from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_val
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.energy import MeterLimits
+from domain.operations import CENTRAL_SYSTEM_ACTIONS
 
 RUNTIME_FILE = "runtime.json"
+
+# Operators may read and nudge chargers; what reboots, reflashes or reconfigures them is the
+# admin's unless POLARIS_OPERATION_ALLOWLIST says otherwise (docs/operations.md).
+DEFAULT_OPERATION_ALLOWLIST: dict[str, Literal["*"] | list[str]] = {
+    "admin": "*",
+    "operator": [
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "UnlockConnector",
+        "ChangeAvailability",
+        "GetConfiguration",
+        "ClearCache",
+        "TriggerMessage",
+        "GetLocalListVersion",
+        "ReserveNow",
+        "CancelReservation",
+        "GetCompositeSchedule",
+        "GetDiagnostics",
+    ],
+}
 
 # Secrets that ship in the repository for the embedded default. Outside dev they are refused.
 DEV_AUTH_SECRET = "polaris-dev-auth-secret-change-me-0123456789"
@@ -210,6 +231,16 @@ class Settings(BaseSettings):
     # PEM bundle of a private CA that signed the SMTP server's certificate (else the system's).
     smtp_ca_file: Path | None = None
 
+    # -- Remote operations (services/operations.py; docs/operations.md) ------------------------
+    # Which OCPP actions each role may send to chargers: JSON {"role": "*" | ["Action", ...]}.
+    # A role not listed may send none. The API's operations routes admit admin and operator.
+    operation_allowlist: Annotated[dict[str, Literal["*"] | list[str]], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_OPERATION_ALLOWLIST)
+    )
+    # Seconds an operation waits for the charger's gateway to pick it up; past it the gateway is
+    # taken for down and the operation ends charger_offline.
+    operation_pickup_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)
 
@@ -219,6 +250,29 @@ class Settings(BaseSettings):
         if self.env == "prod" and self.gateway_auto_register:
             raise ValueError("POLARIS_GATEWAY_AUTO_REGISTER=true is refused with POLARIS_ENV=prod")
         return self
+
+    @field_validator("operation_allowlist", mode="before")
+    @classmethod
+    def _allowlist_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return dict(DEFAULT_OPERATION_ALLOWLIST)
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg})") from None
+        return value
+
+    @field_validator("operation_allowlist")
+    @classmethod
+    def _known_actions(
+        cls, value: dict[str, Literal["*"] | list[str]]
+    ) -> dict[str, Literal["*"] | list[str]]:
+        for role, actions in value.items():
+            unknown = sorted(set(actions) - set(CENTRAL_SYSTEM_ACTIONS)) if actions != "*" else []
+            if unknown:
+                raise ValueError(f"operation_allowlist[{role!r}] names unknown actions {unknown}")
+        return value
 
     @field_validator("api_trusted_proxies", "gateway_trusted_proxies", mode="before")
     @classmethod

@@ -3,9 +3,23 @@
 The activity runs in the gateway process that holds the charger's socket and calls the charger
 outside any message handler (a call from inside a handler would deadlock the connection).
 
+Every command is an operation in the operations log (``charger_operations``, see
+docs/operations.md): the row is ``requested`` before anything else happens, ``sent`` just before
+the frame leaves (the frame's unique id is the row's id), then finished with the charger's answer
+or the error below. The row is the caller's (``input.operation_id``, written by the service
+layer) or one derived from the calling workflow run and activity id, so a retried attempt finds
+the row of the first one:
+
+- a row already finished: its outcome is answered again, nothing is sent;
+- a row ``sent`` without an answer (the gateway died or the socket dropped mid-call): an
+  idempotent action is sent again; a non-idempotent one (``NON_IDEMPOTENT_ACTIONS``: Reset,
+  RemoteStartTransaction, UpdateFirmware, DataTransfer) is not — the row ends ``failed`` and the
+  activity fails with ``ChargerOffline`` (non-retryable).
+
 Errors (``ApplicationError.type``)::
 
-    ChargerOffline   no live socket for this charger in this process   (retryable)
+    ChargerOffline   no live socket for this charger in this process   (retryable; the row
+                     stays requested until the last attempt, then charger_offline)
     ChargerTimeout   the charger did not answer within timeout_s       (non-retryable)
     ChargerCallError the charger answered with a CallError, or the
                      request/answer broke the OCPP schema              (non-retryable)
@@ -22,7 +36,8 @@ of the reason).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import uuid
+from typing import Any, NoReturn
 
 from ocpp.charge_point import (
     camel_to_snake_case,
@@ -37,6 +52,22 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from websockets.exceptions import ConnectionClosed
 
+from db.engine import SessionFactory
+from db.operation_models import ChargerOperation
+from db.operations import (
+    finish_operation,
+    insert_operation,
+    mark_sent,
+    note_error,
+    operation_secrets,
+)
+from domain.operations import (
+    FINAL_STATUSES,
+    NON_IDEMPOTENT_ACTIONS,
+    has_redacted_secret,
+    merge_secrets,
+    outcome_of_answer,
+)
 from gateway.registry import ChargerRegistry
 from workflows.messages import (
     ACTIVITY_SEND_CHARGER_COMMAND,
@@ -44,63 +75,156 @@ from workflows.messages import (
     ChargerCommandResult,
 )
 
+# Derived operation ids (a workflow's command without an operation id of its own).
+OPERATION_NAMESPACE = uuid.UUID("5f0b8a52-6a43-4c55-9a55-3c1f1b0d9e61")
+
+
+def derived_operation_id(info: activity.Info) -> str:
+    """Stable across the attempts of one activity: the run and the activity id."""
+    key = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+    return str(uuid.uuid5(OPERATION_NAMESPACE, key))
+
+
+def _last_attempt(info: activity.Info) -> bool:
+    policy = info.retry_policy
+    return policy is not None and 0 < policy.maximum_attempts <= info.attempt
+
 
 class ChargerCommands:
-    def __init__(self, registry: ChargerRegistry) -> None:
+    def __init__(self, registry: ChargerRegistry, sessions: SessionFactory) -> None:
         self._registry = registry
+        self._sessions = sessions
 
     @activity.defn(name=ACTIVITY_SEND_CHARGER_COMMAND)
     async def send_charger_command(self, input: ChargerCommandInput) -> ChargerCommandResult:
+        info = activity.info()
+        op_id = input.operation_id or derived_operation_id(info)
+        row = await self._row(input, op_id, info)
+        if row.status in FINAL_STATUSES:
+            return _replay(row)
+        if row.sent_at is not None and input.action in NON_IDEMPOTENT_ACTIONS:
+            message = (
+                f"{input.action} was sent to {input.charge_box_id} without an answer; "
+                "not sent again (it is not safe to repeat)"
+            )
+            await finish_operation(self._sessions, op_id, "failed", error=message)
+            raise ApplicationError(message, type="ChargerOffline", non_retryable=True)
         cp = self._registry.get(input.charge_box_id)
         if cp is None:
-            raise ApplicationError(
-                f"{input.charge_box_id} is not connected to this gateway", type="ChargerOffline"
-            )
-        request_cls = getattr(call, input.action, None)
-        if request_cls is None:
-            raise ApplicationError(
-                f"unsupported action {input.action}", type="BadCommand", non_retryable=True
-            )
-        try:
-            request = request_cls(**camel_to_snake_case(input.payload))
-        except TypeError as exc:
-            raise ApplicationError(
-                f"payload does not fit {input.action}: {exc}", type="BadCommand", non_retryable=True
-            ) from exc
-        await _validate_outgoing(input, request)
+            message = f"{input.charge_box_id} is not connected to this gateway"
+            if _last_attempt(info):
+                await finish_operation(self._sessions, op_id, "charger_offline", error=message)
+            else:
+                await note_error(self._sessions, op_id, f"attempt {info.attempt}: {message}")
+            raise ApplicationError(message, type="ChargerOffline")
+        payload = dict(input.payload)
+        if has_redacted_secret(input.action, payload):
+            payload = merge_secrets(payload, await operation_secrets(self._sessions, op_id))
+            if has_redacted_secret(input.action, payload):
+                await self._fail(op_id, "the operation's secret value is gone", "BadCommand")
+        request = await self._request(input, op_id, payload)
+        await mark_sent(self._sessions, op_id)
         try:
             async with asyncio.timeout(input.timeout_s):
-                answer = await cp.call(request, suppress=False)
+                answer = await cp.call(request, suppress=False, unique_id=op_id)
         except TimeoutError as exc:
-            raise ApplicationError(
-                f"{input.charge_box_id} did not answer {input.action} within {input.timeout_s}s",
-                type="ChargerTimeout",
-                non_retryable=True,
-            ) from exc
+            message = (
+                f"{input.charge_box_id} did not answer {input.action} within {input.timeout_s}s"
+            )
+            await finish_operation(self._sessions, op_id, "timed_out", error=message)
+            raise ApplicationError(message, type="ChargerTimeout", non_retryable=True) from exc
         except ConnectionClosed as exc:
-            raise ApplicationError(
-                f"{input.charge_box_id} disconnected during {input.action}", type="ChargerOffline"
-            ) from exc
+            message = f"{input.charge_box_id} disconnected during {input.action}"
+            final = input.action in NON_IDEMPOTENT_ACTIONS or _last_attempt(info)
+            if final:
+                await finish_operation(self._sessions, op_id, "charger_offline", error=message)
+            else:
+                await note_error(self._sessions, op_id, f"attempt {info.attempt}: {message}")
+            raise ApplicationError(message, type="ChargerOffline", non_retryable=final) from exc
         except OCPPError as exc:
+            details = {
+                "code": exc.code,
+                "description": exc.description,
+                "details": _plain(exc.details),
+            }
+            await finish_operation(
+                self._sessions,
+                op_id,
+                "failed",
+                response=details,
+                error=f"CallError {exc.code}: {exc.description}",
+            )
             raise ApplicationError(
                 f"{input.action} failed: {exc.code}",
-                {
-                    "code": exc.code,
-                    "description": exc.description,
-                    "details": _plain(exc.details),
-                },
+                details,
                 type="ChargerCallError",
                 non_retryable=True,
             ) from exc
-        payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
-        return ChargerCommandResult(payload=payload)
+        result: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
+        await finish_operation(self._sessions, op_id, outcome_of_answer(result), response=result)
+        return ChargerCommandResult(payload=result)
+
+    async def _row(
+        self, input: ChargerCommandInput, op_id: str, info: activity.Info
+    ) -> ChargerOperation:
+        """The operation's row, written now (``requested``) unless the caller or an earlier
+        attempt wrote it."""
+        async with self._sessions() as db, db.begin():
+            await insert_operation(
+                db,
+                operation_id=op_id,
+                charge_box_id=input.charge_box_id,
+                action=input.action,
+                fields=dict(input.payload),
+                requested_by=f"workflow:{info.workflow_type}",
+                source=info.workflow_id,
+                workflow_id=info.workflow_id,
+            )
+            row = await db.get(ChargerOperation, op_id)
+            assert row is not None
+            db.expunge(row)
+            return row
+
+    async def _request(
+        self, input: ChargerCommandInput, op_id: str, payload: dict[str, Any]
+    ) -> Any:
+        request_cls = getattr(call, input.action, None)
+        if request_cls is None:
+            await self._fail(op_id, f"unsupported action {input.action}", "BadCommand")
+        try:
+            request = request_cls(**camel_to_snake_case(payload))
+        except TypeError as exc:
+            await self._fail(op_id, f"payload does not fit {input.action}: {exc}", "BadCommand")
+        try:
+            await _validate_outgoing(input.action, request)
+        except ApplicationError as exc:
+            await finish_operation(self._sessions, op_id, "failed", error=exc.message)
+            raise
+        return request
+
+    async def _fail(self, op_id: str, message: str, type: str) -> NoReturn:
+        await finish_operation(self._sessions, op_id, "failed", error=message)
+        raise ApplicationError(message, type=type, non_retryable=True)
 
 
-async def _validate_outgoing(input: ChargerCommandInput, request: Any) -> None:
+def _replay(row: ChargerOperation) -> ChargerCommandResult:
+    """A finished operation's outcome, answered again to a retried attempt."""
+    if row.status in ("answered", "rejected"):
+        return ChargerCommandResult(payload=dict(row.response or {}))
+    error_type = {
+        "timed_out": "ChargerTimeout",
+        "charger_offline": "ChargerOffline",
+    }.get(row.status, "ChargerCallError")
+    raise ApplicationError(
+        row.error or row.status, row.response or {}, type=error_type, non_retryable=True
+    )
+
+
+async def _validate_outgoing(action: str, request: Any) -> None:
     """The library's own outgoing validation, run first so its failure has a clear type."""
     payload = snake_to_camel_case(remove_nones(serialize_as_dict(request)))
     try:
-        await validate_payload(Call("validate", input.action, payload), "1.6")
+        await validate_payload(Call("validate", action, payload), "1.6")
     except OCPPError as exc:
         cause = _plain(exc.details).get("cause") or exc.description
         raise ApplicationError(

@@ -61,7 +61,7 @@ class Gateway:
             self.sf, self.link, settings, poll_interval_s=relay_poll_interval_s
         )
         self.registry = ChargerRegistry()
-        self.commands = ChargerCommands(self.registry)
+        self.commands = ChargerCommands(self.registry, self.sf)
         throttle = ProgressThrottle(settings.meter_signal_interval_s, time.monotonic)
         tags = TagRedactor.from_settings(settings)
         guard_library_logger(tags)

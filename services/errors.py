@@ -39,3 +39,8 @@ class Forbidden(ServiceError):
 class ChargerOffline(ServiceError):
     status = 409
     code = "CHARGER_OFFLINE"
+
+
+class Unavailable(ServiceError):
+    status = 503
+    code = "UNAVAILABLE"

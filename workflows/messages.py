@@ -247,15 +247,27 @@ ChargerAction = Literal[
     "CancelReservation",
     "SetChargingProfile",
     "ClearChargingProfile",
+    "ClearCache",
+    "DataTransfer",
+    "GetLocalListVersion",
+    "SendLocalList",
+    "GetCompositeSchedule",
+    "UpdateFirmware",
+    "GetDiagnostics",
 ]
 
 
 class ChargerCommandInput(BaseModel):
     charge_box_id: str
     action: ChargerAction
-    # The OCPP request payload in OCPP's own camelCase field names.
+    # The OCPP request payload in OCPP's own camelCase field names. A secret (ChangeConfiguration
+    # AuthorizationKey's value) should be "***" here, its value stashed with the operation row
+    # (db/operations.py insert_operation), so it never enters a workflow history.
     payload: dict[str, object] = Field(default_factory=dict)
     timeout_s: float = 30.0
+    # The charger_operations row this command advances (also the OCPP message's unique id).
+    # None: derived from the calling workflow run and activity id (stable across retries).
+    operation_id: str | None = None
 
 
 class ChargerCommandResult(BaseModel):
