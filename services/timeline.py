@@ -164,7 +164,7 @@ def decode_payloads(payloads: Payloads) -> Any:
 
 def failure_text(failure: Failure) -> str:
     """``Type: message`` of the failure and its causes (no stack traces)."""
-    parts = []
+    parts: list[str] = []
     current: Failure | None = failure
     while current is not None and len(parts) < 4:
         kind = (
