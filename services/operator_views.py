@@ -274,7 +274,8 @@ def sample_dict(s: MeterSample) -> dict[str, Any]:
 
 def billing_event_dict(e: BillingEvent) -> dict[str, Any]:
     return {
-        "id": e.transaction_id,  # Lago's transaction_id: <workflow id>:<sequence>
+        # Lago's transaction_id for the line: <workflow id>:<sequence> (its idempotency key).
+        "transaction_id": e.transaction_id,
         "sequence": e.sequence,
         "kind": e.kind,
         "energy_wh": e.energy_wh,
