@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from itertools import pairwise
 from urllib.parse import quote
 
 import pytest
@@ -171,7 +172,7 @@ async def test_operators_read_a_session_and_drivers_cannot(
         # Each entry is a change: the same state twice in a row (even across runs) is not one.
         assert states[:3] == ["requested", "pre_authorized", "charging"]
         assert states[-1] == "closed"
-        assert all(a != b for a, b in zip(states, states[1:], strict=False))
+        assert all(a != b for a, b in pairwise(states))
         assert len([e for e in entries if e["name"] == "meter_progress"]) == 30
 
         one = await get(f"/api/v1/sessions/{tx}", headers=admin.headers)
