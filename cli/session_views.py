@@ -1,16 +1,88 @@
-"""``polaris sessions list`` with filters and ``polaris sessions timeline``'s text form (the
-read-side commands over ``services/operator_views.py``; ``cli/sessions.py`` dispatches)."""
+"""How sessions print (list rows, the table) and the read-side commands over
+``services/operator_views.py``: ``polaris sessions list`` with filters and ``polaris sessions
+timeline``'s text form (``cli/sessions.py`` dispatches)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
+from db.models import ChargingSession
 from services import operator_views
 from services.actor import Actor
 from services.context import ServiceContext
+
+LIST_COLUMNS = (
+    "workflow_id",
+    "state",
+    "charge_box_id",
+    "connector_id",
+    "id_tag",
+    "transaction_id",
+    "energy_wh",
+    "cost",
+    "started_at",
+    "end",
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def session_dict(row: ChargingSession) -> dict[str, Any]:
+    return {
+        "workflow_id": row.workflow_id,
+        "state": row.state,
+        "charge_box_id": row.charge_box_id,
+        "connector_id": row.connector_id,
+        "id_tag": row.id_tag,
+        "transaction_id": row.transaction_id,
+        "energy_wh": row.energy_wh,
+        "cost_minor": row.cost_minor,
+        "currency": row.currency,
+        "started_at": iso(row.started_at),
+        "stopped_at": iso(row.stopped_at),
+        "end_reason": row.end_reason,
+        "flags": list(row.flags or []),
+    }
+
+
+def format_money(amount_minor: int, currency: str | None) -> str:
+    if currency is None:
+        return "-"
+    return f"{amount_minor / 100:.2f} {currency}"
+
+
+def print_session_table(rows: list[dict[str, Any]]) -> None:
+    cells = [
+        [
+            str(r["workflow_id"]),
+            r["state"],
+            r["charge_box_id"],
+            str(r["connector_id"] or "-"),
+            r["id_tag"] or "-",
+            str(r["transaction_id"] or "-"),
+            str(r["energy_wh"]),
+            format_money(r["cost_minor"], r["currency"]),
+            r["started_at"] or "-",
+            _ending(r),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(LIST_COLUMNS)]
+    print("  ".join(h.ljust(w) for h, w in zip(LIST_COLUMNS, widths, strict=True)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+def _ending(row: dict[str, Any]) -> str:
+    """How the session ended, and its flags: what an operator should look at."""
+    flags = [f for f in row.get("flags", []) if f != row["end_reason"]]
+    return " ".join([row["end_reason"] or "-", *(f"[{f}]" for f in flags)])
 
 
 async def list_command(ctx: ServiceContext, args: argparse.Namespace) -> int:
@@ -27,13 +99,11 @@ async def list_command(ctx: ServiceContext, args: argparse.Namespace) -> int:
         cursor=args.cursor,
     )
     page = await operator_views.list_sessions(ctx, Actor.cli(), query)
-    from cli.sessions import _print_table, _session_dict
-
-    rows = [_session_dict(r) for r in page.rows]
+    rows = [session_dict(r) for r in page.rows]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows)
+        print_session_table(rows)
     if page.next_cursor:
         print(f"more: --cursor {page.next_cursor}", file=sys.stderr)
     return 0

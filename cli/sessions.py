@@ -15,7 +15,6 @@ import getpass
 import json
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,10 +25,16 @@ from temporalio.service import RPCError
 from api.session_actions import SessionActionError, force_close
 from cli.output import emit_json, fail
 from cli.service_context import open_service_context
-from cli.session_views import list_command, print_timeline
+from cli.session_views import (
+    format_money,
+    iso,
+    list_command,
+    print_timeline,
+    session_dict,
+)
 from config.settings import Settings
 from config.temporal import connect
-from db.models import Charger, ChargingSession
+from db.models import Charger
 from services import operator_views
 from services.actor import Actor
 from services.errors import NotFound, ServiceError
@@ -56,41 +61,6 @@ from workflows.messages import (
     remote_workflow_id,
 )
 
-LIST_COLUMNS = (
-    "workflow_id",
-    "state",
-    "charge_box_id",
-    "connector_id",
-    "id_tag",
-    "transaction_id",
-    "energy_wh",
-    "cost",
-    "started_at",
-    "end",
-)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _session_dict(row: ChargingSession) -> dict[str, Any]:
-    return {
-        "workflow_id": row.workflow_id,
-        "state": row.state,
-        "charge_box_id": row.charge_box_id,
-        "connector_id": row.connector_id,
-        "id_tag": row.id_tag,
-        "transaction_id": row.transaction_id,
-        "energy_wh": row.energy_wh,
-        "cost_minor": row.cost_minor,
-        "currency": row.currency,
-        "started_at": _iso(row.started_at),
-        "stopped_at": _iso(row.stopped_at),
-        "end_reason": row.end_reason,
-        "flags": list(row.flags or []),
-    }
-
 
 def charger_authentication(charger: Charger | None) -> str:
     """How the charger proves who it is: ``password``; ``unauthenticated`` (no password, let in
@@ -110,15 +80,9 @@ CHARGER_AUTH_WARNINGS = {
 }
 
 
-def format_money(amount_minor: int, currency: str | None) -> str:
-    if currency is None:
-        return "-"
-    return f"{amount_minor / 100:.2f} {currency}"
-
-
 async def list_sessions(db: AsyncSession, limit: int) -> list[dict[str, Any]]:
     page = await find_sessions(db, SessionQuery(limit=limit))
-    return [_session_dict(r) for r in page.rows]
+    return [session_dict(r) for r in page.rows]
 
 
 async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | None:
@@ -126,7 +90,7 @@ async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | N
     row = await find_session(db, session_id)
     if row is None:
         return None
-    story = _session_dict(row)
+    story = session_dict(row)
     story["charger_authentication"] = charger_authentication(
         await db.get(Charger, row.charge_box_id)
     )
@@ -135,11 +99,11 @@ async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | N
             "transaction_id": t.id,
             "meter_start_wh": t.meter_start_wh,
             "meter_stop_wh": t.meter_stop_wh,
-            "started_at": _iso(t.started_at),
-            "stopped_at": _iso(t.stopped_at),
+            "started_at": iso(t.started_at),
+            "stopped_at": iso(t.stopped_at),
             "stop_reason": t.stop_reason,
             "stop_flags": list(t.stop_flags or []),
-            "closed_at": _iso(t.closed_at),
+            "closed_at": iso(t.closed_at),
             "closed_reason": t.closed_reason,
         }
         for t in await session_transactions(db, row.workflow_id)
@@ -163,8 +127,8 @@ async def workflow_facts(settings: Settings, workflow_id: str) -> dict[str, Any]
         "status": desc.status.name if desc.status else "unknown",
         "run_id": desc.run_id,
         "history_length": desc.history_length,
-        "started": _iso(desc.start_time),
-        "closed": _iso(desc.close_time),
+        "started": iso(desc.start_time),
+        "closed": iso(desc.close_time),
     }
     link = ui_link(
         settings.temporal_ui_base(), settings.temporal_namespace, workflow_id, desc.run_id
@@ -172,34 +136,6 @@ async def workflow_facts(settings: Settings, workflow_id: str) -> dict[str, Any]
     if link:
         facts["ui"] = link
     return facts
-
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    cells = [
-        [
-            str(r["workflow_id"]),
-            r["state"],
-            r["charge_box_id"],
-            str(r["connector_id"] or "-"),
-            r["id_tag"] or "-",
-            str(r["transaction_id"] or "-"),
-            str(r["energy_wh"]),
-            format_money(r["cost_minor"], r["currency"]),
-            r["started_at"] or "-",
-            _ending(r),
-        ]
-        for r in rows
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(LIST_COLUMNS)]
-    print("  ".join(h.ljust(w) for h, w in zip(LIST_COLUMNS, widths, strict=True)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
-
-
-def _ending(row: dict[str, Any]) -> str:
-    """How the session ended, and its flags: what an operator should look at."""
-    flags = [f for f in row.get("flags", []) if f != row["end_reason"]]
-    return " ".join([row["end_reason"] or "-", *(f"[{f}]" for f in flags)])
 
 
 SAMPLES_SHOWN = 20
