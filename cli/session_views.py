@@ -121,6 +121,18 @@ def print_timeline(timeline: dict[str, Any]) -> None:
             parts.append(f"{e['duration_s']}s")
         if e["kind"] == "state":
             parts.append(f"(from {e['summary']['from'] or '-'})")
+        if e["kind"] in ("signal", "update") and isinstance(e["summary"], dict):
+            parts.append(_brief(e["summary"]))
         if e["message"]:
             parts.append(f"— {e['message']}")
         print("  ".join(parts))
+
+
+def _brief(summary: dict[str, Any], most: int = 4) -> str:
+    """A payload's first few plain fields, for one line (``--json`` has them all)."""
+    fields = [
+        f"{k}={v}"
+        for k, v in summary.items()
+        if k != "event_id" and v is not None and not isinstance(v, dict | list)
+    ]
+    return " ".join(fields[:most])

@@ -39,3 +39,10 @@ class Forbidden(ServiceError):
 class ChargerOffline(ServiceError):
     status = 409
     code = "CHARGER_OFFLINE"
+
+
+class Unavailable(ServiceError):
+    """A dependency (Temporal, the auth service) cannot answer now: try again later."""
+
+    status = 503
+    code = "UNAVAILABLE"

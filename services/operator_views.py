@@ -26,7 +26,7 @@ from db.models import BillingEvent, ChargingSession, MeterSample, Transaction
 from domain.session_model import Phase
 from services.actor import Actor
 from services.context import ServiceContext
-from services.errors import Forbidden, InvalidInput, NotFound
+from services.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from services.timeline import Redactor, build_timeline, fetch_runs, ui_link
 
 OPERATOR_ROLES = frozenset({"admin", "operator"})
@@ -359,14 +359,15 @@ _PROCESS_KEY = os.urandom(32)
 async def session_timeline(ctx: ServiceContext, actor: Actor, session_id: str) -> dict[str, Any]:
     """The session's workflow history across its runs, with the Temporal UI link of each run."""
     row = await get_session(ctx, actor, session_id)
-    client = await ctx.temporal()
     try:
-        runs = await fetch_runs(client, row.workflow_id)
+        runs = await fetch_runs(await ctx.temporal(), row.workflow_id)
     except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        # Past the namespace's retention the history is gone; the read model stays.
-        raise NotFound(f"Temporal keeps no history for {row.workflow_id} any more") from exc
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            # Past the namespace's retention the history is gone; the read model stays.
+            raise NotFound(f"Temporal keeps no history for {row.workflow_id} any more") from exc
+        raise Unavailable(f"Temporal did not answer: {exc.message}") from exc
+    except RuntimeError as exc:  # the client could not connect
+        raise Unavailable(f"Temporal is unreachable: {exc}") from exc
     entries = build_timeline(runs, redactor_for(ctx.settings, row.workflow_id))
     base = ctx.settings.temporal_ui_base()
     namespace = ctx.settings.temporal_namespace

@@ -21,6 +21,7 @@ from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import MeterSample, Transaction
 from tests.fixtures.auth import AuthService
+from tests.helpers import free_port
 from tests.identity.conftest import person
 from tests.identity.real_api import real_api
 from tests.sandbox.conftest import RunningSandbox
@@ -216,6 +217,15 @@ async def test_operators_read_a_session_and_drivers_cannot(
         assert workflow_id not in json.dumps(
             (await get("/api/v1/me/sessions", headers=driver.headers)).json()
         )
+
+    # Temporal down: the timeline says so (503), everything read from PostgreSQL still answers.
+    down = views_settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with real_api(down, engine, session_factory, None) as api:
+        gone = await api.client.get(f"/api/v1/sessions/{tx}/timeline", headers=admin.headers)
+        assert gone.status_code == 503 and gone.json()["error"] == "UNAVAILABLE"
+        assert tag not in gone.text
+        still = await api.client.get(f"/api/v1/sessions/{tx}/billing-events", headers=admin.headers)
+        assert still.status_code == 200
 
 
 def _quoted(workflow_id: str) -> str:
