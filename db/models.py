@@ -296,7 +296,16 @@ class ChargingSession(Base):
     # What an operator must look at (implausible_energy, data_error, closed_*, start_refused:*).
     flags: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    __table_args__ = (Index("ix_charging_sessions_id_tag", "id_tag"),)
+    __table_args__ = (
+        Index("ix_charging_sessions_id_tag", "id_tag"),
+        # The operators' list order (newest start first, never started last, ties by id) and
+        # its cursor: a page is an index range, not a sort of the whole table.
+        Index(
+            "ix_charging_sessions_started_at",
+            text("started_at DESC NULLS LAST"),
+            "workflow_id",
+        ),
+    )
 
 
 class BillingEvent(Base):
