@@ -40,6 +40,7 @@ def session_dict(row: ChargingSession) -> dict[str, Any]:
         "charge_box_id": row.charge_box_id,
         "connector_id": row.connector_id,
         "id_tag": row.id_tag,
+        "user_id": row.user_id,
         "transaction_id": row.transaction_id,
         "energy_wh": row.energy_wh,
         "cost_minor": row.cost_minor,
