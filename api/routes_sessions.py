@@ -120,9 +120,16 @@ async def one_session(session_id: str, admin: AdminUser, services: Services) -> 
 
 
 @router.get("/sessions/{session_id}/timeline")
-async def session_timeline(session_id: str, admin: AdminUser, services: Services) -> dict[str, Any]:
+async def session_timeline(
+    session_id: str,
+    admin: AdminUser,
+    services: Services,
+    kind: Annotated[
+        str | None, Query(max_length=200, description="only these kinds: state,activity")
+    ] = None,
+) -> dict[str, Any]:
     """The session's workflow history (every run) as a timeline, with Temporal UI links."""
-    return await operator_views.session_timeline(services, actor_of(admin), session_id)
+    return await operator_views.session_timeline(services, actor_of(admin), session_id, kinds=kind)
 
 
 @router.get("/sessions/{session_id}/meter-samples")

@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "timeline", help="a session's workflow history: signals, activities, timers, states"
     )
     timeline.add_argument("session_id", help="workflow id or transaction id")
+    timeline.add_argument("--kind", help="only these entry kinds: state,activity,signal,…")
     timeline.add_argument("--json", action="store_true")
     kpis = sub.add_parser("kpis", help="the network at a glance (energy, sessions, chargers)")
     kpis.add_argument("--tz", help="IANA time zone for today/this month (default: the operator's)")

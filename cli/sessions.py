@@ -300,7 +300,9 @@ async def run_sessions_command(settings: Settings, args: argparse.Namespace) -> 
             if args.sessions_command == "list":
                 return await list_command(ctx, args)
             if args.sessions_command == "timeline":
-                timeline = await operator_views.session_timeline(ctx, Actor.cli(), args.session_id)
+                timeline = await operator_views.session_timeline(
+                    ctx, Actor.cli(), args.session_id, kinds=args.kind
+                )
                 if args.json:
                     emit_json(timeline)
                 else:

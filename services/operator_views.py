@@ -27,7 +27,7 @@ from domain.session_model import Phase
 from services.actor import Actor
 from services.context import ServiceContext
 from services.errors import Forbidden, InvalidInput, NotFound, Unavailable
-from services.timeline import Redactor, build_timeline, fetch_runs, ui_link
+from services.timeline import ENTRY_KINDS, Redactor, build_timeline, fetch_runs, ui_link
 
 OPERATOR_ROLES = frozenset({"admin", "operator"})
 MAX_LIMIT = 500
@@ -356,8 +356,24 @@ def redactor_for(settings: Settings, workflow_id: str) -> Redactor:
 _PROCESS_KEY = os.urandom(32)
 
 
-async def session_timeline(ctx: ServiceContext, actor: Actor, session_id: str) -> dict[str, Any]:
-    """The session's workflow history across its runs, with the Temporal UI link of each run."""
+async def session_timeline(
+    ctx: ServiceContext, actor: Actor, session_id: str, *, kinds: str | None = None
+) -> dict[str, Any]:
+    """The session's workflow history across its runs, with the Temporal UI link of each run.
+    ``kinds``: only these entry kinds (comma-separated: ``state,activity``)."""
+    wanted = {k.strip() for k in (kinds or "").split(",") if k.strip()}
+    unknown = sorted(wanted - ENTRY_KINDS)
+    if unknown:
+        raise InvalidInput(
+            "unknown entry kind",
+            issues=[
+                {
+                    "path": ["kind"],
+                    "message": f"unknown {', '.join(unknown)} "
+                    f"(one of {', '.join(sorted(ENTRY_KINDS))})",
+                }
+            ],
+        )
     row = await get_session(ctx, actor, session_id)
     try:
         runs = await fetch_runs(await ctx.temporal(), row.workflow_id)
@@ -380,5 +396,5 @@ async def session_timeline(ctx: ServiceContext, actor: Actor, session_id: str) -
             for run_id, _ in runs
         ],
         "ui": ui_link(base, namespace, row.workflow_id, runs[-1][0]) if runs else None,
-        "entries": [e.as_dict() for e in entries],
+        "entries": [e.as_dict() for e in entries if not wanted or e.kind in wanted],
     }

@@ -42,6 +42,9 @@ _TAG_FIELD = re.compile(
     r"""(?P<key>["']?(?:parentIdTag|idTag|parent_id_tag|id_tag)["']?\s*[:=]\s*)"""
     r"""(?:(?P<q>["'])(?P<quoted>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<bare>[^\s,{}[\])'"]+))"""
 )
+ENTRY_KINDS = frozenset(
+    {"workflow", "signal", "update", "activity", "timer", "child", "state", "marker", "task"}
+)
 MAX_TEXT = 160
 MAX_ITEMS = 5
 MAX_DEPTH = 4

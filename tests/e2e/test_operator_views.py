@@ -100,6 +100,11 @@ async def test_an_operator_reads_a_real_session_by_its_transaction_id(
     assert "state" in text.stdout and "transaction_stopped" in text.stdout
     assert driver.id_tag not in text.stdout
 
+    changes = await polaris(platform, "sessions", "timeline", str(tx), "--kind", "state")
+    assert changes.returncode == 0, changes.stderr
+    lines = [line for line in changes.stdout.splitlines() if "  state " in line]
+    assert len(lines) == len(states) and "closed  changed  (from " in lines[-1]
+
     listed = await polaris(
         platform, "sessions", "list", "--charger", charge_box_id, "--state", "closed", "--json"
     )
@@ -110,6 +115,9 @@ async def test_an_operator_reads_a_real_session_by_its_transaction_id(
     kpis = await polaris(platform, "kpis", "--json")
     assert kpis.returncode == 0, kpis.stderr
     figures = json.loads(kpis.stdout)
+    printed = await polaris(platform, "kpis", "--tz", "Europe/Berlin")
+    assert printed.returncode == 0, printed.stderr
+    assert "(Europe/Berlin)" in printed.stdout and "energy today" in printed.stdout
     assert figures["energy_today_wh"] >= 1_500
     assert figures["chargers_online"] >= 1
     assert isinstance(figures["active_sessions"], int)

@@ -176,6 +176,17 @@ async def test_operators_read_a_session_and_drivers_cannot(
         assert all(a != b for a, b in pairwise(states))
         assert len([e for e in entries if e["name"] == "meter_progress"]) == 30
 
+        only = await get(
+            f"/api/v1/sessions/{tx}/timeline", params={"kind": "state"}, headers=admin.headers
+        )
+        assert [e["name"] for e in only.json()["entries"]] == states
+        odd = await get(
+            f"/api/v1/sessions/{tx}/timeline",
+            params={"kind": "state,gossip"},
+            headers=admin.headers,
+        )
+        assert odd.status_code == 422 and odd.json()["issues"][0]["path"] == ["kind"]
+
         one = await get(f"/api/v1/sessions/{tx}", headers=admin.headers)
         assert one.status_code == 200 and one.json()["workflow_id"] == workflow_id
         samples = (await get(f"/api/v1/sessions/{tx}/meter-samples", headers=admin.headers)).json()
