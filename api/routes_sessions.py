@@ -20,7 +20,7 @@ from api.services import Services
 from api.session_actions import SessionActionError, force_close
 from db.audit import write_audit
 from db.models import ChargingSession
-from services import operator_views
+from services import operator_views, session_list
 from services.actor import Actor
 from workflows.messages import MAX_OPERATOR_ENERGY_WH, ForceCloseResult
 
@@ -94,7 +94,7 @@ async def all_sessions(
 ) -> list[SessionOut]:
     """Sessions, newest start first (never started: last). More rows: the ``X-Next-Cursor``
     header holds the ``cursor`` for the next page. Bad parameters: 422 with one issue each."""
-    query = operator_views.parse_session_query(
+    query = session_list.parse_session_query(
         services.settings,
         charger=charger or charge_box_id,
         card=card or id_tag,
@@ -106,7 +106,7 @@ async def all_sessions(
         offset=offset,
         cursor=cursor,
     )
-    page = await operator_views.list_sessions(services, actor_of(admin), query)
+    page = await session_list.list_sessions(services, actor_of(admin), query)
     if page.next_cursor:
         response.headers["X-Next-Cursor"] = page.next_cursor
     return [SessionOut.of(row, with_user=True) for row in page.rows]

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from db.models import ChargingSession
-from services import operator_views
+from services import session_list
 from services.actor import Actor
 from services.context import ServiceContext
 
@@ -87,7 +87,7 @@ def _ending(row: dict[str, Any]) -> str:
 
 
 async def list_command(ctx: ServiceContext, args: argparse.Namespace) -> int:
-    query = operator_views.parse_session_query(
+    query = session_list.parse_session_query(
         ctx.settings,
         charger=args.charger,
         card=args.card,
@@ -99,7 +99,7 @@ async def list_command(ctx: ServiceContext, args: argparse.Namespace) -> int:
         offset=args.offset,
         cursor=args.cursor,
     )
-    page = await operator_views.list_sessions(ctx, Actor.cli(), query)
+    page = await session_list.list_sessions(ctx, Actor.cli(), query)
     rows = [session_dict(r) for r in page.rows]
     if args.json:
         print(json.dumps(rows, indent=2))

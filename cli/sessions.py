@@ -40,15 +40,14 @@ from services.actor import Actor
 from services.errors import NotFound, ServiceError
 from services.operator_views import (
     MAX_SAMPLES,
-    SessionQuery,
     billing_event_dict,
     billing_events_of,
     find_session,
-    find_sessions,
     sample_dict,
     samples_of,
     session_transactions,
 )
+from services.session_list import SessionQuery, find_sessions
 from services.timeline import ui_link
 from workflows.messages import (
     QUERY_STATUS,

@@ -3,51 +3,37 @@
 The core is pure: :func:`build_timeline` turns the history events of one or more runs (a
 continue-as-new chain, oldest first) into :class:`TimelineEntry` rows: the workflow's start and
 end, each signal, update, activity, timer, child workflow, continue-as-new, version marker, failed
-workflow task, and the session's state changes. :func:`session_timeline` is the shell: it fetches
-the chain of runs from Temporal and adds the Temporal UI link.
+workflow task, and the session's state changes. :func:`fetch_runs` reads the chain of runs from
+Temporal; ``services/operator_views.py`` puts the two together for a session, with UI links.
 
 One entry per activity (not one per history event): Temporal writes ``ActivityTaskStarted`` only
 when the last attempt ends, so an activity's story is its scheduling, its last attempt number
 and its outcome. State changes come from the ``upsert_session_read_model`` activity the workflow
 runs on every change (its input carries the new state).
 
-Payloads are summarised, never shown whole: idTags become their fingerprints (the same ones the
-logs carry, with ``POLARIS_LOG_TAG_KEY``), e-mail addresses are masked, every idTag seen anywhere
-in the history is also replaced inside free text (failure messages, customer ids), and long
-values are cut.
+Payloads are summarised, never shown whole, by ``services/payload_summary.py`` (idTags as their
+fingerprints, e-mail addresses masked, long values cut).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from temporalio.api.common.v1 import Payload, Payloads
-from temporalio.api.failure.v1 import Failure
+from temporalio.api.common.v1 import Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-from domain.ids import tag_fingerprint
+from services.payload_summary import Redactor, decode_payloads, failure_text
 
 # The read model activity: its input is the session's state after each change.
 READ_MODEL_ACTIVITY = "upsert_session_read_model"
-TAG_KEYS = frozenset({"id_tag", "idTag", "parent_id_tag", "parentIdTag", "stop_id_tag"})
-EMAIL = re.compile(r"[^\s@\"']+@[^\s@\"']+\.[A-Za-z]{2,}")
-_TAG_FIELD = re.compile(
-    r"""(?P<key>["']?(?:parentIdTag|idTag|parent_id_tag|id_tag)["']?\s*[:=]\s*)"""
-    r"""(?:(?P<q>["'])(?P<quoted>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<bare>[^\s,{}[\])'"]+))"""
-)
 ENTRY_KINDS = frozenset(
     {"workflow", "signal", "update", "activity", "timer", "child", "state", "marker", "task"}
 )
-MAX_TEXT = 160
-MAX_ITEMS = 5
-MAX_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -81,105 +67,6 @@ class TimelineEntry:
             "summary": self.summary,
             "message": self.message,
         }
-
-
-@dataclass
-class Redactor:
-    """Fingerprints idTags with the logs' key; remembers every tag it saw so free text that
-    repeats one (a failure message, a customer id made from it) is cleaned too."""
-
-    key: bytes
-    # Left out of summaries: every payload of a session repeats its own workflow id.
-    workflow_id: str | None = None
-    seen: set[str] = field(default_factory=set)
-
-    def tag(self, value: object) -> str:
-        text = str(value)
-        if text:
-            self.seen.add(text)
-        return tag_fingerprint(text, self.key)
-
-    def text(self, value: str) -> str:
-        def field_value(found: re.Match[str]) -> str:
-            raw = found.group("quoted")
-            raw = found.group("bare") if raw is None else raw
-            return f'{found.group("key")}"{self.tag(raw)}"'
-
-        value = _TAG_FIELD.sub(field_value, value)
-        # Longest first, so a tag that contains another is replaced whole.
-        for tag in sorted(self.seen, key=len, reverse=True):
-            if len(tag) >= 3:
-                value = value.replace(tag, tag_fingerprint(tag, self.key))
-        value = EMAIL.sub("<email>", value)
-        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
-
-    def value(self, value: Any, depth: int = 0) -> Any:
-        if isinstance(value, dict):
-            if depth >= MAX_DEPTH:
-                return "{…}"
-            return {
-                str(k): (
-                    self.tag(v) if k in TAG_KEYS and v is not None else self.value(v, depth + 1)
-                )
-                for k, v in value.items()
-                if not (k == "workflow_id" and v == self.workflow_id)
-            }
-        if isinstance(value, list):
-            items = [self.value(v, depth + 1) for v in value[:MAX_ITEMS]]
-            if len(value) > MAX_ITEMS:
-                items.append(f"… {len(value) - MAX_ITEMS} more")
-            return items
-        if isinstance(value, str):
-            return self.text(value)
-        return value
-
-    def collect(self, value: Any) -> None:
-        """Learn the tags in a payload before anything is printed."""
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if k in TAG_KEYS and v is not None:
-                    self.tag(v)
-                else:
-                    self.collect(v)
-        elif isinstance(value, list):
-            for v in value:
-                self.collect(v)
-
-
-def decode_payload(payload: Payload) -> Any:
-    encoding = payload.metadata.get("encoding", b"").decode(errors="replace")
-    if encoding == "json/plain":
-        try:
-            return json.loads(payload.data)
-        except ValueError:
-            return "<undecodable json>"
-    if encoding == "binary/null":
-        return None
-    return f"<{encoding or 'unknown'} payload, {len(payload.data)} bytes>"
-
-
-def decode_payloads(payloads: Payloads) -> Any:
-    values = [decode_payload(p) for p in payloads.payloads]
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
-
-
-def failure_text(failure: Failure) -> str:
-    """``Type: message`` of the failure and its causes (no stack traces)."""
-    parts: list[str] = []
-    current: Failure | None = failure
-    while current is not None and len(parts) < 4:
-        kind = (
-            current.application_failure_info.type
-            if current.HasField("application_failure_info")
-            else ""
-        )
-        if current.HasField("timeout_failure_info"):
-            kind = "Timeout"
-        parts.append(f"{kind}: {current.message}" if kind else current.message)
-        current = current.cause if current.HasField("cause") else None
-    return " ← ".join(p for p in parts if p)
 
 
 def _time(event: HistoryEvent) -> datetime:

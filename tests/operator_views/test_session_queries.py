@@ -12,12 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.settings import Settings
 from db.models import Charger, ChargingSession, Transaction
 from services.errors import InvalidInput
-from services.operator_views import (
-    SessionQuery,
-    find_session,
-    find_sessions,
-    parse_session_query,
-)
+from services.operator_views import find_session
+from services.session_list import SessionQuery, find_sessions, parse_session_query
 
 T0 = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(env="test", operator_timezone="Europe/Berlin")

@@ -10,7 +10,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 
 from domain.ids import tag_fingerprint
-from services.timeline import Redactor, build_timeline, run_id_of, ui_link
+from services.payload_summary import Redactor
+from services.timeline import build_timeline, run_id_of, ui_link
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 KEY = b"timeline-test-key"

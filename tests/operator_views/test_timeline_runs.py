@@ -11,7 +11,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from domain.ids import tag_fingerprint
-from services.timeline import Redactor, build_timeline, fetch_runs
+from services.payload_summary import Redactor
+from services.timeline import build_timeline, fetch_runs
 from tests.operator_views.workflows_for_tests import ChainInput, ChainWorkflow, ChildWorkflow, Flaky
 
 pytestmark = pytest.mark.timeout(60)
