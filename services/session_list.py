@@ -12,7 +12,7 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
@@ -43,7 +43,7 @@ class SessionQuery:
     started_to: datetime | None = None
     limit: int = 100
     offset: int = 0
-    after: tuple[datetime | None, str] | None = None  # the cursor: the last row's sort key
+    after: tuple[datetime, str] | None = None  # the cursor: the last row's sort key
 
 
 @dataclass(frozen=True)
@@ -135,26 +135,34 @@ def parse_moment(text: str, zone: ZoneInfo) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=zone)
 
 
+def listed_at() -> Any:
+    """When a session belongs in the list: its start, or (never started: a refused tap, a remote
+    start that timed out) when it was requested. Set once; a session that starts moves from its
+    request to its start, seconds apart."""
+    return func.coalesce(ChargingSession.started_at, ChargingSession.created_at)
+
+
 def _encode_cursor(row: ChargingSession) -> str:
-    key = {"s": _iso(row.started_at), "w": row.workflow_id}
+    key = {"t": (row.started_at or row.created_at).isoformat(), "w": row.workflow_id}
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime | None, str] | None:
+def _decode_cursor(cursor: str) -> tuple[datetime, str] | None:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        started = datetime.fromisoformat(raw["s"]) if raw["s"] is not None else None
+        listed = datetime.fromisoformat(raw["t"])
         workflow_id = raw["w"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         return None
-    if not isinstance(workflow_id, str) or (started is not None and started.tzinfo is None):
+    if not isinstance(workflow_id, str) or listed.tzinfo is None:
         return None
-    return started, workflow_id
+    return listed, workflow_id
 
 
 def session_filter(query: SessionQuery) -> Select[ChargingSession]:
-    """Newest start first, sessions that never started last, ties by workflow id: a stable
-    order, so a cursor (the last row's key) continues exactly where the page ended."""
+    """Newest first (by :func:`listed_at`), ties by workflow id: a stable order, so a cursor
+    (the last row's key) continues exactly where the page ended; the index
+    ``ix_charging_sessions_listed`` serves the order and the cursor's seek."""
     stmt = select(ChargingSession)
     for column, value in (
         (ChargingSession.charge_box_id, query.charge_box_id),
@@ -170,21 +178,8 @@ def session_filter(query: SessionQuery) -> Select[ChargingSession]:
     if query.started_to is not None:
         stmt = stmt.where(ChargingSession.started_at < query.started_to)
     if query.after is not None:
-        started, workflow_id = query.after
-        later_id = ChargingSession.workflow_id > workflow_id
-        if started is None:
-            stmt = stmt.where(ChargingSession.started_at.is_(None), later_id)
-        else:
-            stmt = stmt.where(
-                or_(
-                    ChargingSession.started_at < started,
-                    and_(ChargingSession.started_at == started, later_id),
-                    ChargingSession.started_at.is_(None),
-                )
-            )
-    return stmt.order_by(
-        ChargingSession.started_at.desc().nulls_last(), ChargingSession.workflow_id
-    )
+        stmt = stmt.where(tuple_(listed_at(), ChargingSession.workflow_id) < tuple_(*query.after))
+    return stmt.order_by(listed_at().desc(), ChargingSession.workflow_id.desc())
 
 
 async def find_sessions(db: AsyncSession, query: SessionQuery) -> SessionPage:
