@@ -13,6 +13,7 @@ from api import (
     routes_audit,
     routes_billing,
     routes_cards,
+    routes_kpis,
     routes_me,
     routes_operations,
     routes_scan,
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_scan,
         routes_billing,
         routes_operations,
+        routes_kpis,
     ):
         app.include_router(family.router)
     return app

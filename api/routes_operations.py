@@ -9,18 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from api.authz import LiveOperator, Principal
-from api.services import Services
+from api.authz import LiveOperator
+from api.services import Services, actor_of
 from services import operations
-from services.actor import Actor
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
 ChargeBoxId = Annotated[str, Path(min_length=1, max_length=255)]
-
-
-def actor_of(principal: Principal) -> Actor:
-    return Actor(id=principal.actor, role=principal.role, source=principal.source or "api")
 
 
 @router.post("/chargers/{charge_box_id}/operations/{action}")

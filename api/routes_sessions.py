@@ -1,22 +1,26 @@
-"""Charging-session lists (a driver's own, and all of them for operators) and the operators'
-force-close (``POST /api/v1/sessions/{workflow_id}/close``: live admin session, audited)."""
+"""Charging-session lists (a driver's own, and all of them for operators), the operators' views of
+one session (by workflow or transaction id: its timeline, meter samples and billing events; see
+``docs/operator-views.md``) and the force-close (``POST /api/v1/sessions/{workflow_id}/close``:
+live admin session, audited)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 
 from api.authz import AdminUser, CurrentUser, LiveAdmin, Principal, not_found_unless
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import SessionOut, owned_sessions
+from api.services import Services, actor_of
 from api.session_actions import SessionActionError, force_close
 from db.audit import write_audit
 from db.models import ChargingSession
+from services import operator_views, session_list
 from workflows.messages import MAX_OPERATOR_ENERGY_WH, ForceCloseResult
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
@@ -62,36 +66,81 @@ async def my_session(workflow_id: str, user: CurrentUser, state: State) -> Sessi
 
 @router.get("/sessions", response_model=list[SessionOut])
 async def all_sessions(
-    _: AdminUser,
-    state: State,
-    charge_box_id: Annotated[str | None, Query(max_length=255)] = None,
-    id_tag: Annotated[str | None, Query(max_length=20)] = None,
-    user_id: Annotated[str | None, Query(max_length=64)] = None,
-    state_filter: Annotated[str | None, Query(alias="state", max_length=32)] = None,
-    limit: Limit = 100,
-    offset: Offset = 0,
+    admin: AdminUser,
+    services: Services,
+    response: Response,
+    charger: Annotated[str | None, Query(alias="charger")] = None,
+    charge_box_id: Annotated[str | None, Query(include_in_schema=False)] = None,
+    card: Annotated[str | None, Query(description="idTag")] = None,
+    id_tag: Annotated[str | None, Query(include_in_schema=False)] = None,
+    user: Annotated[str | None, Query(description="user id")] = None,
+    user_id: Annotated[str | None, Query(include_in_schema=False)] = None,
+    state_filter: Annotated[
+        str | None, Query(alias="state", description="a state, or several: charging,suspended")
+    ] = None,
+    started_from: Annotated[
+        str | None, Query(alias="from", description="started at or after")
+    ] = None,
+    started_to: Annotated[str | None, Query(alias="to", description="started before")] = None,
+    limit: int = 100,
+    offset: int = 0,
+    cursor: str | None = None,
 ) -> list[SessionOut]:
-    query = select(ChargingSession)
-    for column, value in (
-        (ChargingSession.charge_box_id, charge_box_id),
-        (ChargingSession.id_tag, id_tag),
-        (ChargingSession.user_id, user_id),
-        (ChargingSession.state, state_filter),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    async with state.sessions() as db:
-        rows = (await db.scalars(_newest_first(query).limit(limit).offset(offset))).all()
-    return [SessionOut.of(row, with_user=True) for row in rows]
+    """Sessions, newest start first (never started: last). More rows: the ``X-Next-Cursor``
+    header holds the ``cursor`` for the next page. Bad parameters: 422 with one issue each."""
+    query = session_list.parse_session_query(
+        services.settings,
+        charger=charger or charge_box_id,
+        card=card or id_tag,
+        user=user or user_id,
+        state=state_filter,
+        started_from=started_from,
+        started_to=started_to,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+    )
+    page = await session_list.list_sessions(services, actor_of(admin), query)
+    if page.next_cursor:
+        response.headers["X-Next-Cursor"] = page.next_cursor
+    return [SessionOut.of(row, with_user=True) for row in page.rows]
 
 
-@router.get("/sessions/{workflow_id}", response_model=SessionOut)
-async def one_session(workflow_id: str, _: AdminUser, state: State) -> SessionOut:
-    async with state.sessions() as db:
-        row = await db.get(ChargingSession, workflow_id)
-    if row is None:
-        raise NotFound("session")
+@router.get("/sessions/{session_id}", response_model=SessionOut)
+async def one_session(session_id: str, admin: AdminUser, services: Services) -> SessionOut:
+    """A session by workflow id or by OCPP transaction id."""
+    row = await operator_views.get_session(services, actor_of(admin), session_id)
     return SessionOut.of(row, with_user=True)
+
+
+@router.get("/sessions/{session_id}/timeline")
+async def session_timeline(
+    session_id: str,
+    admin: AdminUser,
+    services: Services,
+    kind: Annotated[
+        str | None, Query(max_length=200, description="only these kinds: state,activity")
+    ] = None,
+) -> dict[str, Any]:
+    """The session's workflow history (every run) as a timeline, with Temporal UI links."""
+    return await operator_views.session_timeline(services, actor_of(admin), session_id, kinds=kind)
+
+
+@router.get("/sessions/{session_id}/meter-samples")
+async def session_meter_samples(
+    session_id: str,
+    admin: AdminUser,
+    services: Services,
+    limit: Annotated[int, Query(ge=1, le=operator_views.MAX_SAMPLES)] = 1000,
+) -> list[dict[str, Any]]:
+    return await operator_views.meter_samples(services, actor_of(admin), session_id, limit=limit)
+
+
+@router.get("/sessions/{session_id}/billing-events")
+async def session_billing_events(
+    session_id: str, admin: AdminUser, services: Services
+) -> list[dict[str, Any]]:
+    return await operator_views.billing_events(services, actor_of(admin), session_id)
 
 
 class CloseIn(BaseModel):

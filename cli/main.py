@@ -89,6 +89,12 @@ def _cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_sessions_command(settings, args))
 
 
+def _cmd_kpis(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.kpis import run_kpis_command
+
+    return asyncio.run(run_kpis_command(settings, args))
+
+
 def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     from cli.scan import run_scan_command
 
@@ -135,8 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("dataset", choices=["demo"])
     sessions = sub.add_parser("sessions", help="read charging sessions")
     sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
-    ls = sessions_sub.add_parser("list", help="list recent sessions")
+    ls = sessions_sub.add_parser("list", help="list sessions, newest start first")
+    ls.add_argument("--charger", help="chargeBoxId")
+    ls.add_argument("--card", help="idTag")
+    ls.add_argument("--user", help="user id (the card's owner when the session started)")
+    ls.add_argument("--state", help="a state, or several: charging,suspended")
+    ls.add_argument(
+        "--from", dest="started_from", help="started at or after (2026-03-01 or ISO time)"
+    )
+    ls.add_argument("--to", dest="started_to", help="started before (2026-03-02 or ISO time)")
     ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--offset", type=int, default=0)
+    ls.add_argument("--cursor", help="continue after the page that printed this cursor")
     ls.add_argument("--json", action="store_true")
     start = sessions_sub.add_parser("start", help="start a session remotely")
     start.add_argument("--charger", required=True, help="chargeBoxId")
@@ -164,8 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="bill this energy instead of the last register the charger reported",
     )
     show = sessions_sub.add_parser("show", help="show one session's story")
-    show.add_argument("workflow_id")
+    show.add_argument("session_id", help="workflow id or transaction id")
     show.add_argument("--json", action="store_true")
+    timeline = sessions_sub.add_parser(
+        "timeline", help="a session's workflow history: signals, activities, timers, states"
+    )
+    timeline.add_argument("session_id", help="workflow id or transaction id")
+    timeline.add_argument("--kind", help="only these entry kinds: state,activity,signal,…")
+    timeline.add_argument("--json", action="store_true")
+    kpis = sub.add_parser("kpis", help="the network at a glance (energy, sessions, chargers)")
+    kpis.add_argument("--tz", help="IANA time zone for today/this month (default: the operator's)")
+    kpis.add_argument("--json", action="store_true")
     scan = sub.add_parser("scan", help="scan-to-login at chargers")
     scan_sub = scan.add_subparsers(dest="scan_command", required=True)
     rotate = scan_sub.add_parser(
@@ -191,6 +216,7 @@ COMMANDS = {
     "scan": _cmd_scan,
     "chargers": _cmd_chargers,
     "operations": _cmd_operations,
+    "kpis": _cmd_kpis,
 }
 
 

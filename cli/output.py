@@ -19,6 +19,7 @@ EXIT_CODES = {
     "CONFLICT": 5,
     "FORBIDDEN": 6,
     "CHARGER_OFFLINE": 3,
+    "UNAVAILABLE": 7,
 }
 
 

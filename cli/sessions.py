@@ -1,7 +1,9 @@
-"""``polaris sessions list|show|start|stop|close``: the operator's view of charging sessions.
+"""``polaris sessions list|show|timeline|start|stop|close``: operators and charging sessions.
 
-``list`` reads the ``charging_sessions`` read model; ``show`` adds the transaction journal (with
-transactions the platform closed), the billing events and what Temporal says of the workflow.
+``list`` reads the ``charging_sessions`` read model (filters as in ``GET /api/v1/sessions``);
+``show`` (a workflow id or a transaction id) adds the transaction journal (with transactions the
+platform closed), the meter samples, the billing events and what Temporal says of the workflow;
+``timeline`` prints the workflow's history as a timeline (``services/timeline.py``).
 ``close`` force-closes a running session without the charger's consent (see docs/sessions.md).
 """
 
@@ -13,20 +15,40 @@ import getpass
 import json
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.session_actions import SessionActionError, force_close
+from cli.output import emit_json, fail
+from cli.service_context import open_service_context
+from cli.session_views import (
+    format_money,
+    iso,
+    list_command,
+    print_timeline,
+    session_dict,
+)
 from config.settings import Settings
 from config.temporal import connect
-from db.engine import make_engine, make_session_factory
-from db.models import BillingEvent, Charger, ChargingSession, MeterSample, Transaction
+from db.models import Charger
+from services import operator_views
+from services.actor import Actor
+from services.errors import NotFound, ServiceError
+from services.operator_views import (
+    MAX_SAMPLES,
+    billing_event_dict,
+    billing_events_of,
+    find_session,
+    sample_dict,
+    samples_of,
+    session_transactions,
+)
+from services.session_list import SessionQuery, find_sessions
+from services.timeline import ui_link
 from workflows.messages import (
     QUERY_STATUS,
     SESSION_WORKFLOW,
@@ -37,41 +59,6 @@ from workflows.messages import (
     SessionStatus,
     remote_workflow_id,
 )
-
-LIST_COLUMNS = (
-    "workflow_id",
-    "state",
-    "charge_box_id",
-    "connector_id",
-    "id_tag",
-    "transaction_id",
-    "energy_wh",
-    "cost",
-    "started_at",
-    "end",
-)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _session_dict(row: ChargingSession) -> dict[str, Any]:
-    return {
-        "workflow_id": row.workflow_id,
-        "state": row.state,
-        "charge_box_id": row.charge_box_id,
-        "connector_id": row.connector_id,
-        "id_tag": row.id_tag,
-        "transaction_id": row.transaction_id,
-        "energy_wh": row.energy_wh,
-        "cost_minor": row.cost_minor,
-        "currency": row.currency,
-        "started_at": _iso(row.started_at),
-        "stopped_at": _iso(row.stopped_at),
-        "end_reason": row.end_reason,
-        "flags": list(row.flags or []),
-    }
 
 
 def charger_authentication(charger: Charger | None) -> str:
@@ -92,94 +79,39 @@ CHARGER_AUTH_WARNINGS = {
 }
 
 
-def format_money(amount_minor: int, currency: str | None) -> str:
-    if currency is None:
-        return "-"
-    return f"{amount_minor / 100:.2f} {currency}"
-
-
 async def list_sessions(db: AsyncSession, limit: int) -> list[dict[str, Any]]:
-    rows = (
-        (
-            await db.execute(
-                select(ChargingSession)
-                .order_by(
-                    func.coalesce(ChargingSession.started_at, ChargingSession.updated_at).desc()
-                )
-                .limit(limit)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    return [_session_dict(r) for r in rows]
+    page = await find_sessions(db, SessionQuery(limit=limit))
+    return [session_dict(r) for r in page.rows]
 
 
-async def session_story(db: AsyncSession, workflow_id: str) -> dict[str, Any] | None:
-    row = await db.get(ChargingSession, workflow_id)
+async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | None:
+    """Everything about one session (by workflow or transaction id) the database knows."""
+    row = await find_session(db, session_id)
     if row is None:
         return None
-    story = _session_dict(row)
+    story = session_dict(row)
     story["charger_authentication"] = charger_authentication(
         await db.get(Charger, row.charge_box_id)
-    )
-    transactions = (
-        (
-            await db.execute(
-                select(Transaction)
-                .where(Transaction.workflow_id == workflow_id)
-                .order_by(Transaction.id)
-            )
-        )
-        .scalars()
-        .all()
     )
     story["transactions"] = [
         {
             "transaction_id": t.id,
             "meter_start_wh": t.meter_start_wh,
             "meter_stop_wh": t.meter_stop_wh,
-            "started_at": _iso(t.started_at),
-            "stopped_at": _iso(t.stopped_at),
+            "started_at": iso(t.started_at),
+            "stopped_at": iso(t.stopped_at),
             "stop_reason": t.stop_reason,
             "stop_flags": list(t.stop_flags or []),
-            "closed_at": _iso(t.closed_at),
+            "closed_at": iso(t.closed_at),
             "closed_reason": t.closed_reason,
         }
-        for t in transactions
+        for t in await session_transactions(db, row.workflow_id)
     ]
-    tx_ids = [t.id for t in transactions]
-    story["meter_samples"] = 0
-    if tx_ids:
-        story["meter_samples"] = (
-            await db.execute(
-                select(func.count())
-                .select_from(MeterSample)
-                .where(MeterSample.transaction_id.in_(tx_ids))
-            )
-        ).scalar_one()
-    events = (
-        (
-            await db.execute(
-                select(BillingEvent)
-                .where(BillingEvent.workflow_id == workflow_id)
-                .order_by(BillingEvent.sequence)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    samples = await samples_of(db, row.workflow_id, MAX_SAMPLES)
+    story["meter_samples"] = len(samples)
+    story["samples"] = [sample_dict(s) for s in samples]
     story["billing_events"] = [
-        {
-            "transaction_id": e.transaction_id,
-            "kind": e.kind,
-            "energy_wh": e.energy_wh,
-            "amount_minor": e.amount_minor,
-            "currency": e.currency,
-            "occurred_at": _iso(e.occurred_at),
-            "sent_at": _iso(e.sent_at),
-        }
-        for e in events
+        billing_event_dict(e) for e in await billing_events_of(db, row.workflow_id)
     ]
     return story
 
@@ -194,43 +126,25 @@ async def workflow_facts(settings: Settings, workflow_id: str) -> dict[str, Any]
         "status": desc.status.name if desc.status else "unknown",
         "run_id": desc.run_id,
         "history_length": desc.history_length,
-        "started": _iso(desc.start_time),
-        "closed": _iso(desc.close_time),
+        "started": iso(desc.start_time),
+        "closed": iso(desc.close_time),
     }
-    if "temporal_address" in settings.embedded:
-        facts["ui"] = (
-            f"http://127.0.0.1:{settings.embedded_temporal_ui_port}/namespaces/"
-            f"{settings.temporal_namespace}/workflows/{workflow_id}"
-        )
+    link = ui_link(
+        settings.temporal_ui_base(), settings.temporal_namespace, workflow_id, desc.run_id
+    )
+    if link:
+        facts["ui"] = link
     return facts
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    cells = [
-        [
-            str(r["workflow_id"]),
-            r["state"],
-            r["charge_box_id"],
-            str(r["connector_id"] or "-"),
-            r["id_tag"] or "-",
-            str(r["transaction_id"] or "-"),
-            str(r["energy_wh"]),
-            format_money(r["cost_minor"], r["currency"]),
-            r["started_at"] or "-",
-            _ending(r),
-        ]
-        for r in rows
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(LIST_COLUMNS)]
-    print("  ".join(h.ljust(w) for h, w in zip(LIST_COLUMNS, widths, strict=True)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+SAMPLES_SHOWN = 20
 
 
-def _ending(row: dict[str, Any]) -> str:
-    """How the session ended, and its flags: what an operator should look at."""
-    flags = [f for f in row.get("flags", []) if f != row["end_reason"]]
-    return " ".join([row["end_reason"] or "-", *(f"[{f}]" for f in flags)])
+def _sample_line(s: dict[str, Any]) -> str:
+    where = f" {s['phase']}" if s["phase"] else ""
+    flag = f" [not billed: {s['flag']}]" if s["flag"] else ""
+    unit = f" {s['unit']}" if s["unit"] else ""
+    return f"{s['sampled_at']}  {s['measurand']}{where} {s['value']}{unit}{flag}"
 
 
 def print_story(story: dict[str, Any]) -> None:
@@ -268,6 +182,10 @@ def print_story(story: dict[str, Any]) -> None:
             f"{t['meter_stop_wh'] if t['meter_stop_wh'] is not None else '…'} Wh ({status})"
         )
     print(f"samples      {story['meter_samples']}")
+    for sample in story.get("samples", [])[:SAMPLES_SHOWN]:
+        print("  " + _sample_line(sample))
+    if story["meter_samples"] > SAMPLES_SHOWN:
+        print(f"  … {story['meter_samples'] - SAMPLES_SHOWN} more (--json, or the API)")
     for e in story["billing_events"]:
         print(
             f"billing      {e['transaction_id']} {e['kind']} {e['energy_wh']} Wh "
@@ -376,23 +294,26 @@ async def run_sessions_command(settings: Settings, args: argparse.Namespace) -> 
         return await stop_remote(settings, args)
     if args.sessions_command == "close":
         return await close_session(settings, args)
-    engine = make_engine(settings.require_database_url(), pool_size=1)
     try:
-        async with make_session_factory(engine)() as db:
+        async with open_service_context(settings) as ctx:
             if args.sessions_command == "list":
-                rows = await list_sessions(db, args.limit)
+                return await list_command(ctx, args)
+            if args.sessions_command == "timeline":
+                timeline = await operator_views.session_timeline(
+                    ctx, Actor.cli(), args.session_id, kinds=args.kind
+                )
                 if args.json:
-                    print(json.dumps(rows, indent=2))
+                    emit_json(timeline)
                 else:
-                    _print_table(rows)
+                    print_timeline(timeline)
                 return 0
-            story = await session_story(db, args.workflow_id)
-    finally:
-        await engine.dispose()
+            async with ctx.sessions() as db:
+                story = await session_story(db, args.session_id)
+    except ServiceError as exc:
+        return fail(exc, as_json=getattr(args, "json", False))
     if story is None:
-        print(f"polaris: no session {args.workflow_id!r}")
-        return 1
-    story["workflow"] = await workflow_facts(settings, args.workflow_id)
+        return fail(NotFound(f"no session {args.session_id!r}"), as_json=args.json)
+    story["workflow"] = await workflow_facts(settings, story["workflow_id"])
     if args.json:
         print(json.dumps(story, indent=2))
     else:

@@ -24,6 +24,7 @@ import json
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "polaris-sessions"
     embedded_temporal_port: int = 7233
     embedded_temporal_ui_port: int = 8233
+    # The Temporal UI as operators' browsers reach it (session timelines link to it). Unset: the
+    # embedded dev server's UI when polaris dev runs it, else no link.
+    temporal_ui_url: str | None = None
+    # -- Operator views (docs/operator-views.md) ------------------------------------------------
+    # The IANA time zone "today" and "this month" are counted in for the KPIs.
+    operator_timezone: str = "UTC"
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -274,6 +281,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"operation_allowlist[{role!r}] names unknown actions {unknown}")
         return value
 
+    @field_validator("operator_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Berlin)") from exc
+        return value
+
     @field_validator("api_trusted_proxies", "gateway_trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -381,6 +397,14 @@ class Settings(BaseSettings):
     @property
     def gateway_task_queue(self) -> str:
         return f"gateway-{self.gateway_instance}"
+
+    def temporal_ui_base(self) -> str | None:
+        """Where the Temporal UI is, for links (None: no UI known)."""
+        if self.temporal_ui_url:
+            return self.temporal_ui_url.rstrip("/")
+        if "temporal_address" in self.embedded:
+            return f"http://127.0.0.1:{self.embedded_temporal_ui_port}"
+        return None
 
     def session_timers(self) -> dict[str, float]:
         """``SessionInput`` timer fields (workflows read no settings: starters pass these)."""

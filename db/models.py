@@ -293,10 +293,21 @@ class ChargingSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(64))
     # The Lago invoice billing the session (per-session invoice, or linked by Lago's webhook).
     lago_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    # When the workflow first wrote its row (the session was requested); never updated.
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # What an operator must look at (implausible_energy, data_error, closed_*, start_refused:*).
     flags: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    __table_args__ = (Index("ix_charging_sessions_id_tag", "id_tag"),)
+    __table_args__ = (
+        Index("ix_charging_sessions_id_tag", "id_tag"),
+        # The operators' list order (services/session_list.py: newest first, by start or, never
+        # started, by request; ties by id) and its cursor: a page is an index range.
+        Index(
+            "ix_charging_sessions_listed",
+            text("COALESCE(started_at, created_at)"),
+            "workflow_id",
+        ),
+    )
 
 
 class BillingEvent(Base):

@@ -42,5 +42,7 @@ class ChargerOffline(ServiceError):
 
 
 class Unavailable(ServiceError):
+    """A dependency (Temporal, the auth service) cannot answer now: try again later."""
+
     status = 503
     code = "UNAVAILABLE"
