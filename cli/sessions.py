@@ -27,6 +27,8 @@ from config.settings import Settings
 from config.temporal import connect
 from db.engine import make_engine, make_session_factory
 from db.models import BillingEvent, Charger, ChargingSession, MeterSample, Transaction
+from services.chargers import CHARGER_AUTH_WARNINGS, charger_authentication
+from services.tariffs import session_tariff
 from workflows.messages import (
     QUERY_STATUS,
     SESSION_WORKFLOW,
@@ -74,24 +76,6 @@ def _session_dict(row: ChargingSession) -> dict[str, Any]:
     }
 
 
-def charger_authentication(charger: Charger | None) -> str:
-    """How the charger proves who it is: ``password``; ``unauthenticated`` (no password, let in
-    by the operator's ``allow_unauthenticated``); ``none`` (no password: refused outside dev);
-    ``unknown`` (no such charger)."""
-    if charger is None:
-        return "unknown"
-    if charger.password_hash:
-        return "password"
-    return "unauthenticated" if charger.allow_unauthenticated else "none"
-
-
-CHARGER_AUTH_WARNINGS = {
-    "unauthenticated": "connects WITHOUT authentication (allow_unauthenticated): anyone can "
-    "speak for it",
-    "none": "has no password: refused by the gateway outside dev",
-}
-
-
 def format_money(amount_minor: int, currency: str | None) -> str:
     if currency is None:
         return "-"
@@ -123,6 +107,8 @@ async def session_story(db: AsyncSession, workflow_id: str) -> dict[str, Any] | 
     story["charger_authentication"] = charger_authentication(
         await db.get(Charger, row.charge_box_id)
     )
+    # The tariff version the session is billed under (fixed when it was first priced).
+    story["tariff"] = await session_tariff(db, row.tariff_version_id)
     transactions = (
         (
             await db.execute(
@@ -247,6 +233,14 @@ def print_story(story: dict[str, Any]) -> None:
     print(f"transaction  {story['transaction_id'] or '-'}")
     print(f"energy       {story['energy_wh']} Wh")
     print(f"cost         {format_money(story['cost_minor'], story['currency'])}")
+    tariff = story.get("tariff")
+    if tariff:
+        print(
+            f"tariff       {tariff['code']} version {tariff['version']} "
+            f"(valid from {tariff['valid_from']})"
+        )
+    else:
+        print("tariff       - (not priced yet)")
     print(f"started      {story['started_at'] or '-'}")
     print(f"stopped      {story['stopped_at'] or '-'}")
     if story["flags"]:
