@@ -20,6 +20,9 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from cli.chargers import add_chargers_commands
+from cli.sites import add_sites_commands
+from cli.tariffs import add_tariffs_commands
 from config.settings import Settings, load_settings
 from config.startup import DEV_COMMAND, startup_refusal
 
@@ -94,6 +97,13 @@ def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_scan_command(settings, args))
 
 
+def _cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
+    """``chargers``, ``sites``, ``tariffs``: each subcommand carries its own handler."""
+    from cli.fleet_common import run_handler
+
+    return run_handler(settings, args)
+
+
 def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
     """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
 
@@ -159,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-secret", help="a new QR secret for a charger (shown once; old codes stop working)"
     )
     rotate.add_argument("charge_box_id", help="chargeBoxId")
+    chargers_sub = add_chargers_commands(sub)
+    # The operations helper's `chargers op|config` join the same group here:
+    # add_operation_commands(chargers_sub)
+    del chargers_sub
+    add_sites_commands(sub)
+    add_tariffs_commands(sub)
     return parser
 
 
@@ -172,6 +188,9 @@ COMMANDS = {
     "seed": _cmd_seed,
     "sessions": _cmd_sessions,
     "scan": _cmd_scan,
+    "chargers": _cmd_fleet,
+    "sites": _cmd_fleet,
+    "tariffs": _cmd_fleet,
 }
 
 
