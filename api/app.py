@@ -13,9 +13,11 @@ from api import (
     routes_audit,
     routes_billing,
     routes_cards,
+    routes_chargers,
     routes_me,
     routes_scan,
     routes_sessions,
+    routes_sites,
     routes_users,
     webhooks_lago,
 )
@@ -63,6 +65,8 @@ def create_app(settings: Settings) -> FastAPI:
         routes_audit,
         routes_scan,
         routes_billing,
+        routes_chargers,
+        routes_sites,
     ):
         app.include_router(family.router)
     return app

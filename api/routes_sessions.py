@@ -17,6 +17,7 @@ from api.identity_views import SessionOut, owned_sessions
 from api.session_actions import SessionActionError, force_close
 from db.audit import write_audit
 from db.models import ChargingSession
+from services.tariffs import session_tariff
 from workflows.messages import MAX_OPERATOR_ENERGY_WH, ForceCloseResult
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
@@ -89,9 +90,10 @@ async def all_sessions(
 async def one_session(workflow_id: str, _: AdminUser, state: State) -> SessionOut:
     async with state.sessions() as db:
         row = await db.get(ChargingSession, workflow_id)
-    if row is None:
-        raise NotFound("session")
-    return SessionOut.of(row, with_user=True)
+        if row is None:
+            raise NotFound("session")
+        tariff = await session_tariff(db, row.tariff_version_id)
+    return SessionOut.of(row, with_user=True).model_copy(update={"tariff": tariff})
 
 
 class CloseIn(BaseModel):
