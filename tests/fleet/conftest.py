@@ -19,8 +19,10 @@ from tests.gateway.conftest import (  # noqa: F401  (fixtures re-exported for th
 
 @pytest.fixture
 def ctx(
-    gw_settings: Settings, session_factory: SessionFactory, temporal_client: Client
-) -> ServiceContext:  # noqa: F811
+    gw_settings: Settings,  # noqa: F811
+    session_factory: SessionFactory,
+    temporal_client: Client,
+) -> ServiceContext:
     async def temporal() -> Client:
         return temporal_client
 
