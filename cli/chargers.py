@@ -129,6 +129,7 @@ async def _set(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> i
             "allow_unauthenticated": "allow_unauthenticated",
             "label": "label",
         },
+        clearing=True,
     )
     patch = parse(chargers.ChargerPatch, fields)
     result = await chargers.set_charger(ctx, actor, args.charge_box_id, patch)

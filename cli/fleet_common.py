@@ -44,11 +44,14 @@ def optional(value: str) -> str | None:
     return value or None
 
 
-def given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
-    """The fields the operator gave: ``{field: value}`` for each ``--flag`` present. Options of
-    ``set`` commands default to ``argparse.SUPPRESS``, so a left-out flag is absent while a
-    cleared one (``--site ""``) is present as None."""
-    return {field: getattr(args, dest) for dest, field in names.items() if hasattr(args, dest)}
+def given(
+    args: argparse.Namespace, names: dict[str, str], *, clearing: bool = False
+) -> dict[str, Any]:
+    """The fields the operator gave: ``{field: value}`` for each ``--flag`` given. Options of
+    ``set`` commands (``clearing=True``) default to ``argparse.SUPPRESS``, so a left-out flag is
+    absent while a cleared one (``--site ""``) is present as None; elsewhere None is left out."""
+    present = {dest: getattr(args, dest) for dest in names if hasattr(args, dest)}
+    return {names[dest]: value for dest, value in present.items() if clearing or value is not None}
 
 
 def change_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

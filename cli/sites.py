@@ -42,7 +42,7 @@ async def _show(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> 
 
 
 async def _set(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
-    patch = parse(sites.SitePatch, given(args, {"name": "name", **FIELDS}))
+    patch = parse(sites.SitePatch, given(args, {"name": "name", **FIELDS}, clearing=True))
     emit(await sites.set_site(ctx, actor, args.site, patch), as_json=args.json)
     return 0
 

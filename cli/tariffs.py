@@ -57,7 +57,7 @@ async def _add(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> i
         "code": args.code,
         "currency": args.currency,
         "is_default": args.default,
-        **{k: v for k, v in given(args, TERMS).items() if v is not None},
+        **given(args, TERMS),
     }
     _show(await tariffs.add_tariff(ctx, actor, parse(tariffs.NewTariff, data)), args.json)
     return 0
@@ -89,7 +89,7 @@ async def _show_cmd(ctx: ServiceContext, actor: Actor, args: argparse.Namespace)
 
 
 async def _version(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
-    data = {k: v for k, v in given(args, TERMS).items() if v is not None}
+    data = given(args, TERMS)
     if args.valid_from is not None:
         data["valid_from"] = args.valid_from
     new = parse(tariffs.NewTariffVersion, data)
