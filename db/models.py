@@ -72,6 +72,9 @@ class Site(Base):
 
 
 class Tariff(Base):
+    """A tariff: its code, currency and default flag. Its price columns are the terms its
+    version 1 was created with; the terms in force are in ``tariff_versions`` (db/tariffs.py)."""
+
     __tablename__ = "tariffs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)

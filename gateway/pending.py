@@ -15,6 +15,7 @@ Recording never fails a handshake: the refusal is answered whatever PostgreSQL s
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 # Ids remembered per process for the write interval.
 MAX_REMEMBERED = 10_000
 ADDRESS_MAX = 64
+# The ids `polaris chargers add` accepts (printable ASCII, no "/"): anything else (control
+# characters would reach an operator's terminal) is refused without being recorded.
+PRINTABLE_ID = re.compile(r"[!-.0-~]{1,255}")
 
 
 class PendingRecorder:
@@ -64,7 +68,10 @@ class PendingRecorder:
         return skipped + 1
 
     async def record(self, charge_box_id: str, address: str | None, now: datetime) -> bool:
-        """Insert or update the id's row; False when skipped (too soon, or the table is full)."""
+        """Insert or update the id's row; False when skipped (too soon, the table is full, or an
+        id no charger could be registered under: it would only be printed to an operator)."""
+        if not PRINTABLE_ID.fullmatch(charge_box_id):
+            return False
         attempts = self.due(charge_box_id)
         if not attempts:
             return False

@@ -31,8 +31,8 @@ from services.validation import invalid
 
 log = logging.getLogger(__name__)
 
-# What the gateway accepts in a path, without characters that need escaping in a URL.
-CHARGE_BOX_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}$"
+# What the gateway can route (``/ocpp/<id>``): printable ASCII without "/", up to 255.
+CHARGE_BOX_ID_PATTERN = r"^[!-.0-~]{1,255}$"
 MAX_CONNECTORS = 64
 # 20 random bytes as 40 hex digits: the most OCPP 1.6's AuthorizationKey holds (security
 # whitepaper: up to 20 bytes, hexadecimal), and a plain string any charger's web UI accepts.

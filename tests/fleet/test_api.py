@@ -19,7 +19,7 @@ from api.auth_jwt import JwtVerifier
 from api.deps import AppState
 from config.settings import Settings
 from db.engine import SessionFactory
-from db.models import AuditLog
+from db.models import AuditLog, ChargingSession, Tariff, TariffVersion
 from tests.fixtures.auth import AuthService
 from tests.identity.conftest import person
 
@@ -170,6 +170,28 @@ async def test_fleet_routes_are_for_admins_only(
     assert (
         await api.post("/api/v1/sites", json={"name": site}, headers=admin.headers)
     ).status_code == 409
+
+    # The operators' session detail names the tariff version the session is billed under.
+    workflow_id = f"session:fleet-api:{suffix}"
+    async with session_factory.begin() as db:
+        version_id = await db.scalar(
+            select(TariffVersion.id)
+            .join(Tariff, Tariff.id == TariffVersion.tariff_id)
+            .where(Tariff.code == code, TariffVersion.version == 2)
+        )
+        db.add(
+            ChargingSession(
+                workflow_id=workflow_id,
+                state="closed",
+                charge_box_id=cb,
+                tariff_version_id=version_id,
+            )
+        )
+    detail = await api.get(f"/api/v1/sessions/{workflow_id}", headers=admin.headers)
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["tariff"]["code"] == code
+    assert detail.json()["tariff"]["version"] == 2
+    assert detail.json()["tariff"]["price_per_kwh_minor"] == 35
 
     removed = await api.delete(f"/api/v1/chargers/{cb}", headers=admin.headers)
     assert removed.status_code == 200 and removed.json()["decommissioned_at"]

@@ -212,6 +212,16 @@ async def test_refused_unknown_chargers_are_listed_until_added(
     assert added and added[0].details["was_pending"] is True
 
 
+async def test_ids_no_charger_could_have_are_refused_without_a_trace(
+    gateway: Gateway, ctx: ServiceContext
+) -> None:
+    """Control characters in a made-up id would reach an operator's terminal: not recorded."""
+    marker = uid("ESC")
+    assert await handshake_status(gateway, f"%1b%5b31m{marker}") == 404
+    assert await handshake_status(gateway, f"{marker}%C3%A9") == 404
+    assert not [p for p in await chargers.list_pending(ctx) if marker in p["charge_box_id"]]
+
+
 async def test_the_pending_list_is_bounded(
     gateway: Gateway, session_factory: SessionFactory
 ) -> None:
