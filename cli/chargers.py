@@ -153,10 +153,14 @@ async def _password(ctx: ServiceContext, actor: Actor, args: argparse.Namespace)
         "one; from then on only this one works)"
     )
     push = result["push"]
-    if push["status"] in ("answered", "accepted", "Accepted"):
-        print("sent to the charger (ChangeConfiguration AuthorizationKey)")
+    if push.get("charger_status") == "Accepted":
+        print(
+            "sent to the charger (ChangeConfiguration AuthorizationKey), which accepted it: "
+            "it reconnects with the new password"
+        )
     else:
-        print(f"not sent to the charger: {push.get('reason') or push['status']}")
+        detail = push.get("charger_status") or push.get("reason") or push["status"]
+        print(f"not taken by the charger ({push['status']}: {detail}): set it on the charger")
     return 0
 
 

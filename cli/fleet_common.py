@@ -22,6 +22,11 @@ Handler = Callable[[ServiceContext, Actor, argparse.Namespace], Awaitable[int]]
 
 
 def run_handler(settings: Settings, args: argparse.Namespace) -> int:
+    if not hasattr(args, "handler"):
+        # A subcommand another capability added to the group with its own runner
+        # (``set_defaults(run=coroutine(settings, args))``, as ``chargers op`` does).
+        code: int = asyncio.run(args.run(settings, args))
+        return code
     handler: Handler = args.handler
 
     async def main() -> int:

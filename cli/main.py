@@ -170,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("charge_box_id", help="chargeBoxId")
     chargers_sub = add_chargers_commands(sub)
-    # The operations helper's `chargers op|config` join the same group here:
-    # add_operation_commands(chargers_sub)
+    # Other `chargers` subcommands join the same group here (each with its own runner, see
+    # cli/fleet_common.run_handler), e.g. add_operation_commands(chargers_sub).
     del chargers_sub
     add_sites_commands(sub)
     add_tariffs_commands(sub)

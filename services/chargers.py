@@ -411,18 +411,31 @@ async def push_authorization_key(
 ) -> dict[str, Any]:
     """Tell a connected charger its new password (``ChangeConfiguration`` of ``AuthorizationKey``).
 
-    The one place the plaintext leaves the service layer. Until the operations service
-    (``services/operations.py``) is merged this sends nothing and says so; at merge it becomes::
+    The one place the plaintext leaves the service layer. Answers ``{status, reason?,
+    operation_id?, charger_status?}``. Until the operations service (``services/operations.py``)
+    is merged this sends nothing and says so; at merge the body becomes::
 
-        op = await request_operation(
-            ctx, actor, charge_box_id, "ChangeConfiguration",
-            {"key": "AuthorizationKey", "value": password},
-        )
-        return {"status": op["status"], "operation_id": op["id"], ...}
+        from services.errors import ChargerOffline
+        from services.operations import request_operation
 
-    which must keep the value out of the operations log and out of plain Temporal history.
-    Whatever the answer, the pending password stays pending: the gateway promotes it only when
-    the charger authenticates with it.
+        try:
+            op = await request_operation(
+                ctx, actor, charge_box_id, "ChangeConfiguration",
+                {"key": "AuthorizationKey", "value": password},
+            )
+        except ChargerOffline as exc:
+            return {"status": "charger_offline", "reason": exc.message}
+        response = op.get("response") or {}
+        return {
+            "status": op["status"],                    # answered | rejected | failed | timed_out
+            "operation_id": op["id"],
+            "charger_status": response.get("status"),  # Accepted | Rejected | NotSupported
+            "reason": op.get("error"),
+        }
+
+    (the operations service keeps the value out of its log, the audit trail and the workflow's
+    history). Whatever the answer, the pending password stays pending: the gateway promotes it
+    only when the charger authenticates with it.
     """
     del ctx, actor, password
     log.info("charger %s: AuthorizationKey not pushed (operations not wired)", charge_box_id)
