@@ -12,15 +12,15 @@ from sqlalchemy import select, update
 from websockets.exceptions import ConnectionClosed
 
 from db.engine import SessionFactory
-from db.models import AuditLog, Charger, PendingCharger
+from db.models import AuditLog, Charger, PendingCharger, Transaction
 from gateway.main import Gateway
 from services import chargers
 from services.actor import Actor
 from services.context import ServiceContext
 from services.errors import Conflict, InvalidInput, NotFound
-from tests.gateway.conftest import charger_session, uid
+from tests.gateway.conftest import charger_session, seed_card, uid
 from tests.gateway.test_charger_auth import basic, handshake_status
-from tests.helpers import eventually
+from tests.helpers import eventually, ocpp_ts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,6 +81,32 @@ async def test_a_registered_charger_connects_with_its_password_only(
         one = next(c for c in shown["connectors"] if c["connector_id"] == 1)
         assert (one["status"], one["error_code"], one["session"]) == ("Available", "NoError", None)
         assert one["since"] is not None
+
+        # A transaction on connector 1: the charger shows the session running on it.
+        id_tag = await seed_card(session_factory)
+        assert (await cp.call(call.Authorize(id_tag=id_tag))).id_tag_info["status"] == "Accepted"
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=id_tag, meter_start=1000, timestamp=ocpp_ts()
+            )
+        )
+        await cp.call(
+            call.StatusNotification(
+                connector_id=1, error_code="OtherError", status="Faulted", info="RCD tripped"
+            )
+        )
+        shown = await chargers.show_charger(ctx, cb)
+        one = next(c for c in shown["connectors"] if c["connector_id"] == 1)
+        assert (one["status"], one["error_code"], one["info"]) == (
+            "Faulted",
+            "OtherError",
+            "RCD tripped",
+        )
+        assert one["session"]["transaction_id"] == start.transaction_id
+        async with session_factory() as s:
+            tx = await s.get(Transaction, start.transaction_id)
+        assert tx is not None and one["session"]["workflow_id"] == tx.workflow_id
+        assert next(c for c in shown["connectors"] if c["connector_id"] == 2)["session"] is None
 
     with pytest.raises(Conflict):
         await chargers.add_charger(ctx, operator, new(cb))
