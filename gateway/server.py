@@ -196,8 +196,13 @@ class OcppServer:
                 HTTPStatus.FORBIDDEN, "Charger is decommissioned\n"
             ), Outcome.NEUTRAL
         creds = basic_credentials(request.headers.get("Authorization"))
-        rotating = row.pending_password_hash is not None and creds is not None
-        if row.password_hash or (rotating and creds is not None and creds[0] == charge_box_id):
+        # A passwordless charger that was given a password (rotation) and presents it.
+        rotating = (
+            row.pending_password_hash is not None
+            and creds is not None
+            and creds[0] == charge_box_id
+        )
+        if row.password_hash or rotating:
             if creds is None or creds[0] != charge_box_id:
                 return _unauthorized(connection), Outcome.NEUTRAL
             match = await self._match_password(
