@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,9 +31,12 @@ from db.models import (
     Connector,
     EvCard,
     Tariff,
+    TariffVersion,
+    Transaction,
     UserMapping,
     session_intents,
 )
+from db.tariffs import version_at
 from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
 from domain.pricing import TariffTerms
 from domain.session import Phase
@@ -292,31 +295,70 @@ class SessionActivities:
     @activity.defn(name=ACTIVITY_LOAD_TARIFF)
     @data_errors_are_final
     async def load_tariff(self, input: LoadTariffInput) -> TariffTerms:
-        """The charger's tariff, else the default tariff."""
-        async with self._sessions() as db:
-            tariff_id = await db.scalar(
-                select(Charger.tariff_id).where(Charger.charge_box_id == input.charge_box_id)
-            )
-            tariff = await db.get(Tariff, tariff_id) if tariff_id is not None else None
-            if tariff is None:
-                tariff = await db.scalar(
-                    select(Tariff).where(Tariff.is_default.is_(True)).order_by(Tariff.id).limit(1)
+        """The terms the session is billed under: the charger's tariff (else the default
+        tariff), in the version valid when the session started. The version is recorded on the
+        session's read model the first time and answered from there ever after, so a price
+        change never reaches a session that started before it (docs/fleet.md, "Tariffs")."""
+        workflow_id = activity.info().workflow_id or ""
+        async with self._sessions() as db, db.begin():
+            version = await _recorded_version(db, workflow_id)
+            if version is None:
+                tariff_id = await db.scalar(
+                    select(Charger.tariff_id).where(Charger.charge_box_id == input.charge_box_id)
                 )
-        if tariff is None:
-            raise ApplicationError(
-                "no tariff for the charger and no default tariff",
-                type="NoTariff",
-                non_retryable=True,
-            )
+                if tariff_id is None or await db.get(Tariff, tariff_id) is None:
+                    tariff_id = await db.scalar(
+                        select(Tariff.id)
+                        .where(Tariff.is_default.is_(True))
+                        .order_by(Tariff.id)
+                        .limit(1)
+                    )
+                if tariff_id is None:
+                    raise ApplicationError(
+                        "no tariff for the charger and no default tariff",
+                        type="NoTariff",
+                        non_retryable=True,
+                    )
+                started_at = await _session_started_at(db, workflow_id)
+                version = await version_at(db, tariff_id, started_at)
+                assert version is not None  # the tariff exists: it has a version 1 at least
+                await db.execute(
+                    update(ChargingSession)
+                    .where(
+                        ChargingSession.workflow_id == workflow_id,
+                        ChargingSession.tariff_version_id.is_(None),
+                    )
+                    .values(tariff_version_id=version.id)
+                )
+            code = await db.scalar(select(Tariff.code).where(Tariff.id == version.tariff_id))
         return TariffTerms(
-            code=tariff.code,
-            currency=tariff.currency,
-            price_per_kwh_minor=tariff.price_per_kwh_minor,
-            price_per_minute_minor=tariff.price_per_minute_minor,
-            price_per_session_minor=tariff.price_per_session_minor,
-            session_fee_min_energy_wh=tariff.session_fee_min_energy_wh,
-            session_fee_min_duration_s=tariff.session_fee_min_duration_s,
+            code=code or "unknown",
+            currency=version.currency,
+            price_per_kwh_minor=version.price_per_kwh_minor,
+            price_per_minute_minor=version.price_per_minute_minor,
+            price_per_session_minor=version.price_per_session_minor,
+            session_fee_min_energy_wh=version.session_fee_min_energy_wh,
+            session_fee_min_duration_s=version.session_fee_min_duration_s,
         )
+
+
+async def _recorded_version(db: AsyncSession, workflow_id: str) -> TariffVersion | None:
+    version_id = await db.scalar(
+        select(ChargingSession.tariff_version_id).where(ChargingSession.workflow_id == workflow_id)
+    )
+    return await db.get(TariffVersion, version_id) if version_id is not None else None
+
+
+async def _session_started_at(db: AsyncSession, workflow_id: str) -> datetime:
+    """When the session started: its read model, else its first transaction, else now."""
+    started = await db.scalar(
+        select(ChargingSession.started_at).where(ChargingSession.workflow_id == workflow_id)
+    )
+    if started is None:
+        started = await db.scalar(
+            select(func.min(Transaction.started_at)).where(Transaction.workflow_id == workflow_id)
+        )
+    return started or datetime.now(UTC)
 
 
 async def _claim(db: AsyncSession, input: PreAuthorizeCardInput, user_id: str | None) -> None:

@@ -13,11 +13,13 @@ from api import (
     routes_audit,
     routes_billing,
     routes_cards,
+    routes_chargers,
     routes_kpis,
     routes_me,
     routes_operations,
     routes_scan,
     routes_sessions,
+    routes_sites,
     routes_users,
     webhooks_lago,
 )
@@ -66,8 +68,9 @@ def create_app(settings: Settings) -> FastAPI:
         routes_audit,
         routes_scan,
         routes_billing,
-        routes_operations,
         routes_kpis,
+        routes_chargers,
+        routes_sites,
     ):
         app.include_router(family.router)
     return app

@@ -86,6 +86,9 @@ class SessionOut(BaseModel):
     end_reason: str | None
     # Why the session needs an operator's eye: closed by the platform, refused at start, ...
     flags: list[str] = Field(default_factory=list)
+    # The tariff version the session is billed under (code, version, valid_from, prices): only
+    # in the operators' session detail; None until the session is first priced.
+    tariff: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, s: ChargingSession, *, with_user: bool = False) -> SessionOut:

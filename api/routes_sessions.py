@@ -21,6 +21,7 @@ from api.session_actions import SessionActionError, force_close
 from db.audit import write_audit
 from db.models import ChargingSession
 from services import operator_views, session_list
+from services.tariffs import session_tariff
 from workflows.messages import MAX_OPERATOR_ENERGY_WH, ForceCloseResult
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
@@ -108,9 +109,12 @@ async def all_sessions(
 
 @router.get("/sessions/{session_id}", response_model=SessionOut)
 async def one_session(session_id: str, admin: AdminUser, services: Services) -> SessionOut:
-    """A session by workflow id or by OCPP transaction id."""
+    """A session by workflow id or by OCPP transaction id, with the tariff version it is billed
+    under."""
     row = await operator_views.get_session(services, actor_of(admin), session_id)
-    return SessionOut.of(row, with_user=True)
+    async with services.sessions() as db:
+        tariff = await session_tariff(db, row.tariff_version_id)
+    return SessionOut.of(row, with_user=True).model_copy(update={"tariff": tariff})
 
 
 @router.get("/sessions/{session_id}/timeline")

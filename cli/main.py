@@ -20,7 +20,10 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from cli.chargers import add_chargers_commands
 from cli.operations import add_operation_commands, add_operations_log_commands
+from cli.sites import add_sites_commands
+from cli.tariffs import add_tariffs_commands
 from config.settings import Settings, load_settings
 from config.startup import DEV_COMMAND, startup_refusal
 
@@ -101,10 +104,11 @@ def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_scan_command(settings, args))
 
 
-def _cmd_chargers(settings: Settings, args: argparse.Namespace) -> int:
-    from cli.operations import run_subcommand
+def _cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
+    """``chargers``, ``sites``, ``tariffs``: each subcommand carries its own handler."""
+    from cli.fleet_common import run_handler
 
-    return run_subcommand(settings, args)
+    return run_handler(settings, args)
 
 
 def _cmd_operations(settings: Settings, args: argparse.Namespace) -> int:
@@ -197,10 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-secret", help="a new QR secret for a charger (shown once; old codes stop working)"
     )
     rotate.add_argument("charge_box_id", help="chargeBoxId")
-    chargers = sub.add_parser("chargers", help="chargers: remote operations and configuration")
-    chargers_sub = chargers.add_subparsers(dest="chargers_command", required=True)
+    chargers_sub = add_chargers_commands(sub)
+    # Other capabilities' `chargers` subcommands join the same group (each with its own runner,
+    # see cli/fleet_common.run_handler).
     add_operation_commands(chargers_sub)
     add_operations_log_commands(sub)
+    add_sites_commands(sub)
+    add_tariffs_commands(sub)
     return parser
 
 
@@ -214,7 +221,9 @@ COMMANDS = {
     "seed": _cmd_seed,
     "sessions": _cmd_sessions,
     "scan": _cmd_scan,
-    "chargers": _cmd_chargers,
+    "chargers": _cmd_fleet,
+    "sites": _cmd_fleet,
+    "tariffs": _cmd_fleet,
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
 }

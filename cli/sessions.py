@@ -37,6 +37,7 @@ from config.temporal import connect
 from db.models import Charger
 from services import operator_views
 from services.actor import Actor
+from services.chargers import CHARGER_AUTH_WARNINGS, charger_authentication
 from services.errors import NotFound, ServiceError
 from services.operator_views import (
     MAX_SAMPLES,
@@ -48,6 +49,7 @@ from services.operator_views import (
     session_transactions,
 )
 from services.session_list import SessionQuery, find_sessions
+from services.tariffs import session_tariff
 from services.timeline import ui_link
 from workflows.messages import (
     QUERY_STATUS,
@@ -59,24 +61,6 @@ from workflows.messages import (
     SessionStatus,
     remote_workflow_id,
 )
-
-
-def charger_authentication(charger: Charger | None) -> str:
-    """How the charger proves who it is: ``password``; ``unauthenticated`` (no password, let in
-    by the operator's ``allow_unauthenticated``); ``none`` (no password: refused outside dev);
-    ``unknown`` (no such charger)."""
-    if charger is None:
-        return "unknown"
-    if charger.password_hash:
-        return "password"
-    return "unauthenticated" if charger.allow_unauthenticated else "none"
-
-
-CHARGER_AUTH_WARNINGS = {
-    "unauthenticated": "connects WITHOUT authentication (allow_unauthenticated): anyone can "
-    "speak for it",
-    "none": "has no password: refused by the gateway outside dev",
-}
 
 
 async def list_sessions(db: AsyncSession, limit: int) -> list[dict[str, Any]]:
@@ -93,6 +77,8 @@ async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | N
     story["charger_authentication"] = charger_authentication(
         await db.get(Charger, row.charge_box_id)
     )
+    # The tariff version the session is billed under (fixed when it was first priced).
+    story["tariff"] = await session_tariff(db, row.tariff_version_id)
     story["transactions"] = [
         {
             "transaction_id": t.id,
@@ -161,6 +147,14 @@ def print_story(story: dict[str, Any]) -> None:
     print(f"transaction  {story['transaction_id'] or '-'}")
     print(f"energy       {story['energy_wh']} Wh")
     print(f"cost         {format_money(story['cost_minor'], story['currency'])}")
+    tariff = story.get("tariff")
+    if tariff:
+        print(
+            f"tariff       {tariff['code']} version {tariff['version']} "
+            f"(valid from {tariff['valid_from']})"
+        )
+    else:
+        print("tariff       - (not priced yet)")
     print(f"started      {story['started_at'] or '-'}")
     print(f"stopped      {story['stopped_at'] or '-'}")
     if story["flags"]:

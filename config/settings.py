@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     gateway_auth_hash_workers: int = Field(default=2, ge=1)
     # Handshakes being checked at once; past it the gateway answers 503.
     gateway_max_pending_handshakes: int = Field(default=64, ge=1)
+    # Refused unknown chargers kept for `polaris chargers pending` (docs/fleet.md): at most this
+    # many ids, and one update per id per interval, so a flood of made-up ids stays bounded.
+    gateway_pending_chargers_max: int = Field(default=1000, ge=1)
+    gateway_pending_charger_interval_s: float = Field(default=60.0, ge=0)
     # -- gateway frame limits (docs/gateway.md, "Frame limits and poison frames") ------------
     # Largest WebSocket message a charger may send; a bigger one closes the socket with 1009.
     gateway_max_frame_bytes: int = Field(default=65536, ge=1024)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -54,10 +55,26 @@ class Site(Base):
     __tablename__ = "sites"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    address: Mapped[str | None] = mapped_column(Text)
+    # WGS 84 degrees; both or neither.
+    latitude: Mapped[float | None] = mapped_column(Double)
+    longitude: Mapped[float | None] = mapped_column(Double)
+    # IANA time zone name (validated by services/sites.py).
+    timezone: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        CheckConstraint("(latitude IS NULL) = (longitude IS NULL)", name="coordinates_pair"),
+        CheckConstraint(
+            "latitude BETWEEN -90 AND 90 AND longitude BETWEEN -180 AND 180",
+            name="coordinates_range",
+        ),
+    )
 
 
 class Tariff(Base):
+    """A tariff: its code, currency and default flag. Its price columns are the terms its
+    version 1 was created with; the terms in force are in ``tariff_versions`` (db/tariffs.py)."""
+
     __tablename__ = "tariffs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
@@ -79,6 +96,35 @@ class Tariff(Base):
         CheckConstraint(
             "session_fee_min_energy_wh >= 0 AND session_fee_min_duration_s >= 0",
             name="session_fee_minimums_non_negative",
+        ),
+    )
+
+
+class TariffVersion(Base):
+    """The terms of a tariff from ``valid_from`` on. Rows are never edited: a price change is a
+    new version, and a session keeps the version it started under (``charging_sessions``).
+    Version 1 carries the terms the ``tariffs`` row was created with."""
+
+    __tablename__ = "tariff_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    price_per_kwh_minor: Mapped[int] = mapped_column(Integer)
+    price_per_minute_minor: Mapped[int] = mapped_column(Integer)
+    price_per_session_minor: Mapped[int] = mapped_column(Integer)
+    session_fee_min_energy_wh: Mapped[int] = mapped_column(Integer)
+    session_fee_min_duration_s: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        UniqueConstraint("tariff_id", "version", name="uq_tariff_versions_tariff_version"),
+        CheckConstraint(
+            "price_per_kwh_minor >= 0 AND price_per_minute_minor >= 0 "
+            "AND price_per_session_minor >= 0 AND session_fee_min_energy_wh >= 0 "
+            "AND session_fee_min_duration_s >= 0",
+            name="terms_non_negative",
         ),
     )
 
@@ -109,8 +155,27 @@ class Charger(Base):
     # The most power the charger delivers (W): energy beyond it × elapsed time is flagged, not
     # billed. The default is a 350 kW DC charger, above anything a single connector draws today.
     max_power_w: Mapped[int] = mapped_column(Integer, server_default=text("350000"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    # A rotated password not yet used: the gateway accepts it or password_hash until the charger
+    # first authenticates with it, then it replaces password_hash (docs/fleet.md).
+    pending_password_hash: Mapped[str | None] = mapped_column(String(255))
+    password_rotated_at: Mapped[datetime | None] = mapped_column()
+    # Decommissioned: kept with its history, refused by the gateway, hidden from lists.
+    decommissioned_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (CheckConstraint("max_power_w > 0", name="max_power_positive"),)
+
+
+class PendingCharger(Base):
+    """An unknown chargeBoxId the gateway refused: when, how often, from where (bounded by
+    ``gateway_pending_chargers_max``)."""
+
+    __tablename__ = "pending_chargers"
+    charge_box_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    last_address: Mapped[str | None] = mapped_column(String(64))
 
 
 class Connector(Base):
@@ -297,6 +362,8 @@ class ChargingSession(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # What an operator must look at (implausible_energy, data_error, closed_*, start_refused:*).
     flags: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # The tariff version the session is billed under (resolved by its start time, then fixed).
+    tariff_version_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_versions.id"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (
         Index("ix_charging_sessions_id_tag", "id_tag"),
@@ -381,8 +448,10 @@ __all__ = [
     "GatewayOutbox",
     "MeterSample",
     "OrphanStop",
+    "PendingCharger",
     "Site",
     "Tariff",
+    "TariffVersion",
     "Transaction",
     "UserMapping",
     "session_intents",

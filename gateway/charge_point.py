@@ -46,6 +46,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 KNOWN_VENDORS: frozenset[str] = frozenset()
 # last_seen_at is written at most this often per charger (first message always).
 TOUCH_INTERVAL_S = 5.0
+# WebSocket close code for a charger decommissioned while connected (policy violation).
+CLOSE_DECOMMISSIONED = 1008
 
 
 def handles(action: Action) -> Callable[[F], F]:
@@ -156,10 +158,15 @@ class GatewayChargePoint(FrameGuardedChargePoint):
 
     async def _touch_once(self) -> None:
         try:
-            await journal.touch(self.ctx.sf, self.charge_box_id, self.ctx.clock())
+            active = await journal.touch(self.ctx.sf, self.charge_box_id, self.ctx.clock())
         except Exception as exc:
             self._touched_at = 0.0  # try again with the next message
             log.warning("%s: last_seen_at not recorded: %r", self.id, exc)
+            return
+        if not active:
+            # Decommissioned while connected: the handshake would refuse it now, so does this.
+            log.warning("%s is decommissioned: closing its connection", self.id)
+            await self._connection.close(CLOSE_DECOMMISSIONED, "charger is decommissioned")
 
     def spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

@@ -84,11 +84,58 @@ async def set_disconnected(sf: SessionFactory, charge_box_id: str, instance: str
         )
 
 
-async def touch(sf: SessionFactory, charge_box_id: str, now: datetime) -> None:
+async def touch(sf: SessionFactory, charge_box_id: str, now: datetime) -> bool:
+    """Record that the charger spoke; False when it has been decommissioned meanwhile (the
+    caller closes its connection)."""
     async with sf.begin() as s:
-        await s.execute(
-            update(Charger).where(Charger.charge_box_id == charge_box_id).values(last_seen_at=now)
+        decommissioned_at = await s.scalar(
+            update(Charger)
+            .where(Charger.charge_box_id == charge_box_id)
+            .values(last_seen_at=now)
+            .returning(Charger.decommissioned_at)
         )
+    return decommissioned_at is None
+
+
+async def promote_password(
+    sf: SessionFactory,
+    charge_box_id: str,
+    pending_hash: str,
+    *,
+    source: str | None,
+    gateway_instance: str,
+) -> bool:
+    """The charger authenticated with its rotated password: it becomes the only one (audited).
+
+    Only if the pending hash is still the one that was checked: a rotation made meanwhile keeps
+    its own pending password. False when nothing changed.
+    """
+    async with sf.begin() as s:
+        promoted = await s.scalar(
+            update(Charger)
+            .where(
+                Charger.charge_box_id == charge_box_id,
+                Charger.pending_password_hash == pending_hash,
+            )
+            .values(password_hash=pending_hash, pending_password_hash=None)
+            .returning(Charger.charge_box_id)
+        )
+        if promoted is None:
+            return False
+        await s.execute(
+            insert(AuditLog).values(
+                actor="gateway",
+                action="charger.password_promoted",
+                subject=charge_box_id,
+                source=source[:255] if source else None,
+                details={
+                    "charge_box_id": charge_box_id,
+                    "gateway_instance": gateway_instance,
+                    "old_password": "void",
+                },
+            )
+        )
+    return True
 
 
 async def record_boot(

@@ -1,11 +1,13 @@
 """The WebSocket shell: routing, the OCPP handshake rules, security profile 1, /healthz.
 
 ``process_request`` runs before the WebSocket handshake completes, so every refusal is a plain
-HTTP answer: 404 for an unknown path or charger, 400 without the ``ocpp1.6`` subprotocol, 401 for
-missing or wrong credentials (and, outside dev, for a charger that has none and no operator
-exemption), 409 when a connection without credentials would displace an authenticated one, 429
-while the client address or the chargeBoxId is locked out after wrong passwords, 503 when too
-many handshakes are being checked or PostgreSQL cannot say who the charger is.
+HTTP answer: 404 for an unknown path or charger (an unknown charger is recorded as pending,
+``gateway/pending.py``), 400 without the ``ocpp1.6`` subprotocol, 401 for missing or wrong
+credentials (and, outside dev, for a charger that has none and no operator exemption), 403 for a
+decommissioned charger, 409 when a connection without credentials would displace an
+authenticated one, 429 while the client address or the chargeBoxId is locked out after wrong
+passwords, 503 when too many handshakes are being checked or PostgreSQL cannot say who the
+charger is.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gateway import journal
 from gateway.charge_point import GatewayChargePoint, GatewayContext
 from gateway.handshake_limits import HandshakeGuard, Outcome, Ticket, client_address
 from gateway.passwords import verify_password
+from gateway.pending import PendingRecorder
 from gateway.registry import Admission, ChargerRegistry
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,11 @@ class OcppServer:
             max_workers=ctx.settings.gateway_auth_hash_workers, thread_name_prefix="gw-scrypt"
         )
         self.pending_handshakes = 0
+        self.pending = PendingRecorder(
+            ctx.sf,
+            max_rows=ctx.settings.gateway_pending_chargers_max,
+            interval_s=ctx.settings.gateway_pending_charger_interval_s,
+        )
         # How each admitted connection got in, from process_request to handle.
         self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
 
@@ -160,9 +168,12 @@ class OcppServer:
             async with asyncio.timeout(self.ctx.db_timeout_s), self.ctx.sf() as s:
                 row = (
                     await s.execute(
-                        select(Charger.password_hash, Charger.allow_unauthenticated).where(
-                            Charger.charge_box_id == charge_box_id
-                        )
+                        select(
+                            Charger.password_hash,
+                            Charger.pending_password_hash,
+                            Charger.allow_unauthenticated,
+                            Charger.decommissioned_at,
+                        ).where(Charger.charge_box_id == charge_box_id)
                     )
                 ).first()
             if row is None and settings.gateway_auto_register:
@@ -177,20 +188,36 @@ class OcppServer:
                 HTTPStatus.SERVICE_UNAVAILABLE, "Try again later\n"
             ), Outcome.NEUTRAL
         if row is None:
+            await self._record_pending(charge_box_id, peer)
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger\n"), Outcome.NEUTRAL
-        if row.password_hash:
-            creds = basic_credentials(request.headers.get("Authorization"))
+        if row.decommissioned_at is not None:
+            log.warning("charger %s is decommissioned: refused %s", charge_box_id, peer)
+            return connection.respond(
+                HTTPStatus.FORBIDDEN, "Charger is decommissioned\n"
+            ), Outcome.NEUTRAL
+        creds = basic_credentials(request.headers.get("Authorization"))
+        # A passwordless charger that was given a password (rotation) and presents it.
+        rotating = (
+            row.pending_password_hash is not None
+            and creds is not None
+            and creds[0] == charge_box_id
+        )
+        if row.password_hash or rotating:
             if creds is None or creds[0] != charge_box_id:
                 return _unauthorized(connection), Outcome.NEUTRAL
-            loop = asyncio.get_running_loop()
-            ok = await loop.run_in_executor(
-                self.hash_pool, verify_password, creds[1], row.password_hash
+            match = await self._match_password(
+                creds[1], row.pending_password_hash, row.password_hash
             )
-            if not ok:
+            if match == "pending":
+                await self._promote(charge_box_id, row.pending_password_hash, peer)
+            if match is not None:
+                response, _ = await self._admit(connection, charge_box_id, Admission(True, peer))
+                return response, Outcome.SUCCEEDED
+            if row.password_hash:
                 log.warning("charger %s: wrong password from %s", charge_box_id, peer)
                 return _unauthorized(connection), Outcome.FAILED
-            response, _ = await self._admit(connection, charge_box_id, Admission(True, peer))
-            return response, Outcome.SUCCEEDED
+            # A passwordless charger with a rotation under way, offering something else: as
+            # before the rotation, its credentials decide nothing (it may still be exempt).
         if row.allow_unauthenticated:
             exemption = "allow_unauthenticated"
         elif not settings.gateway_requires_charger_credentials:
@@ -203,6 +230,47 @@ class OcppServer:
             )
             return _unauthorized(connection, "Charger has no credentials\n"), Outcome.NEUTRAL
         return await self._admit(connection, charge_box_id, Admission(False, peer, exemption))
+
+    async def _match_password(
+        self, password: str, pending_hash: str | None, current_hash: str | None
+    ) -> str | None:
+        """Which stored password ``password`` is: ``pending`` (a rotation's new one, tried first),
+        ``current``, or None."""
+        loop = asyncio.get_running_loop()
+        for name, stored in (("pending", pending_hash), ("current", current_hash)):
+            if not stored:
+                continue
+            ok = await loop.run_in_executor(self.hash_pool, verify_password, password, stored)
+            if ok:
+                return name
+        return None
+
+    async def _promote(self, charge_box_id: str, pending_hash: str, peer: str | None) -> None:
+        """The charger proved the rotated password: it replaces the old one (audited). If this
+        cannot be written the old password keeps working until the next connection promotes."""
+        try:
+            async with asyncio.timeout(self.ctx.db_timeout_s):
+                promoted = await journal.promote_password(
+                    self.ctx.sf,
+                    charge_box_id,
+                    pending_hash,
+                    source=peer,
+                    gateway_instance=self.ctx.settings.gateway_instance,
+                )
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.error("charger %s: new password not promoted: %r", charge_box_id, exc)
+            return
+        if promoted:
+            log.info(
+                "charger %s authenticated with its new password: the old one is void", charge_box_id
+            )
+
+    async def _record_pending(self, charge_box_id: str, peer: str | None) -> None:
+        try:
+            async with asyncio.timeout(self.ctx.db_timeout_s):
+                await self.pending.record(charge_box_id, peer, self.ctx.clock())
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.error("unknown charger %s not recorded as pending: %r", charge_box_id, exc)
 
     async def _admit(
         self, connection: ServerConnection, charge_box_id: str, admission: Admission

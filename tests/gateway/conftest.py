@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from websockets.asyncio.client import connect
 
+from activities.operations import OperationActivities
 from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import Charger, EvCard, UserMapping
@@ -25,6 +26,7 @@ from gateway.main import Gateway
 from gateway.passwords import hash_password
 from tests.gateway.session_stub import CommandProbe, RecordingSession
 from tests.helpers import free_port
+from workflows.charger_operation import ChargerOperationWorkflow
 
 
 class TestCharger(ChargePoint):  # type: ignore[misc]
@@ -154,9 +156,15 @@ def gw_settings(base_settings: Settings, task_queue: str) -> Settings:
 
 
 @pytest.fixture
-async def session_worker(temporal_client: Client, task_queue: str) -> AsyncIterator[Worker]:
+async def session_worker(
+    temporal_client: Client, task_queue: str, session_factory: SessionFactory
+) -> AsyncIterator[Worker]:
+    """The session stand-ins, and the operations workflow (API/CLI commands to chargers)."""
     worker = Worker(
-        temporal_client, task_queue=task_queue, workflows=[RecordingSession, CommandProbe]
+        temporal_client,
+        task_queue=task_queue,
+        workflows=[RecordingSession, CommandProbe, ChargerOperationWorkflow],
+        activities=[OperationActivities(session_factory).finish_charger_operation],
     )
     async with worker:
         yield worker

@@ -4,6 +4,7 @@ Temporal and PostgreSQL, and a real ``ocpp`` 1.6 charge point (``charger.py``)."
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -72,9 +73,17 @@ async def operations_charger(
     gateway: Gateway,  # noqa: F811
     sf: SessionFactory,
     charge_box_id: str,
+    *,
+    password: str | None = None,
 ) -> AsyncIterator[OperationsCharger]:
+    headers = {}
+    if password is not None:
+        token = base64.b64encode(f"{charge_box_id}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
     async with connect(
-        f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}", subprotocols=["ocpp1.6"]
+        f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}",
+        subprotocols=["ocpp1.6"],
+        additional_headers=headers,
     ) as ws:
         cp = OperationsCharger(charge_box_id, ws)
         task = asyncio.create_task(cp.start())

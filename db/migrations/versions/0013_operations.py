@@ -7,7 +7,7 @@
 - ``charger_configurations``: each charger's last GetConfiguration answer and the previous one.
 
 Revision ID: 0013_operations
-Revises: 0011_api_hardening
+Revises: 0012_fleet
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0013_operations"
-down_revision = "0011_api_hardening"
+down_revision = "0012_fleet"
 branch_labels = None
 depends_on = None
 
