@@ -156,7 +156,9 @@ def plan_updates(
     update is always at least one request, possibly with an empty list)."""
     size = max(send_max_length or DEFAULT_SEND_MAX_LENGTH, 1)
     if full:
-        everything = [{"idTag": t, "idTagInfo": dict(i)} for t, i in sorted(desired.items())]
+        everything: list[dict[str, object]] = [
+            {"idTag": t, "idTagInfo": dict(i)} for t, i in sorted(desired.items())
+        ]
         parts = _chunks(everything, size) or [[]]
         return [
             SendLocalListRequest(

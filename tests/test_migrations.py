@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 import db.billing_models  # noqa: F401  (registers the billing tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)
-from db import local_list_models  # noqa: F401  (registers charger_local_lists)
+from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
 from db.migrate import MIGRATIONS_DIR
 from db.models import Base
 

@@ -247,6 +247,9 @@ ChargerAction = Literal[
     "CancelReservation",
     "SetChargingProfile",
     "ClearChargingProfile",
+    "ClearCache",
+    "GetLocalListVersion",
+    "SendLocalList",
 ]
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, pool
 
 import db.billing_models  # noqa: F401  (registers the billing tables on Base.metadata)
 from db import identity_models  # noqa: F401  (registers scan_arms)
-from db import local_list_models  # noqa: F401  (registers charger_local_lists)
+from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
 from db.models import Base
 
 config = context.config
