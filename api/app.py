@@ -13,6 +13,7 @@ from api import (
     routes_audit,
     routes_billing,
     routes_cards,
+    routes_local_lists,
     routes_me,
     routes_scan,
     routes_sessions,
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_audit,
         routes_scan,
         routes_billing,
+        routes_local_lists,
     ):
         app.include_router(family.router)
     return app

@@ -94,6 +94,12 @@ def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_scan_command(settings, args))
 
 
+def _cmd_local_list(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.local_lists import run_local_list_command
+
+    return asyncio.run(run_local_list_command(settings, args))
+
+
 def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
     """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
 
@@ -159,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-secret", help="a new QR secret for a charger (shown once; old codes stop working)"
     )
     rotate.add_argument("charge_box_id", help="chargeBoxId")
+    local_list = sub.add_parser("local-list", help="chargers' local authorization lists")
+    local_list_sub = local_list.add_subparsers(dest="local_list_command", required=True)
+    ll_show = local_list_sub.add_parser("show", help="a charger's acknowledged list and sync")
+    ll_show.add_argument("charge_box_id", help="chargeBoxId")
+    ll_show.add_argument("--json", action="store_true")
+    ll_sync = local_list_sub.add_parser("sync", help="force a Full update of one charger or all")
+    ll_sync.add_argument("charge_box_id", nargs="?", help="chargeBoxId (or --all)")
+    ll_sync.add_argument("--all", action="store_true", help="every charger")
+    ll_sync.add_argument(
+        "--wait-s",
+        type=float,
+        default=60.0,
+        help="one charger: wait this long for the round to finish (0: do not wait)",
+    )
+    ll_sync.add_argument("--json", action="store_true")
     return parser
 
 
@@ -172,6 +193,7 @@ COMMANDS = {
     "seed": _cmd_seed,
     "sessions": _cmd_sessions,
     "scan": _cmd_scan,
+    "local-list": _cmd_local_list,
 }
 
 
