@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -301,7 +301,7 @@ class LocalListActivities:
 _ADOPT_CONNECTED = text(
     """
     INSERT INTO charger_local_lists (charge_box_id)
-    SELECT charge_box_id FROM chargers WHERE connected
+    SELECT charge_box_id FROM chargers WHERE connected ORDER BY charge_box_id
     ON CONFLICT (charge_box_id) DO NOTHING
     """
 )
@@ -352,13 +352,20 @@ class LocalListDispatch:
             todo = await out_of_step(db, _now())
             idle = [cb for cb, _ in todo]
             if idle:
-                await db.execute(
-                    update(ChargerLocalList)
+                # Locked in chargeBoxId order, like the service layer's requests (no deadlock).
+                stale = (
+                    select(ChargerLocalList.charge_box_id)
                     .where(
                         ChargerLocalList.charge_box_id.in_(idle),
                         ChargerLocalList.sync_requested <= ChargerLocalList.sync_done,
                         ChargerLocalList.supported.is_not(False),
                     )
+                    .order_by(ChargerLocalList.charge_box_id)
+                    .with_for_update()
+                )
+                await db.execute(
+                    update(ChargerLocalList)
+                    .where(ChargerLocalList.charge_box_id.in_(stale.scalar_subquery()))
                     .values(sync_requested=ChargerLocalList.sync_done + 1)
                 )
         connected = [cb for cb, online in todo if online]
@@ -390,4 +397,5 @@ async def signal_sync(client: Client, task_queue: str, charge_box_id: str, reaso
         task_queue=task_queue,
         start_signal=SIGNAL_LOCAL_LIST_SYNC,
         start_signal_args=[LocalListSyncSignal(reason=reason)],
+        rpc_timeout=timedelta(seconds=10),
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -49,13 +49,14 @@ SIGNAL_TIMEOUT_S = 5.0
 # A round that ended like this leaves the request pending (retried later); waiting stops.
 GAVE_UP = frozenset({"offline", "failed", "timed_out"})
 
+# Rows are locked in chargeBoxId order (as the reconciler does), so two requests never deadlock.
 # Every charger gets a row; one that said NotSupported keeps its counters (it is skipped), but
 # still gets ClearCache (the authorization cache is not the local list).
 _REQUEST_ALL = text(
     """
     INSERT INTO charger_local_lists (charge_box_id, sync_requested, full_requested,
                                      clear_cache_requested)
-    SELECT charge_box_id, 1, :full, :clear_cache FROM chargers
+    SELECT charge_box_id, 1, :full, :clear_cache FROM chargers ORDER BY charge_box_id
     ON CONFLICT (charge_box_id) DO UPDATE SET
       sync_requested = CASE WHEN charger_local_lists.supported IS DISTINCT FROM false
                             THEN charger_local_lists.sync_requested + 1
@@ -101,6 +102,7 @@ async def wake_reconciler(ctx: ServiceContext, reason: str) -> bool:
             task_queue=queue,
             start_signal=SIGNAL_LOCAL_LIST_WAKE,
             start_signal_args=[LocalListWake(reason=reason)],
+            rpc_timeout=timedelta(seconds=SIGNAL_TIMEOUT_S),
         )
     except (RPCError, OSError, RuntimeError, TimeoutError) as exc:
         log.warning("local-list reconciler not woken (%s): %r", reason, exc)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, update
+from temporalio.client import Client
 
 from db.engine import SessionFactory
 from db.local_list_models import ChargerLocalList
@@ -24,6 +25,8 @@ from tests.local_lists.conftest import (
     NotSupportedCharger,
     charge_point,
 )
+from workflows.local_list_messages import LocalListSyncInput, local_list_workflow_id
+from workflows.local_list_sync import LocalListSyncWorkflow
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -254,3 +257,47 @@ async def test_a_forced_sync_sends_a_full_update(
 def _camel(info: dict[str, Any]) -> dict[str, Any]:
     names = {"expiry_date": "expiryDate", "parent_id_tag": "parentIdTag"}
     return {names.get(k, k): v for k, v in info.items()}
+
+
+async def test_an_expired_card_is_found_by_the_reconciler(
+    stack: Gateway, ctx: ServiceContext, session_factory: SessionFactory
+) -> None:
+    """No event announces an expiry: the reconciler compares the acknowledged list with the
+    cards and sends what changed."""
+    cb = await seed_charger(session_factory)
+    async with charge_point(stack, cb) as cp:
+        tag = await seed_card(session_factory, prefix="LE")
+        await local_lists.cards_changed(ctx, [tag])
+        await at_version(cp, 1)
+        await settled(session_factory, cb)
+        # Time passes (the card's expiry is now behind us); nobody touches the counters.
+        await set_card(session_factory, tag, expires_at=datetime(2020, 1, 1, tzinfo=UTC))
+        assert await local_lists.wake_reconciler(ctx, "test") is True
+        await at_version(cp, 2)
+        assert cp.received[-1]["entries"] == [{"id_tag": tag, "id_tag_info": {"status": "Expired"}}]
+
+
+async def test_a_long_lived_sync_workflow_continues_as_new(
+    stack: Gateway,
+    ctx: ServiceContext,
+    session_factory: SessionFactory,
+    temporal_client: Client,
+) -> None:
+    cb = await seed_charger(session_factory)
+    async with charge_point(stack, cb) as cp:
+        handle = await temporal_client.start_workflow(
+            LocalListSyncWorkflow.run,
+            LocalListSyncInput(charge_box_id=cb, continue_as_new_after_rounds=1, pending=False),
+            id=local_list_workflow_id(cb),
+            task_queue=ctx.settings.temporal_task_queue,
+        )
+        first_run = handle.result_run_id
+        tag = await seed_card(session_factory, prefix="LC")
+        await local_lists.cards_changed(ctx, [tag])
+        await at_version(cp, 1)
+        await set_card(session_factory, tag, blocked=True)
+        await local_lists.cards_changed(ctx, [tag])
+        await at_version(cp, 2)
+        latest = await temporal_client.get_workflow_handle(local_list_workflow_id(cb)).describe()
+        assert latest.run_id != first_run
+        assert cp.received[-1]["entries"] == [{"id_tag": tag, "id_tag_info": {"status": "Blocked"}}]
