@@ -27,7 +27,7 @@ from sqlalchemy import func, select, text, update
 from temporalio.service import RPCError
 
 from activities.local_lists import load_cards, signal_sync
-from db.audit import write_audit
+from db.audit import add_audit
 from db.local_list_models import ChargerLocalList
 from db.models import Charger
 from domain.local_list import desired_list, digest
@@ -61,7 +61,8 @@ _REQUEST_ALL = text(
       sync_requested = CASE WHEN charger_local_lists.supported IS DISTINCT FROM false
                             THEN charger_local_lists.sync_requested + 1
                             ELSE charger_local_lists.sync_requested END,
-      full_requested = charger_local_lists.full_requested OR :full,
+      full_requested = charger_local_lists.full_requested
+                       OR (:full AND charger_local_lists.supported IS DISTINCT FROM false),
       clear_cache_requested = charger_local_lists.clear_cache_requested + :clear_cache,
       updated_at = now()
     """
@@ -143,14 +144,14 @@ async def request_sync(
                 )
                 .returning(ChargerLocalList.sync_requested)
             )
-    await write_audit(
-        ctx.sessions,
-        actor.id,
-        "local_list.sync_requested",
-        subject=charge_box_id or "*",
-        source=actor.source,
-        details={"full": True, "all": charge_box_id is None},
-    )
+        add_audit(
+            db,
+            actor.id,
+            "local_list.sync_requested",
+            subject=charge_box_id or "*",
+            source=actor.source,
+            details={"full": True, "all": charge_box_id is None},
+        )
     if charge_box_id is None:
         signalled = await wake_reconciler(ctx, "forced")
     else:

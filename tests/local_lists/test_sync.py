@@ -253,6 +253,12 @@ async def test_a_forced_sync_sends_a_full_update(
         assert cp.received[-1]["updateType"] == "Full"
         assert view["sync_pending"] is False and view["in_step"] is True
 
+        everyone = await local_lists.request_sync(ctx, Actor.cli(), None)
+        assert everyone["charge_box_id"] is None and everyone["signalled"] is True
+        await at_version(cp, 3)
+        assert cp.received[-1]["updateType"] == "Full"
+        assert (await settled(session_factory, cb)).full_requested is False
+
 
 def _camel(info: dict[str, Any]) -> dict[str, Any]:
     names = {"expiry_date": "expiryDate", "parent_id_tag": "parentIdTag"}
