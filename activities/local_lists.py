@@ -271,6 +271,9 @@ class LocalListActivities:
             elif input.status in ("in_step", "sent"):
                 row.supported = True
                 row.unsupported_reason = None
+                if row.entries_digest is None:
+                    # A first sync with nothing to send: what we hold is now established.
+                    row.entries_digest = digest(row.entries)
             if input.served is not None:
                 row.sync_done = max(row.sync_done, input.served)
             if input.clear_full:

@@ -8,7 +8,6 @@ update (for one charger also a new support probe) and, for one charger, waits up
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 from typing import Any
 
 from cli.output import emit, emit_json, emit_table, fail
@@ -26,7 +25,8 @@ async def run_local_list_command(settings: Settings, args: argparse.Namespace) -
     try:
         async with open_service_context(settings) as ctx:
             if args.local_list_command == "show":
-                _print_view(await local_lists.show(ctx, args.charge_box_id), as_json)
+                view = await local_lists.show(ctx, args.charge_box_id)
+                _print_view(view.model_dump(mode="json"), as_json)
                 return 0
             if bool(args.all) == bool(args.charge_box_id):
                 raise InvalidInput(
@@ -35,16 +35,15 @@ async def run_local_list_command(settings: Settings, args: argparse.Namespace) -
                 )
             asked = await local_lists.request_sync(ctx, Actor.cli(), args.charge_box_id)
             if args.charge_box_id is None or args.wait_s <= 0:
-                emit(asked, as_json=as_json)
+                emit(asked.model_dump(mode="json"), as_json=as_json)
                 return 0
             view = await local_lists.wait_for_sync(
-                ctx,
-                args.charge_box_id,
-                datetime.fromisoformat(asked["requested_at"]),
-                args.wait_s,
+                ctx, args.charge_box_id, asked.requested_at, args.wait_s
             )
-            _print_view({"request": asked, **view}, as_json)
-            return 0 if view["last_sync_status"] in ("in_step", "sent", "unsupported") else 1
+            _print_view(
+                {"request": asked.model_dump(mode="json"), **view.model_dump(mode="json")}, as_json
+            )
+            return 0 if view.last_sync_status in ("in_step", "sent", "unsupported") else 1
     except ServiceError as exc:
         return fail(exc, as_json=as_json)
 

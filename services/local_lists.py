@@ -21,8 +21,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import func, select, text, update
 from temporalio.service import RPCError
 
@@ -69,6 +69,45 @@ _REQUEST_ALL = text(
 )
 
 
+class LocalListView(BaseModel):
+    """One charger's local list as acknowledged, and its sync state."""
+
+    charge_box_id: str
+    workflow_id: str
+    connected: bool
+    # None: not known yet; False: NotSupported/NotImplemented (skipped).
+    supported: bool | None
+    unsupported_reason: str | None
+    enabled: bool | None
+    max_length: int | None
+    send_max_length: int | None
+    list_version: int
+    entry_count: int
+    # The acknowledged list is the one the cards give now.
+    in_step: bool
+    desired_entry_count: int
+    sync_pending: bool
+    clear_cache_pending: bool
+    last_sync_status: str | None
+    last_sync_at: datetime | None
+    last_sync_error: str | None
+    last_clear_cache_status: str | None
+    last_clear_cache_at: datetime | None
+    # {"idTag", "status", "expiryDate"?, "parentIdTag"?} in OCPP's field names.
+    entries: list[dict[str, str]]
+
+
+class SyncRequested(BaseModel):
+    charge_box_id: str | None
+    workflow_id: str | None
+    update_type: str
+    # The charger's sync_requested counter after this request (None for every charger).
+    requested: int | None
+    requested_at: datetime
+    # False: Temporal was not reachable; the request waits in PostgreSQL for the reconciler.
+    signalled: bool
+
+
 async def cards_changed(
     ctx: ServiceContext,
     id_tags: Sequence[str],
@@ -113,7 +152,7 @@ async def wake_reconciler(ctx: ServiceContext, reason: str) -> bool:
 
 async def request_sync(
     ctx: ServiceContext, actor: Actor, charge_box_id: str | None
-) -> dict[str, Any]:
+) -> SyncRequested:
     """A forced Full update of one charger (``None``: every charger). For one charger its
     support is probed again (a charger once NotSupported may have been upgraded)."""
     requested_at = datetime.now(UTC)
@@ -156,14 +195,14 @@ async def request_sync(
         signalled = await wake_reconciler(ctx, "forced")
     else:
         signalled = await _signal_one(ctx, charge_box_id)
-    return {
-        "charge_box_id": charge_box_id,
-        "workflow_id": local_list_workflow_id(charge_box_id) if charge_box_id else None,
-        "update_type": "Full",
-        "requested": seq,
-        "requested_at": requested_at.isoformat(),
-        "signalled": signalled,
-    }
+    return SyncRequested(
+        charge_box_id=charge_box_id,
+        workflow_id=local_list_workflow_id(charge_box_id) if charge_box_id else None,
+        update_type="Full",
+        requested=seq,
+        requested_at=requested_at,
+        signalled=signalled,
+    )
 
 
 async def _signal_one(ctx: ServiceContext, charge_box_id: str) -> bool:
@@ -176,7 +215,7 @@ async def _signal_one(ctx: ServiceContext, charge_box_id: str) -> bool:
     return True
 
 
-async def show(ctx: ServiceContext, charge_box_id: str) -> dict[str, Any]:
+async def show(ctx: ServiceContext, charge_box_id: str) -> LocalListView:
     async with ctx.sessions() as db:
         charger = await db.get(Charger, charge_box_id)
         if charger is None:
@@ -185,33 +224,33 @@ async def show(ctx: ServiceContext, charge_box_id: str) -> dict[str, Any]:
         cards = await load_cards(db)
     desired = desired_list(cards, datetime.now(UTC), max_length=row.max_length if row else None)
     entries: dict[str, dict[str, str]] = dict(row.entries) if row else {}
-    return {
-        "charge_box_id": charge_box_id,
-        "workflow_id": local_list_workflow_id(charge_box_id),
-        "connected": charger.connected,
-        "supported": row.supported if row else None,
-        "unsupported_reason": row.unsupported_reason if row else None,
-        "enabled": row.enabled if row else None,
-        "max_length": row.max_length if row else None,
-        "send_max_length": row.send_max_length if row else None,
-        "list_version": row.list_version if row else 0,
-        "entry_count": len(entries),
-        "in_step": row is not None and row.entries_digest == digest(desired),
-        "desired_entry_count": len(desired),
-        "sync_pending": bool(row and (row.sync_requested > row.sync_done or row.full_requested)),
-        "clear_cache_pending": bool(row and row.clear_cache_requested > row.clear_cache_done),
-        "last_sync_status": row.last_sync_status if row else None,
-        "last_sync_at": _iso(row.last_sync_at) if row else None,
-        "last_sync_error": row.last_sync_error if row else None,
-        "last_clear_cache_status": row.last_clear_cache_status if row else None,
-        "last_clear_cache_at": _iso(row.last_clear_cache_at) if row else None,
-        "entries": [{"idTag": tag, **info} for tag, info in sorted(entries.items())],
-    }
+    return LocalListView(
+        charge_box_id=charge_box_id,
+        workflow_id=local_list_workflow_id(charge_box_id),
+        connected=charger.connected,
+        supported=row.supported if row else None,
+        unsupported_reason=row.unsupported_reason if row else None,
+        enabled=row.enabled if row else None,
+        max_length=row.max_length if row else None,
+        send_max_length=row.send_max_length if row else None,
+        list_version=row.list_version if row else 0,
+        entry_count=len(entries),
+        in_step=row is not None and row.entries_digest == digest(desired),
+        desired_entry_count=len(desired),
+        sync_pending=bool(row and (row.sync_requested > row.sync_done or row.full_requested)),
+        clear_cache_pending=bool(row and row.clear_cache_requested > row.clear_cache_done),
+        last_sync_status=row.last_sync_status if row else None,
+        last_sync_at=row.last_sync_at if row else None,
+        last_sync_error=row.last_sync_error if row else None,
+        last_clear_cache_status=row.last_clear_cache_status if row else None,
+        last_clear_cache_at=row.last_clear_cache_at if row else None,
+        entries=[{"idTag": tag, **info} for tag, info in sorted(entries.items())],
+    )
 
 
 async def wait_for_sync(
     ctx: ServiceContext, charge_box_id: str, requested_at: datetime, timeout_s: float
-) -> dict[str, Any]:
+) -> LocalListView:
     """Poll until a sync round finished after ``requested_at`` (or the timeout); the view."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -229,7 +268,3 @@ async def wait_for_sync(
         if finished or loop.time() >= deadline:
             return await show(ctx, charge_box_id)
         await asyncio.sleep(0.5)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -115,7 +115,7 @@ async def test_versions_follow_card_changes_with_differential_lists(
         # What the charger holds is exactly what we recorded.
         assert {t: _camel(i) for t, i in cp.entries.items()} == stored.entries
         view = await local_lists.show(ctx, cb)
-        assert view["list_version"] == 3 and view["in_step"] is True
+        assert view.list_version == 3 and view.in_step is True
 
 
 async def test_version_mismatch_and_a_disagreeing_charger_get_a_full_update(
@@ -245,16 +245,14 @@ async def test_a_forced_sync_sends_a_full_update(
         await local_lists.cards_changed(ctx, [tag])
         await at_version(cp, 1)
         asked = await local_lists.request_sync(ctx, Actor.cli(), cb)
-        assert asked["signalled"] is True
-        view = await local_lists.wait_for_sync(
-            ctx, cb, datetime.fromisoformat(asked["requested_at"]), 60
-        )
-        assert view["last_sync_status"] == "sent" and view["list_version"] == 2
+        assert asked.signalled is True
+        view = await local_lists.wait_for_sync(ctx, cb, asked.requested_at, 60)
+        assert view.last_sync_status == "sent" and view.list_version == 2
         assert cp.received[-1]["updateType"] == "Full"
-        assert view["sync_pending"] is False and view["in_step"] is True
+        assert view.sync_pending is False and view.in_step is True
 
         everyone = await local_lists.request_sync(ctx, Actor.cli(), None)
-        assert everyone["charge_box_id"] is None and everyone["signalled"] is True
+        assert everyone.charge_box_id is None and everyone.signalled is True
         await at_version(cp, 3)
         assert cp.received[-1]["updateType"] == "Full"
         assert (await settled(session_factory, cb)).full_requested is False
