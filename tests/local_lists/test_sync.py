@@ -3,7 +3,9 @@ a real ``ocpp`` 1.6 charge point that keeps its list as the spec says."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +31,8 @@ from workflows.local_list_messages import LocalListSyncInput, local_list_workflo
 from workflows.local_list_sync import LocalListSyncWorkflow
 
 pytestmark = pytest.mark.timeout(180)
+
+HISTORY = Path(__file__).resolve().parent.parent / "histories" / "local_list_sync_v1.json"
 
 
 async def row(sf: SessionFactory, charge_box_id: str) -> ChargerLocalList:
@@ -119,8 +123,13 @@ async def test_versions_follow_card_changes_with_differential_lists(
 
 
 async def test_version_mismatch_and_a_disagreeing_charger_get_a_full_update(
-    stack: Gateway, ctx: ServiceContext, session_factory: SessionFactory
+    stack: Gateway,
+    ctx: ServiceContext,
+    session_factory: SessionFactory,
+    temporal_client: Client,
 ) -> None:
+    """With ``POLARIS_RECORD_HISTORIES=1`` it also records ``tests/histories/local_list_sync_v1
+    .json`` (replayed by ``tests/local_lists/test_replay.py``)."""
     cb = await seed_charger(session_factory)
     async with charge_point(stack, cb) as cp:
         tag = await seed_card(session_factory, prefix="LM")
@@ -148,6 +157,9 @@ async def test_version_mismatch_and_a_disagreeing_charger_get_a_full_update(
         stored = await settled(session_factory, cb)
         assert stored.list_version == 3
         assert {t: _camel(i) for t, i in cp.entries.items()} == stored.entries
+        if os.environ.get("POLARIS_RECORD_HISTORIES"):
+            handle = temporal_client.get_workflow_handle(local_list_workflow_id(cb))
+            HISTORY.write_text((await handle.fetch_history()).to_json())
 
 
 @pytest.mark.parametrize("cls", [NotSupportedCharger, CoreOnlyCharger])
@@ -305,3 +317,28 @@ async def test_a_long_lived_sync_workflow_continues_as_new(
         latest = await temporal_client.get_workflow_handle(local_list_workflow_id(cb)).describe()
         assert latest.run_id != first_run
         assert cp.received[-1]["entries"] == [{"id_tag": tag, "id_tag_info": {"status": "Blocked"}}]
+
+
+async def test_the_charger_limits_are_respected(
+    stack: Gateway, ctx: ServiceContext, session_factory: SessionFactory
+) -> None:
+    """LocalAuthListMaxLength caps the list (Accepted entries first); SendLocalListMaxLength
+    cuts every update into messages of at most that many entries."""
+    cb = await seed_charger(session_factory)
+    limits = {
+        "LocalAuthListMaxLength": "3",
+        "SendLocalListMaxLength": "2",
+        "SupportedFeatureProfiles": "Core,LocalAuthListManagement",
+    }
+    async with charge_point(stack, cb, config=limits) as cp:
+        tags = [await seed_card(session_factory, prefix="LK") for _ in range(3)]
+        await seed_card(session_factory, prefix="LK", blocked=True)
+        await local_lists.cards_changed(ctx, tags)
+        stored = await settled(session_factory, cb)
+        assert stored.max_length == 3 and stored.send_max_length == 2
+        assert len(cp.received) >= 2
+        assert all(len(message["entries"]) <= 2 for message in cp.received)
+        assert [m["listVersion"] for m in cp.received] == list(range(1, len(cp.received) + 1))
+        assert len(cp.entries) <= 3 and cp.version == stored.list_version
+        assert all(info["status"] == "Accepted" for info in cp.entries.values())
+        assert {t: _camel(i) for t, i in cp.entries.items()} == stored.entries
