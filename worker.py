@@ -20,6 +20,7 @@ from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities
+from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
 from activities.operations import OperationActivities
 from activities.session_closure import SessionClosureActivities
@@ -31,6 +32,8 @@ from workflows.card_link import CardLinkWorkflow
 from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
 from workflows.lago_webhook import LagoWebhookWorkflow
+from workflows.local_list_messages import LocalListReconcileInput, reconcile_workflow_id
+from workflows.local_list_sync import LocalListReconcileWorkflow, LocalListSyncWorkflow
 from workflows.mail_delivery import (
     MAIL_DELIVERY_WORKFLOW_ID,
     MailDeliveryInput,
@@ -45,6 +48,8 @@ WORKFLOWS: list[type] = [
     CardLinkWorkflow,
     MailDeliveryWorkflow,
     ChargerOperationWorkflow,
+    LocalListSyncWorkflow,
+    LocalListReconcileWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -69,6 +74,8 @@ def build_worker(
     identity = IdentityActivities(settings, session_factory)
     mail = MailActivities(settings, session_factory)
     operations = OperationActivities(session_factory)
+    local_lists = LocalListActivities(session_factory)
+    local_list_dispatch = LocalListDispatch(client, session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -100,6 +107,13 @@ def build_worker(
             identity.lago_discard_customer,
             mail.deliver_pending_mail,
             operations.finish_charger_operation,
+            local_lists.prepare,
+            local_lists.record_config,
+            local_lists.plan,
+            local_lists.record_accepted,
+            local_lists.finish,
+            local_lists.record_clear_cache,
+            local_list_dispatch.dispatch,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -122,6 +136,17 @@ async def start_mail_delivery(
     )
 
 
+async def start_local_list_reconcile(client: Client, task_queue: str) -> None:
+    """Make sure this task queue's local-list reconciler runs (the first start wins)."""
+    await client.start_workflow(
+        LocalListReconcileWorkflow.run,
+        LocalListReconcileInput(),
+        id=reconcile_workflow_id(task_queue),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     """Connect, run the worker until cancelled, then shut down gracefully."""
     client = await connect(settings)
@@ -135,6 +160,10 @@ async def run_worker(settings: Settings) -> None:
             await start_mail_delivery(client, settings.temporal_task_queue)
         except Exception:  # never fatal: magic links wait in the outbox until a worker starts it
             log.exception("could not start the mail relay workflow %s", MAIL_DELIVERY_WORKFLOW_ID)
+        try:
+            await start_local_list_reconcile(client, settings.temporal_task_queue)
+        except Exception:  # never fatal: the service layer starts it with its first wake-up
+            log.exception("could not start the local-list reconciler")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

@@ -15,6 +15,7 @@ from api import (
     routes_cards,
     routes_chargers,
     routes_kpis,
+    routes_local_lists,
     routes_me,
     routes_operations,
     routes_scan,
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_kpis,
         routes_chargers,
         routes_sites,
+        routes_local_lists,
     ):
         app.include_router(family.router)
     return app

@@ -18,8 +18,10 @@ from api.authz import AdminUser, LiveAdmin
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import ID_TAG_PATTERN, CardOut, MappingOut
+from api.services import Services
 from db.audit import add_audit
 from db.models import EvCard, UserMapping
+from services import local_lists
 from workflows.card_link import CardLinkInput, CardLinkResult, card_link_workflow_id
 
 router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
@@ -96,8 +98,14 @@ async def list_cards(
 
 
 @router.post("", response_model=CardOut, status_code=201)
-async def create_card(body: CardIn, admin: LiveAdmin, state: State) -> CardOut:
+async def create_card(body: CardIn, admin: LiveAdmin, state: State, ctx: Services) -> CardOut:
     _check_parent(body.id_tag, body.parent_id_tag)
+    out = await _create_card(body, admin, state)
+    await local_lists.cards_changed(ctx, [body.id_tag])
+    return out
+
+
+async def _create_card(body: CardIn, admin: AdminUser, state: State) -> CardOut:
     async with state.sessions() as db, db.begin():
         if await db.get(EvCard, body.id_tag) is not None:
             raise ApiError(409, "CARD_EXISTS", f"an EV card {body.id_tag!r} exists already")
@@ -141,9 +149,19 @@ async def get_card(id_tag: str, _: AdminUser, state: State) -> CardDetail:
 
 
 @router.patch("/{id_tag}", response_model=CardOut)
-async def update_card(id_tag: str, body: CardPatch, admin: LiveAdmin, state: State) -> CardOut:
+async def update_card(
+    id_tag: str, body: CardPatch, admin: LiveAdmin, state: State, ctx: Services
+) -> CardOut:
     changes = body.model_dump(exclude_unset=True)
     _check_parent(id_tag, changes.get("parent_id_tag"))
+    out = await _update_card(id_tag, changes, body, admin, state)
+    await local_lists.cards_changed(ctx, [id_tag])
+    return out
+
+
+async def _update_card(
+    id_tag: str, changes: dict[str, object], body: CardPatch, admin: AdminUser, state: State
+) -> CardOut:
     async with state.sessions() as db, db.begin():
         card = await db.get(EvCard, id_tag, with_for_update=True)
         if card is None:
@@ -168,7 +186,9 @@ async def update_card(id_tag: str, body: CardPatch, admin: LiveAdmin, state: Sta
 
 
 @router.post("/{id_tag}/link", response_model=CardLinkResult)
-async def link_card(id_tag: str, body: LinkIn, admin: LiveAdmin, state: State) -> CardLinkResult:
+async def link_card(
+    id_tag: str, body: LinkIn, admin: LiveAdmin, state: State, ctx: Services
+) -> CardLinkResult:
     """Run the card-link saga and answer its outcome (compensated failures answer 502)."""
     async with state.sessions() as db:
         card = await db.get(EvCard, id_tag)
@@ -197,6 +217,8 @@ async def link_card(id_tag: str, body: LinkIn, admin: LiveAdmin, state: State) -
             f"step {result.failed_step} failed; completed steps were undone",
             issues=[result.model_dump(mode="json")],
         )
+    # The card has a driver now: Accepted on the chargers' lists.
+    await local_lists.cards_changed(ctx, [id_tag])
     return result
 
 
@@ -246,7 +268,7 @@ async def _run_link(state: State, id_tag: str, body: LinkIn, actor: str) -> Card
 
 
 @router.post("/{id_tag}/unlink", response_model=UnlinkOut)
-async def unlink_card(id_tag: str, admin: LiveAdmin, state: State) -> UnlinkOut:
+async def unlink_card(id_tag: str, admin: LiveAdmin, state: State, ctx: Services) -> UnlinkOut:
     """Soft unlink (``is_active=false``), cascading to the card's child cards."""
     async with state.sessions() as db, db.begin():
         card = await db.get(EvCard, id_tag)
@@ -275,5 +297,7 @@ async def unlink_card(id_tag: str, admin: LiveAdmin, state: State) -> UnlinkOut:
             source=admin.source,
             details={"mappings": unlinked, "cascaded_to": children},
         )
+    # A card nobody owns is Invalid on the chargers' lists.
+    await local_lists.cards_changed(ctx, [id_tag, *children])
     # Future reservations are cancelled by the reservation work (not part of this change).
     return UnlinkOut(id_tag=id_tag, unlinked_mappings=unlinked, cascaded_to=children)

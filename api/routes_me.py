@@ -13,10 +13,12 @@ from temporalio.service import RPCError
 from api.authz import CurrentUser, LiveUser, not_found_unless
 from api.deps import AppState, State
 from api.identity_views import CardOut, owned_card, owned_cards
+from api.services import Services
 from db.audit import add_audit, write_audit
 from db.billing_models import Notification
 from db.models import ChargingSession
 from domain.session import TRANSACTION_PHASES
+from services import local_lists
 from workflows.messages import UPDATE_REMOTE_STOP, RemoteStopInput, RemoteStopResult
 
 log = logging.getLogger("polaris.api.me")
@@ -76,7 +78,7 @@ async def my_card(id_tag: str, user: CurrentUser, state: State) -> CardOut:
 
 
 @router.post("/cards/{id_tag}/report-lost", response_model=ReportLostOut)
-async def report_lost(id_tag: str, user: LiveUser, state: State) -> ReportLostOut:
+async def report_lost(id_tag: str, user: LiveUser, state: State, ctx: Services) -> ReportLostOut:
     """Deactivate at once (irreversible by the driver), stop a running session, tell operators."""
     now = datetime.now(UTC)
     async with state.sessions() as db, db.begin():
@@ -119,6 +121,9 @@ async def report_lost(id_tag: str, user: LiveUser, state: State) -> ReportLostOu
             )
         ).all()
         out = CardOut.of(card, mapping)
+    if not already:
+        # The card, now Blocked, to every charger's local list, and every cache cleared.
+        await local_lists.card_lost(ctx, id_tag)
     stopped = [await _stop(state, workflow_id, user.actor) for workflow_id in running]
     if stopped:
         await write_audit(

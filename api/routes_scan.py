@@ -41,10 +41,12 @@ from api.deps import AppState, State, get_state
 from api.errors import ApiError, NotFound
 from api.ratelimit import rate_limit
 from api.scan_sign_in import sign_in_by_tap
+from api.services import Services
 from db.audit import add_audit, write_audit
 from db.identity_models import SCAN_LOGIN, SCAN_REGISTER, ScanArm
 from db.models import Charger, EvCard
 from db.scan_secrets import RotationRefused, ScanSecretCheck, check_scan_secret, rotate_scan_secret
+from services import local_lists
 
 router = APIRouter(prefix="/api/v1", tags=["scan"])
 
@@ -261,7 +263,9 @@ async def rotate_secret(
     responses={202: {"description": "armed, waiting for the tap"}},
     dependencies=[Depends(rate_limit("scan-exchange", 120, 60))],
 )
-async def exchange(scan_id: str, body: ExchangeIn, request: Request, state: State) -> Any:
+async def exchange(
+    scan_id: str, body: ExchangeIn, request: Request, state: State, ctx: Services
+) -> Any:
     source = client_address(request, state.settings)
     window = timedelta(seconds=state.settings.scan_claim_window_s)
     async with state.sessions() as db:
@@ -300,6 +304,8 @@ async def exchange(scan_id: str, body: ExchangeIn, request: Request, state: Stat
         raise ApiError(410, "SCAN_EXPIRED", "the card was tapped too long ago; arm again")
     if arm.purpose == SCAN_REGISTER:
         out = await _register(state, arm, source)
+        if out.status == "registered":
+            await local_lists.cards_changed(ctx, [arm.id_tag or ""])
     else:
         result = await sign_in_by_tap(state, arm, source)
         out = ExchangeOut(scan_id=arm.id, **result.model_dump())

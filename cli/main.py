@@ -117,6 +117,12 @@ def _cmd_operations(settings: Settings, args: argparse.Namespace) -> int:
     return run_subcommand(settings, args)
 
 
+def _cmd_local_list(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.local_lists import run_local_list_command
+
+    return asyncio.run(run_local_list_command(settings, args))
+
+
 def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
     """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
 
@@ -208,6 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_operations_log_commands(sub)
     add_sites_commands(sub)
     add_tariffs_commands(sub)
+    local_list = sub.add_parser("local-list", help="chargers' local authorization lists")
+    local_list_sub = local_list.add_subparsers(dest="local_list_command", required=True)
+    ll_show = local_list_sub.add_parser("show", help="a charger's acknowledged list and sync")
+    ll_show.add_argument("charge_box_id", help="chargeBoxId")
+    ll_show.add_argument("--json", action="store_true")
+    ll_sync = local_list_sub.add_parser("sync", help="force a Full update of one charger or all")
+    ll_sync.add_argument("charge_box_id", nargs="?", help="chargeBoxId (or --all)")
+    ll_sync.add_argument("--all", action="store_true", help="every charger")
+    ll_sync.add_argument(
+        "--wait-s",
+        type=float,
+        default=60.0,
+        help="one charger: wait this long for the round to finish (0: do not wait)",
+    )
+    ll_sync.add_argument("--json", action="store_true")
     return parser
 
 
@@ -226,6 +247,7 @@ COMMANDS = {
     "tariffs": _cmd_fleet,
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
+    "local-list": _cmd_local_list,
 }
 
 

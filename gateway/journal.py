@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
 from db.models import AuditLog, Charger, Connector, Transaction
+from gateway import local_list_trigger
 from gateway.closures import close_after_reboot
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_CONNECTOR_STATUS, ConnectorStatus, SessionInput
@@ -65,13 +66,16 @@ async def audit_charger_connection(
 
 async def set_connected(
     sf: SessionFactory, charge_box_id: str, instance: str, now: datetime
-) -> None:
+) -> bool:
+    """Record the connection; True when an outbox row was queued with it (wake the relay)."""
     async with sf.begin() as s:
         await s.execute(
             update(Charger)
             .where(Charger.charge_box_id == charge_box_id)
             .values(connected=True, gateway_instance=instance, last_seen_at=now)
         )
+        # A local-list sync (or ClearCache) that waited for this charger to come back.
+        return await local_list_trigger.enqueue_if_pending(s, charge_box_id)
 
 
 async def set_disconnected(sf: SessionFactory, charge_box_id: str, instance: str) -> None:

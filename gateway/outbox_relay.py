@@ -13,6 +13,10 @@ workflow off exponentially in this process; nothing is lost. Inserts wake the re
 ``transaction_started`` and ``transaction_stopped`` may (re)start a closed workflow id: a start or
 a late stop must always reach a workflow. ``meter_progress`` and ``connector_status`` must never
 resurrect a finished session: when the workflow is closed they are marked delivered with a note.
+
+A row whose payload names its workflow (``{"workflow": {"type", "input"}, "signal": {...}}``) is
+delivered as a signal-with-start of that type with that input (``kind`` is the signal), whatever
+the type: the local-list connect trigger uses it.
 """
 
 from __future__ import annotations
@@ -187,6 +191,20 @@ class OutboxRelay:
     async def _signal(
         self, client: Client, row_id: int, workflow_id: str, kind: str, payload: dict[str, Any]
     ) -> None:
+        generic = payload.get("workflow")
+        if isinstance(generic, dict):
+            # A row that names its workflow (type and input): signal-with-start it as told. The
+            # relay knows nothing of it (``gateway/local_list_trigger.py`` writes such rows).
+            await client.start_workflow(
+                str(generic["type"]),
+                generic.get("input", {}),
+                id=workflow_id,
+                task_queue=self._settings.temporal_task_queue,
+                start_signal=kind,
+                start_signal_args=[{**payload.get("signal", {}), "event_id": row_id}],
+                rpc_timeout=self._rpc_timeout,
+            )
+            return
         start = SessionInput.model_validate(
             {**payload.get("session", {}), **self._settings.session_timers()}
         )

@@ -352,9 +352,10 @@ class OcppServer:
                 "charger.connection_replaced", charge_box_id, old.admission, admission
             )
         try:
-            await journal.set_connected(
+            if await journal.set_connected(
                 self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance, self.ctx.clock()
-            )
+            ):
+                self.ctx.wake_relay()
         except (SQLAlchemyError, OSError) as exc:
             log.error("%s: connection not recorded: %r", charge_box_id, exc)
         log.info("charger %s connected", charge_box_id)
