@@ -16,6 +16,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
+from activities.firmware import FirmwareActivities
 from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
@@ -28,6 +29,11 @@ from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
+from workflows.firmware import (
+    DiagnosticsRequestWorkflow,
+    FirmwareCampaignWorkflow,
+    FirmwareUpdateWorkflow,
+)
 from workflows.lago_webhook import LagoWebhookWorkflow
 from workflows.mail_delivery import (
     MAIL_DELIVERY_WORKFLOW_ID,
@@ -42,6 +48,9 @@ WORKFLOWS: list[type] = [
     LagoWebhookWorkflow,
     CardLinkWorkflow,
     MailDeliveryWorkflow,
+    FirmwareUpdateWorkflow,
+    FirmwareCampaignWorkflow,
+    DiagnosticsRequestWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -65,6 +74,7 @@ def build_worker(
     )
     identity = IdentityActivities(settings, session_factory)
     mail = MailActivities(settings, session_factory)
+    fw = FirmwareActivities(settings, session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -95,6 +105,12 @@ def build_worker(
             identity.lago_terminate_subscription,
             identity.lago_discard_customer,
             mail.deliver_pending_mail,
+            fw.prepare_firmware_update,
+            fw.record_firmware_sent,
+            fw.firmware_update_states,
+            fw.record_campaign_progress,
+            fw.prepare_diagnostics,
+            fw.record_diagnostics_sent,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

@@ -13,6 +13,8 @@ from api import (
     routes_audit,
     routes_billing,
     routes_cards,
+    routes_files,
+    routes_firmware,
     routes_me,
     routes_scan,
     routes_sessions,
@@ -63,6 +65,8 @@ def create_app(settings: Settings) -> FastAPI:
         routes_audit,
         routes_scan,
         routes_billing,
+        routes_firmware,
+        routes_files,
     ):
         app.include_router(family.router)
     return app

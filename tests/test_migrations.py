@@ -8,7 +8,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-import db.billing_models  # noqa: F401  (registers the billing tables)
+import db.billing_models
+import db.firmware_models  # noqa: F401  (registers the firmware tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.migrate import MIGRATIONS_DIR

@@ -247,6 +247,8 @@ ChargerAction = Literal[
     "CancelReservation",
     "SetChargingProfile",
     "ClearChargingProfile",
+    "UpdateFirmware",
+    "GetDiagnostics",
 ]
 
 

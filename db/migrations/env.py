@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import db.billing_models  # noqa: F401  (registers the billing tables on Base.metadata)
+import db.billing_models
+import db.firmware_models  # noqa: F401  (registers the firmware tables)
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.models import Base
 
