@@ -94,6 +94,18 @@ def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_scan_command(settings, args))
 
 
+def _cmd_firmware(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.firmware import run_firmware_command
+
+    return asyncio.run(run_firmware_command(settings, args))
+
+
+def _cmd_diagnostics(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.firmware import run_diagnostics_command
+
+    return asyncio.run(run_diagnostics_command(settings, args))
+
+
 def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
     """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
 
@@ -159,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-secret", help="a new QR secret for a charger (shown once; old codes stop working)"
     )
     rotate.add_argument("charge_box_id", help="chargeBoxId")
+    from cli.firmware import add_parsers as add_firmware_parsers
+
+    add_firmware_parsers(sub)
     return parser
 
 
@@ -172,6 +187,8 @@ COMMANDS = {
     "seed": _cmd_seed,
     "sessions": _cmd_sessions,
     "scan": _cmd_scan,
+    "firmware": _cmd_firmware,
+    "diagnostics": _cmd_diagnostics,
 }
 
 
