@@ -177,7 +177,7 @@ async def download_for_charger(ctx: ServiceContext, token: str, name: str) -> tu
         ).first()
         if found is None:
             raise NotFound("no such file")
-        upd, firmware = found.tuple()
+        upd, firmware = found[0], found[1]
         if upd.token_expires_at is None or upd.token_expires_at <= now or firmware.name != name:
             raise NotFound("no such file")
         await db.execute(
