@@ -11,6 +11,8 @@ kind, and a campaign waiting hours for a slow wave costs one short activity per 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -45,6 +47,14 @@ with workflow.unsafe.imports_passed_through():
 
 # Past this many history events a campaign continues as new at the next wave boundary.
 HISTORY_LIMIT = 5000
+
+
+async def _wait_unless(condition: Callable[[], bool], seconds: float) -> None:
+    """A durable timer that a signal (``condition`` turning true) cuts short."""
+    if seconds <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        await workflow.wait_condition(condition, timeout=timedelta(seconds=seconds))
 
 
 async def _db(name: str, arg: object, result_type: type | None = None) -> object:
@@ -202,9 +212,7 @@ class FirmwareCampaignWorkflow:
             if self._halt is not None or input.next_index >= len(input.chargers):
                 break
             # The pause, cut short by a halt.
-            await workflow.wait_condition(
-                lambda: self._halt is not None, timeout=timedelta(seconds=input.pause_s)
-            )
+            await _wait_unless(lambda: self._halt is not None, input.pause_s)
             if (
                 workflow.info().is_continue_as_new_suggested()
                 or workflow.info().get_current_history_length() > HISTORY_LIMIT
@@ -265,9 +273,8 @@ class FirmwareCampaignWorkflow:
             remaining = (deadline - workflow.now()).total_seconds()
             if not pending or remaining <= 0 or self._halt is not None:
                 break
-            await workflow.wait_condition(
-                lambda: self._halt is not None,
-                timeout=timedelta(seconds=min(input.poll_interval_s, remaining)),
+            await _wait_unless(
+                lambda: self._halt is not None, min(input.poll_interval_s, remaining)
             )
         for charger in pending.values():
             input.failed[charger] = (
