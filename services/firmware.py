@@ -298,6 +298,7 @@ async def start_campaign(
     max_failures: int = 0,
     wave_deadline_s: int = 3600,
     poll_interval_s: float = 15.0,
+    history_limit: int = 5000,
 ) -> dict[str, Any]:
     require_admin(actor)
     issues: list[dict[str, Any]] = []
@@ -384,6 +385,7 @@ async def start_campaign(
             wave_deadline_s=wave_deadline_s,
             poll_interval_s=poll_interval_s,
             requested_by=actor.id,
+            history_limit=history_limit,
         ),
         id=workflow_id,
         task_queue=ctx.settings.temporal_task_queue,

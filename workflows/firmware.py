@@ -45,9 +45,6 @@ with workflow.unsafe.imports_passed_through():
         UpdateStatesInput,
     )
 
-# Past this many history events a campaign continues as new at the next wave boundary.
-HISTORY_LIMIT = 5000
-
 
 async def _wait_unless(condition: Callable[[], bool], seconds: float) -> None:
     """A durable timer that a signal (``condition`` turning true) cuts short."""
@@ -215,7 +212,7 @@ class FirmwareCampaignWorkflow:
             await _wait_unless(lambda: self._halt is not None, input.pause_s)
             if (
                 workflow.info().is_continue_as_new_suggested()
-                or workflow.info().get_current_history_length() > HISTORY_LIMIT
+                or workflow.info().get_current_history_length() > input.history_limit
             ):
                 input.halt_reason = self._halt
                 workflow.continue_as_new(input)

@@ -86,6 +86,8 @@ class CampaignInput(BaseModel):
     retries: int | None = None
     retry_interval_s: int | None = None
     requested_by: str = "system"
+    # Past this many history events the campaign continues as new at the next wave boundary.
+    history_limit: int = 5000
     # Carried over continue-as-new:
     next_index: int = 0
     waves_done: int = 0

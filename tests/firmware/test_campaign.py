@@ -141,3 +141,36 @@ async def test_campaign_survives_a_worker_restart(stack: Stack) -> None:
     async with stack.sf() as db:
         row = await db.get(FirmwareCampaign, view["id"])
     assert row is not None and row.state == "completed"
+
+
+async def test_long_campaign_continues_as_new_between_waves(stack: Stack) -> None:
+    firmware_id = await _image(stack, "4.0.0")
+    ids = await seed_chargers(stack.sf, 3)
+    for cb in ids:
+        await stack.charger(cb, new_version="4.0.0").connect()
+    view = await firmware.start_campaign(
+        stack.ctx,
+        ADMIN,
+        firmware_id=firmware_id,
+        chargers=ids,
+        wave_size=1,
+        pause_s=0,
+        wave_deadline_s=60,
+        poll_interval_s=0.5,
+        history_limit=1,  # every wave boundary hands over to a new run
+    )
+    end = await _finished(stack, view["id"])
+    assert end["state"] == "completed"
+    assert end["succeeded"] == ids and end["waves_done"] == 3
+    client = await stack.ctx.temporal()
+
+    async def runs() -> list[str]:
+        found = [
+            str(w.status.name if w.status else None)
+            async for w in client.list_workflows(f'WorkflowId="{view["workflow_id"]}"')
+        ]
+        assert len(found) == 3, found
+        return found
+
+    statuses = await eventually(runs, message="three runs")
+    assert sorted(statuses) == ["COMPLETED", "CONTINUED_AS_NEW", "CONTINUED_AS_NEW"]
