@@ -111,10 +111,10 @@ async def test_campaign_from_the_cli(stack: Stack, tmp_path: Path) -> None:
         return status["waves_done"] == 1
 
     await eventually(first_wave, timeout=90, interval=1, message="the first wave")
-    code, halted = await polaris(
+    code, halting = await polaris(
         stack, "firmware", "campaign", "halt", started["id"], "--reason", "enough", "--json"
     )
-    assert code == 0
+    assert code == 0 and halting["id"] == started["id"]
 
     async def ended() -> dict[str, Any] | None:
         _, status = await polaris(stack, "firmware", "campaign", "status", started["id"], "--json")
