@@ -4,6 +4,8 @@ campaign at its threshold, an operator's halt, and a worker restarted mid-campai
 from __future__ import annotations
 
 import asyncio
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,8 @@ from db.firmware_models import FirmwareCampaign
 from services import firmware
 from services.errors import Conflict
 from tests.firmware.conftest import ADMIN, Stack, charger_row, image_chunks, seed_chargers
-from tests.helpers import eventually
+from tests.e2e.processes import polaris_process
+from tests.helpers import eventually, process_secrets
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -174,3 +177,54 @@ async def test_long_campaign_continues_as_new_between_waves(stack: Stack) -> Non
 
     statuses = await eventually(runs, message="three runs")
     assert sorted(statuses) == ["COMPLETED", "CONTINUED_AS_NEW", "CONTINUED_AS_NEW"]
+
+
+async def test_campaign_survives_a_killed_worker_process(stack: Stack, tmp_path: Path) -> None:
+    """The worker as a real `polaris worker` process, killed with SIGKILL mid-wave."""
+    await stack.worker.stop()
+    settings = stack.settings
+    env = {
+        "POLARIS_ENV": "test",
+        "POLARIS_DATA_DIR": str(tmp_path / "worker-data"),
+        "POLARIS_DATABASE_URL": settings.require_database_url(),
+        "POLARIS_TEMPORAL_ADDRESS": settings.require_temporal_address(),
+        "POLARIS_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        "POLARIS_PUBLIC_BASE_URL": settings.public_base,
+        "POLARIS_AUTH_URL": "http://127.0.0.1:9",
+        "POLARIS_LAGO_API_URL": "http://127.0.0.1:9",
+        **process_secrets(),
+    }
+    worker = polaris_process("worker", "worker", tmp_path, env)
+    worker.start()
+    try:
+        firmware_id = await _image(stack, "5.0.0")
+        ids = await seed_chargers(stack.sf, 4)
+        hold = asyncio.Event()
+        sims = [stack.charger(cb, new_version="5.0.0", hold=hold) for cb in ids]
+        for sim in sims:
+            await sim.connect()
+        view = await firmware.start_campaign(
+            stack.ctx,
+            ADMIN,
+            firmware_id=firmware_id,
+            chargers=ids,
+            wave_size=2,
+            pause_s=0,
+            wave_deadline_s=120,
+            poll_interval_s=0.5,
+        )
+        await eventually(
+            lambda: all(s.statuses[-1:] == ["Installing"] for s in sims[:2]),
+            timeout=60,
+            message="the first wave installing",
+        )
+        worker.kill(signal.SIGKILL)
+        hold.set()
+        worker.start()
+        end = await _finished(stack, view["id"])
+    finally:
+        worker.stop()
+    assert end["state"] == "completed", (end, worker.output()[-3000:])
+    assert sorted(end["succeeded"]) == sorted(ids)
+    for cb in ids:
+        assert (await charger_row(stack.sf, cb)).firmware_version == "5.0.0"
