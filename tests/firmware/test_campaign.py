@@ -13,8 +13,8 @@ import pytest
 from db.firmware_models import FirmwareCampaign
 from services import firmware
 from services.errors import Conflict
-from tests.firmware.conftest import ADMIN, Stack, charger_row, image_chunks, seed_chargers
 from tests.e2e.processes import polaris_process
+from tests.firmware.conftest import ADMIN, Stack, charger_row, image_chunks, seed_chargers
 from tests.helpers import eventually, process_secrets
 
 pytestmark = pytest.mark.timeout(240)
