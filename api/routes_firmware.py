@@ -19,6 +19,7 @@ from api.authz import LiveAdmin, Principal
 from api.errors import ApiError
 from api.services import Services
 from services import diagnostics, firmware
+from services import firmware_campaigns as campaigns
 from services.actor import Actor
 from services.files import TooLarge
 
@@ -120,17 +121,17 @@ class CampaignIn(BaseModel):
 
 @router.post("/api/v1/firmware-campaigns", status_code=201)
 async def start_campaign(body: CampaignIn, principal: LiveAdmin, ctx: Services) -> dict[str, Any]:
-    return await firmware.start_campaign(ctx, actor_of(principal), **body.model_dump())
+    return await campaigns.start_campaign(ctx, actor_of(principal), **body.model_dump())
 
 
 @router.get("/api/v1/firmware-campaigns")
 async def list_campaigns(principal: LiveAdmin, ctx: Services) -> list[dict[str, Any]]:
-    return await firmware.list_campaigns(ctx, actor_of(principal))
+    return await campaigns.list_campaigns(ctx, actor_of(principal))
 
 
 @router.get("/api/v1/firmware-campaigns/{campaign_id}")
 async def campaign_status(campaign_id: str, principal: LiveAdmin, ctx: Services) -> dict[str, Any]:
-    return await firmware.campaign_status(ctx, actor_of(principal), campaign_id)
+    return await campaigns.campaign_status(ctx, actor_of(principal), campaign_id)
 
 
 class HaltIn(BaseModel):
@@ -141,7 +142,7 @@ class HaltIn(BaseModel):
 async def halt_campaign(
     campaign_id: str, principal: LiveAdmin, ctx: Services, body: HaltIn | None = None
 ) -> dict[str, Any]:
-    return await firmware.halt_campaign(
+    return await campaigns.halt_campaign(
         ctx, actor_of(principal), campaign_id, body.reason if body else None
     )
 

@@ -14,6 +14,7 @@ from cli.output import emit, fail
 from cli.service_context import open_service_context
 from config.settings import Settings
 from services import diagnostics, firmware
+from services import firmware_campaigns as campaigns
 from services.actor import Actor
 from services.errors import InvalidInput, ServiceError
 from services.files import CHUNK, TooLarge
@@ -147,7 +148,7 @@ async def _firmware(settings: Settings, args: argparse.Namespace) -> int:
 async def _campaign(ctx: Any, actor: Actor, args: argparse.Namespace) -> int:
     cmd = args.campaign_command
     if cmd == "start":
-        view = await firmware.start_campaign(
+        view = await campaigns.start_campaign(
             ctx,
             actor,
             firmware_id=args.firmware,
@@ -160,11 +161,11 @@ async def _campaign(ctx: Any, actor: Actor, args: argparse.Namespace) -> int:
             poll_interval_s=args.poll_interval,
         )
     elif cmd == "status":
-        view = await firmware.campaign_status(ctx, actor, args.campaign_id)
+        view = await campaigns.campaign_status(ctx, actor, args.campaign_id)
     elif cmd == "halt":
-        view = await firmware.halt_campaign(ctx, actor, args.campaign_id, args.reason)
+        view = await campaigns.halt_campaign(ctx, actor, args.campaign_id, args.reason)
     else:
-        rows = await firmware.list_campaigns(ctx, actor)
+        rows = await campaigns.list_campaigns(ctx, actor)
         emit(rows, as_json=args.json, columns=("id", "state", "waves_done", "created_at"))
         return 0
     emit(view, as_json=args.json)

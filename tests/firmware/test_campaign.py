@@ -12,6 +12,7 @@ import pytest
 
 from db.firmware_models import FirmwareCampaign
 from services import firmware
+from services import firmware_campaigns as campaigns
 from services.errors import Conflict
 from tests.e2e.processes import polaris_process
 from tests.firmware.conftest import ADMIN, Stack, charger_row, image_chunks, seed_chargers
@@ -29,7 +30,7 @@ async def _image(stack: Stack, version: str = "2.0.0") -> str:
 
 async def _finished(stack: Stack, campaign_id: str) -> dict[str, Any]:
     async def done() -> dict[str, Any] | None:
-        view = await firmware.campaign_status(stack.ctx, ADMIN, campaign_id)
+        view = await campaigns.campaign_status(stack.ctx, ADMIN, campaign_id)
         return view if view["state"] != "running" else None
 
     return await eventually(done, timeout=180, interval=0.5, message="the campaign's end")
@@ -43,7 +44,7 @@ async def test_failing_wave_halts_the_campaign_at_its_threshold(stack: Stack) ->
     for sim in sims:
         await sim.connect()
 
-    view = await firmware.start_campaign(
+    view = await campaigns.start_campaign(
         stack.ctx,
         ADMIN,
         firmware_id=firmware_id,
@@ -69,7 +70,7 @@ async def test_failing_wave_halts_the_campaign_at_its_threshold(stack: Stack) ->
     for cb in ids[2:]:
         assert (await charger_row(stack.sf, cb)).firmware_version == "1.0.0"
     with pytest.raises(Conflict):
-        await firmware.halt_campaign(stack.ctx, ADMIN, view["id"])
+        await campaigns.halt_campaign(stack.ctx, ADMIN, view["id"])
 
 
 async def test_operator_halts_a_campaign_between_waves(stack: Stack) -> None:
@@ -78,7 +79,7 @@ async def test_operator_halts_a_campaign_between_waves(stack: Stack) -> None:
     sims = [stack.charger(cb, new_version="2.1.0") for cb in ids]
     for sim in sims:
         await sim.connect()
-    view = await firmware.start_campaign(
+    view = await campaigns.start_campaign(
         stack.ctx,
         ADMIN,
         firmware_id=firmware_id,
@@ -90,13 +91,13 @@ async def test_operator_halts_a_campaign_between_waves(stack: Stack) -> None:
     )
 
     async def first_wave_done() -> bool:
-        shown = await firmware.campaign_status(stack.ctx, ADMIN, view["id"])
+        shown = await campaigns.campaign_status(stack.ctx, ADMIN, view["id"])
         return shown["waves_done"] == 1
 
     await eventually(first_wave_done, timeout=60, message="the first wave")
-    live = (await firmware.campaign_status(stack.ctx, ADMIN, view["id"]))["live"]
+    live = (await campaigns.campaign_status(stack.ctx, ADMIN, view["id"]))["live"]
     assert live["succeeded"] == [ids[0]] and live["state"] == "running"
-    await firmware.halt_campaign(stack.ctx, ADMIN, view["id"], "maintenance window over")
+    await campaigns.halt_campaign(stack.ctx, ADMIN, view["id"], "maintenance window over")
     end = await _finished(stack, view["id"])
     assert end["state"] == "halted"
     assert end["halted_reason"] == "maintenance window over"
@@ -110,7 +111,7 @@ async def test_campaign_survives_a_worker_restart(stack: Stack) -> None:
     sims = [stack.charger(cb, new_version="3.0.0", hold=hold) for cb in ids]
     for sim in sims:
         await sim.connect()
-    view = await firmware.start_campaign(
+    view = await campaigns.start_campaign(
         stack.ctx,
         ADMIN,
         firmware_id=firmware_id,
@@ -151,7 +152,7 @@ async def test_long_campaign_continues_as_new_between_waves(stack: Stack) -> Non
     ids = await seed_chargers(stack.sf, 3)
     for cb in ids:
         await stack.charger(cb, new_version="4.0.0").connect()
-    view = await firmware.start_campaign(
+    view = await campaigns.start_campaign(
         stack.ctx,
         ADMIN,
         firmware_id=firmware_id,
@@ -203,7 +204,7 @@ async def test_campaign_survives_a_killed_worker_process(stack: Stack, tmp_path:
         sims = [stack.charger(cb, new_version="5.0.0", hold=hold) for cb in ids]
         for sim in sims:
             await sim.connect()
-        view = await firmware.start_campaign(
+        view = await campaigns.start_campaign(
             stack.ctx,
             ADMIN,
             firmware_id=firmware_id,
