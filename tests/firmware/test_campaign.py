@@ -4,6 +4,7 @@ campaign at its threshold, an operator's halt, and a worker restarted mid-campai
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,16 @@ from tests.firmware.conftest import ADMIN, Stack, charger_row, image_chunks, see
 from tests.helpers import eventually, process_secrets
 
 pytestmark = pytest.mark.timeout(240)
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
+
+async def _record(stack: Stack, workflow_id: str, name: str) -> None:
+    """``POLARIS_RECORD_HISTORIES=1`` keeps the history for tests/firmware/test_replay.py."""
+    if os.environ.get("POLARIS_RECORD_HISTORIES"):
+        client = await stack.ctx.temporal()
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        (HISTORIES / name).write_text(history.to_json())
 
 
 async def _image(stack: Stack, version: str = "2.0.0") -> str:
@@ -71,6 +82,7 @@ async def test_failing_wave_halts_the_campaign_at_its_threshold(stack: Stack) ->
         assert (await charger_row(stack.sf, cb)).firmware_version == "1.0.0"
     with pytest.raises(Conflict):
         await campaigns.halt_campaign(stack.ctx, ADMIN, view["id"])
+    await _record(stack, view["workflow_id"], "firmware_campaign_threshold_v1.json")
 
 
 async def test_operator_halts_a_campaign_between_waves(stack: Stack) -> None:
@@ -102,6 +114,7 @@ async def test_operator_halts_a_campaign_between_waves(stack: Stack) -> None:
     assert end["state"] == "halted"
     assert end["halted_reason"] == "maintenance window over"
     assert sims[1].update_requests == [] and sims[2].update_requests == []
+    await _record(stack, view["workflow_id"], "firmware_campaign_halt_v1.json")
 
 
 async def test_campaign_survives_a_worker_restart(stack: Stack) -> None:
