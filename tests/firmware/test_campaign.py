@@ -63,7 +63,7 @@ async def test_failing_wave_halts_the_campaign_at_its_threshold(stack: Stack) ->
         wave_size=2,
         pause_s=0,
         max_failures=1,
-        wave_deadline_s=20,
+        wave_deadline_s=30,
         poll_interval_s=0.5,
     )
     assert view["state"] == "running" and view["chargers"] == ids
