@@ -26,7 +26,7 @@ from services import files
 from services.actor import Actor
 from services.context import ServiceContext
 from services.errors import InvalidInput, NotFound
-from services.firmware import connected_charger, iso_time, require_admin
+from services.firmware import command_result, connected_charger, iso_time, require_admin
 from workflows.firmware_messages import DiagnosticsInput, DiagnosticsResult
 
 DIAGNOSTICS_WORKFLOW = "DiagnosticsRequestWorkflow"
@@ -69,7 +69,7 @@ async def request_diagnostics(
         details={"workflow_id": workflow_id},
     )
     client = await ctx.temporal()
-    result: DiagnosticsResult = await client.execute_workflow(
+    handle = await client.start_workflow(
         DIAGNOSTICS_WORKFLOW,
         DiagnosticsInput(
             charge_box_id=charge_box_id,
@@ -81,6 +81,7 @@ async def request_diagnostics(
         task_queue=ctx.settings.temporal_task_queue,
         result_type=DiagnosticsResult,
     )
+    result = await command_result(handle, workflow_id)
     async with ctx.sessions() as db:
         row = await db.get(DiagnosticsUpload, result.upload_id)
     assert row is not None

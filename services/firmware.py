@@ -8,13 +8,15 @@ serves the download a charger asks for with its token.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from temporalio.client import WorkflowHandle
 
 from db.audit import add_audit, write_audit
 from db.firmware_models import ChargerFirmwareState, FirmwareFile, FirmwareUpdate
@@ -22,13 +24,36 @@ from db.models import Charger
 from services import files
 from services.actor import Actor
 from services.context import ServiceContext
-from services.errors import ChargerOffline, Forbidden, InvalidInput, NotFound
+from services.errors import ChargerOffline, Forbidden, InvalidInput, NotFound, ServiceError
 from workflows.firmware_messages import (
     FirmwareUpdateInput,
     FirmwareUpdateResult,
 )
 
 UPDATE_WORKFLOW = "FirmwareUpdateWorkflow"
+
+
+# How long an API call or a command waits for the charger's answer (the workflow's command
+# retries fit well within it); past it the workflow goes on and the caller is told so.
+COMMAND_WAIT_S = 180.0
+
+
+class StillPending(ServiceError):
+    status = 504
+    code = "PENDING"
+
+
+R = TypeVar("R")
+
+
+async def command_result(handle: WorkflowHandle[Any, R], workflow_id: str) -> R:
+    """The workflow's result, or :class:`StillPending` (no worker, Temporal slow …)."""
+    try:
+        return await asyncio.wait_for(handle.result(), COMMAND_WAIT_S)
+    except TimeoutError:
+        raise StillPending(
+            f"no answer yet; the workflow {workflow_id} goes on (see `polaris firmware show`)"
+        ) from None
 
 
 def require_admin(actor: Actor) -> None:
@@ -201,7 +226,7 @@ async def update_firmware(
         details={"firmware_id": firmware_id, "workflow_id": workflow_id},
     )
     client = await ctx.temporal()
-    result: FirmwareUpdateResult = await client.execute_workflow(
+    handle = await client.start_workflow(
         UPDATE_WORKFLOW,
         FirmwareUpdateInput(
             charge_box_id=charge_box_id,
@@ -215,6 +240,7 @@ async def update_firmware(
         task_queue=ctx.settings.temporal_task_queue,
         result_type=FirmwareUpdateResult,
     )
+    result = await command_result(handle, workflow_id)
     view = await get_update(ctx, actor, result.update_id)
     view["workflow_id"] = workflow_id
     return view
