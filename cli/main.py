@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-secret", help="a new QR secret for a charger (shown once; old codes stop working)"
     )
     rotate.add_argument("charge_box_id", help="chargeBoxId")
-    from cli.firmware import add_parsers as add_firmware_parsers
+    from cli.firmware_parser import add_parsers as add_firmware_parsers
 
     add_firmware_parsers(sub)
     return parser
