@@ -4,6 +4,7 @@ and sends the operator's ``halt`` signal."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -21,6 +22,8 @@ from services.firmware import firmware_row, iso_time, require_admin
 from workflows.firmware_messages import CampaignInput, CampaignProgress, HaltInput
 
 CAMPAIGN_WORKFLOW = "FirmwareCampaignWorkflow"
+# A query needs a running worker: without one, the row answers after this long.
+QUERY_WAIT_S = 5.0
 
 
 def campaign_view(row: FirmwareCampaign) -> dict[str, Any]:
@@ -170,9 +173,11 @@ async def campaign_status(ctx: ServiceContext, actor: Actor, campaign_id: str) -
             handle: WorkflowHandle[Any, Any] = (await ctx.temporal()).get_workflow_handle(
                 row.workflow_id
             )
-            live = await handle.query("progress", result_type=CampaignProgress)
+            live = await asyncio.wait_for(
+                handle.query("progress", result_type=CampaignProgress), QUERY_WAIT_S
+            )
             view["live"] = live.model_dump()
-        except (RPCError, OSError, RuntimeError):
+        except (RPCError, OSError, RuntimeError, TimeoutError):
             pass  # the row is the answer while Temporal or the workers are away
     return view
 

@@ -142,6 +142,9 @@ async def test_campaign_survives_a_worker_restart(stack: Stack) -> None:
         message="the first wave installing",
     )
     await stack.worker.stop()
+    # No worker to answer the query: the row answers.
+    paused = await campaigns.campaign_status(stack.ctx, ADMIN, view["id"])
+    assert paused["state"] == "running" and paused["live"] is None
     hold.set()
     await eventually(
         lambda: all(s.boots == 2 for s in sims[:2]), timeout=60, message="wave 1 rebooted"
