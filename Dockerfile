@@ -42,10 +42,12 @@ LABEL org.opencontainers.image.title="polaris-express" \
       org.opencontainers.image.description="Polaris Express: OCPP gateway, Temporal worker, HTTP API" \
       org.opencontainers.image.licenses="AGPL-3.0-or-later"
 
-# A fixed, unprivileged user (no shell login, no password).
+# A fixed, unprivileged user (no shell login, no password), and the mount point of the shared
+# files volume (firmware, diagnostics) owned by it, so a fresh named volume is writable.
 RUN groupadd --system --gid 10001 polaris \
  && useradd --system --uid 10001 --gid polaris --home-dir /var/lib/polaris --create-home \
-      --shell /usr/sbin/nologin polaris
+      --shell /usr/sbin/nologin polaris \
+ && install -d -o polaris -g polaris /var/lib/polaris/files
 
 COPY --from=build /opt/polaris /opt/polaris
 

@@ -16,6 +16,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
+from activities.firmware import FirmwareActivities
 from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
@@ -31,6 +32,11 @@ from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
 from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
+from workflows.firmware import (
+    DiagnosticsRequestWorkflow,
+    FirmwareCampaignWorkflow,
+    FirmwareUpdateWorkflow,
+)
 from workflows.lago_webhook import LagoWebhookWorkflow
 from workflows.local_list_messages import LocalListReconcileInput, reconcile_workflow_id
 from workflows.local_list_sync import LocalListReconcileWorkflow, LocalListSyncWorkflow
@@ -50,6 +56,9 @@ WORKFLOWS: list[type] = [
     ChargerOperationWorkflow,
     LocalListSyncWorkflow,
     LocalListReconcileWorkflow,
+    FirmwareUpdateWorkflow,
+    FirmwareCampaignWorkflow,
+    DiagnosticsRequestWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -76,6 +85,7 @@ def build_worker(
     operations = OperationActivities(session_factory)
     local_lists = LocalListActivities(session_factory)
     local_list_dispatch = LocalListDispatch(client, session_factory)
+    fw = FirmwareActivities(settings, session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -114,6 +124,12 @@ def build_worker(
             local_lists.finish,
             local_lists.record_clear_cache,
             local_list_dispatch.dispatch,
+            fw.prepare_firmware_update,
+            fw.record_firmware_sent,
+            fw.firmware_update_states,
+            fw.record_campaign_progress,
+            fw.prepare_diagnostics,
+            fw.record_diagnostics_sent,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

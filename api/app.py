@@ -14,6 +14,8 @@ from api import (
     routes_billing,
     routes_cards,
     routes_chargers,
+    routes_files,
+    routes_firmware,
     routes_kpis,
     routes_local_lists,
     routes_me,
@@ -73,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
         routes_chargers,
         routes_sites,
         routes_local_lists,
+        routes_firmware,
+        routes_files,
     ):
         app.include_router(family.router)
     return app

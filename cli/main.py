@@ -123,6 +123,18 @@ def _cmd_local_list(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_local_list_command(settings, args))
 
 
+def _cmd_firmware(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.firmware import run_firmware_command
+
+    return asyncio.run(run_firmware_command(settings, args))
+
+
+def _cmd_diagnostics(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.firmware import run_diagnostics_command
+
+    return asyncio.run(run_diagnostics_command(settings, args))
+
+
 def _run_until_signal(coro: Coroutine[Any, Any, None]) -> int:
     """Run a coroutine; SIGTERM/SIGINT cancel it so it can shut down gracefully."""
 
@@ -229,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one charger: wait this long for the round to finish (0: do not wait)",
     )
     ll_sync.add_argument("--json", action="store_true")
+    from cli.firmware_parser import add_parsers as add_firmware_parsers
+
+    add_firmware_parsers(sub)
     return parser
 
 
@@ -248,6 +263,8 @@ COMMANDS = {
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
     "local-list": _cmd_local_list,
+    "firmware": _cmd_firmware,
+    "diagnostics": _cmd_diagnostics,
 }
 
 

@@ -216,6 +216,21 @@ class Settings(BaseSettings):
     # Energy allowed on top of the charger's max power × elapsed time before it is implausible.
     meter_energy_tolerance_wh: int = Field(default=1000, ge=0)
     # -- end poison input ----------------------------------------------------------------------
+    # -- Firmware and diagnostics files (docs/firmware.md) --------------------------------------
+    # Where firmware images and diagnostics uploads are kept. Unset: <data_dir>/files. Every API
+    # replica must see the same directory (a shared volume): any of them may serve a download.
+    files_dir: Path | None = None
+    # The platform's address as chargers reach it (scheme://host[:port], no trailing slash): the
+    # base of the firmware download and diagnostics upload URLs. Unset: http://<api_host>:<api_port>.
+    public_base_url: str | None = None
+    # Largest firmware image accepted on upload, and largest diagnostics file a charger may send.
+    firmware_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    diagnostics_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # A firmware download URL works until the retrieve date plus this long.
+    firmware_url_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # A diagnostics upload URL works once, until this long after the request.
+    diagnostics_url_ttl_s: int = Field(default=3600, ge=60)
+    # -- end firmware and diagnostics files ----------------------------------------------------
     # -- Sessions: timers every ChargingSessionWorkflow is started with (docs/sessions.md) -----
     # No signal from a running transaction for this long → the watchdog looks at the charger: a
     # silent charger's session is abandoned; a live charger whose connector is not charging has
@@ -342,6 +357,14 @@ class Settings(BaseSettings):
                 "`polaris dev`"
             )
         return self.temporal_address
+
+    @property
+    def files_root(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
+
+    @property
+    def public_base(self) -> str:
+        return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def auth_base_url(self) -> str:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.settings import Settings
 from db.engine import SessionFactory
 from domain.energy import BIGINT_MAX, MeterLimits, OutOfRange, check_register, check_timestamp
-from gateway import journal, metering, transactions
+from gateway import firmware_status, journal, metering, transactions
 from gateway.authorize import Authorizer
 from gateway.frame_guard import FrameGuardedChargePoint
 from gateway.group_commit import MeterValuesBatcher
@@ -371,6 +371,10 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         self, status: str, **kwargs: Any
     ) -> call_result.DiagnosticsStatusNotification:
         log.info("%s: diagnostics %s", self.id, status)
+        async with journal_guard(self.ctx, "DiagnosticsStatusNotification"):
+            await firmware_status.record_diagnostics_status(
+                self.ctx.sf, self.charge_box_id, status, self.ctx.clock()
+            )
         return call_result.DiagnosticsStatusNotification()
 
     @handles(Action.firmware_status_notification)
@@ -378,4 +382,8 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         self, status: str, **kwargs: Any
     ) -> call_result.FirmwareStatusNotification:
         log.info("%s: firmware %s", self.id, status)
+        async with journal_guard(self.ctx, "FirmwareStatusNotification"):
+            await firmware_status.record_firmware_status(
+                self.ctx.sf, self.charge_box_id, status, self.ctx.clock()
+            )
         return call_result.FirmwareStatusNotification()

@@ -9,6 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
 import db.billing_models
+import db.firmware_models
 import db.operation_models  # noqa: F401  (registers the operations tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import db.billing_models
+import db.firmware_models
 import db.operation_models  # noqa: F401  (registers the operations tables)
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)

@@ -4,7 +4,7 @@ workflow id. A page of ``GET /api/v1/sessions`` (and its cursor) is an index ran
 sort of every session. Rows written before this revision get the time of the migration.
 
 Revision ID: 0016_operator_views
-Revises: 0014_local_lists
+Revises: 0015_firmware
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_operator_views"
-down_revision = "0014_local_lists"
+down_revision = "0015_firmware"
 branch_labels = None
 depends_on = None
 
