@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from cli.chargers import add_chargers_commands
 from cli.operations import add_operation_commands, add_operations_log_commands
+from cli.setup_commands import add_setup_commands
 from cli.sites import add_sites_commands
 from cli.tariffs import add_tariffs_commands
 from config.settings import Settings, load_settings
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_operation_commands(chargers_sub)
     add_operations_log_commands(sub)
     add_sites_commands(sub)
+    add_setup_commands(sub)
     add_tariffs_commands(sub)
     local_list = sub.add_parser("local-list", help="chargers' local authorization lists")
     local_list_sub = local_list.add_subparsers(dest="local_list_command", required=True)
@@ -260,6 +262,8 @@ COMMANDS = {
     "chargers": _cmd_fleet,
     "sites": _cmd_fleet,
     "tariffs": _cmd_fleet,
+    "admin": _cmd_fleet,
+    "billing": _cmd_fleet,
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
     "local-list": _cmd_local_list,
