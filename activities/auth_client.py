@@ -116,13 +116,22 @@ class AuthServiceClient:
     # -- users --------------------------------------------------------------------------------
 
     async def ensure_user(
-        self, email: str, *, name: str | None = None, role: str | None = None
+        self,
+        email: str,
+        *,
+        name: str | None = None,
+        role: str | None = None,
+        password: str | None = None,
     ) -> dict[str, Any]:
+        """Create the user unless it exists (then it is answered unchanged, ``created`` false);
+        ``password`` is set only on creation."""
         body: dict[str, Any] = {"email": email}
         if name:
             body["name"] = name
         if role:
             body["role"] = role
+        if password:
+            body["password"] = password
         result: dict[str, Any] = await self._call("POST", "/internal/users", json=body)
         return result
 

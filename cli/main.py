@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from cli.cards import add_cards_commands
 from cli.chargers import add_chargers_commands
 from cli.operations import add_operation_commands, add_operations_log_commands
+from cli.setup_commands import add_setup_commands
 from cli.sites import add_sites_commands
 from cli.tariffs import add_tariffs_commands
 from config.settings import Settings, load_settings
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_operation_commands(chargers_sub)
     add_operations_log_commands(sub)
     add_sites_commands(sub)
+    add_setup_commands(sub)
     add_tariffs_commands(sub)
     add_cards_commands(sub)
     local_list = sub.add_parser("local-list", help="chargers' local authorization lists")
@@ -263,6 +265,8 @@ COMMANDS = {
     "sites": _cmd_fleet,
     "tariffs": _cmd_fleet,
     "cards": _cmd_fleet,
+    "admin": _cmd_fleet,
+    "billing": _cmd_fleet,
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
     "local-list": _cmd_local_list,

@@ -25,7 +25,7 @@ DEV_COMMAND = "dev"
 
 # Commands that call the auth service's internal listener, each with its own token. Outside a
 # dev stack an unset token would fall back to one derived from the published auth secret.
-INTERNAL_CALLERS = frozenset({"api", "worker", "seed"})
+INTERNAL_CALLERS = frozenset({"api", "worker", "seed", "admin"})
 # Commands that run the auth service itself, and so need its secret.
 AUTH_SECRET_HOLDERS = frozenset({"auth"})
 

@@ -457,3 +457,24 @@ __all__ = [
     "session_intents",
     "transaction_id_seq",
 ]
+
+
+class PlatformEvent(Base):
+    """What happened on the platform (``domain/events.py``), in commit order; written by
+    ``db/events.py`` in the transaction of the change it describes. Read by the live streams,
+    the webhook dispatcher and the inboxes, each from the last id it saw."""
+
+    __tablename__ = "platform_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    subject: Mapped[str | None] = mapped_column(String(255))
+    charge_box_id: Mapped[str | None] = mapped_column(String(255))
+    site_id: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    __table_args__ = (
+        Index("ix_platform_events_user_id", "user_id", "id"),
+        Index("ix_platform_events_charge_box_id", "charge_box_id", "id"),
+        Index("ix_platform_events_site_id", "site_id", "id"),
+    )

@@ -1,0 +1,58 @@
+"""Recording platform events: one row in ``platform_events`` and a ``NOTIFY`` on commit.
+
+:func:`record_event` runs inside the caller's transaction, so an event exists exactly when the
+change it describes was committed (a rolled-back change leaves no event, and PostgreSQL delivers
+the ``NOTIFY`` only on commit). The notification carries just the row id; listeners read the rows
+after the last id they saw, which is also how a reconnecting SSE client (``Last-Event-ID``) and
+the webhook dispatcher catch up: nothing depends on one process having been listening.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from db.models import PlatformEvent
+from domain.events import EVENT_TYPES
+
+# The PostgreSQL channel every API process LISTENs on.
+EVENTS_CHANNEL = "polaris_events"
+
+
+async def record_event(
+    db: AsyncSession | AsyncConnection,
+    type: str,
+    payload: dict[str, Any],
+    *,
+    subject: str | None = None,
+    charge_box_id: str | None = None,
+    site_id: int | None = None,
+    user_id: str | None = None,
+) -> int:
+    """Add the event to the caller's transaction; returns its id. ``user_id``: the driver whose
+    data it is (their stream and webhooks see it); ``charge_box_id``/``site_id``: where."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r} (add it to domain/events.py)")
+    event_id: int = (
+        await db.execute(
+            insert(PlatformEvent)
+            .values(
+                type=type,
+                payload=payload,
+                subject=subject,
+                charge_box_id=charge_box_id,
+                site_id=site_id,
+                user_id=user_id,
+            )
+            .returning(PlatformEvent.id)
+        )
+    ).scalar_one()
+    await db.execute(
+        text("SELECT pg_notify(:channel, :id)"), {"channel": EVENTS_CHANNEL, "id": str(event_id)}
+    )
+    return event_id
+
+
+__all__ = ["EVENTS_CHANNEL", "record_event"]
