@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from cli.cards import add_cards_commands
 from cli.chargers import add_chargers_commands
 from cli.operations import add_operation_commands, add_operations_log_commands
 from cli.setup_commands import add_setup_commands
@@ -106,7 +107,7 @@ def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
-    """``chargers``, ``sites``, ``tariffs``: each subcommand carries its own handler."""
+    """``chargers``, ``sites``, ``tariffs``, ``cards``: each subcommand carries its own handler."""
     from cli.fleet_common import run_handler
 
     return run_handler(settings, args)
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sites_commands(sub)
     add_setup_commands(sub)
     add_tariffs_commands(sub)
+    add_cards_commands(sub)
     local_list = sub.add_parser("local-list", help="chargers' local authorization lists")
     local_list_sub = local_list.add_subparsers(dest="local_list_command", required=True)
     ll_show = local_list_sub.add_parser("show", help="a charger's acknowledged list and sync")
@@ -262,6 +264,7 @@ COMMANDS = {
     "chargers": _cmd_fleet,
     "sites": _cmd_fleet,
     "tariffs": _cmd_fleet,
+    "cards": _cmd_fleet,
     "admin": _cmd_fleet,
     "billing": _cmd_fleet,
     "operations": _cmd_operations,
