@@ -21,7 +21,7 @@ from api.identity_views import ID_TAG_PATTERN, CardOut, MappingOut
 from api.services import Services
 from db.audit import add_audit
 from db.models import EvCard, UserMapping
-from services import local_lists
+from services import local_lists, reservations
 from workflows.card_link import CardLinkInput, CardLinkResult, card_link_workflow_id
 
 router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
@@ -299,5 +299,5 @@ async def unlink_card(id_tag: str, admin: LiveAdmin, state: State, ctx: Services
         )
     # A card nobody owns is Invalid on the chargers' lists.
     await local_lists.cards_changed(ctx, [id_tag, *children])
-    # Future reservations are cancelled by the reservation work (not part of this change).
+    await reservations.cancel_for_card(ctx, id_tag, "the card was unlinked from the account")
     return UnlinkOut(id_tag=id_tag, unlinked_mappings=unlinked, cascaded_to=children)

@@ -12,7 +12,7 @@ covers exactly these). No I/O and no clock here: times are arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
@@ -119,7 +119,7 @@ def free_slots_on(
 
 
 def suggest_slots(
-    busy_by_connector: dict[int, Sequence[Window]],
+    busy_by_connector: Mapping[int, Sequence[Window]],
     wanted: Window,
     *,
     earliest: datetime,
