@@ -21,6 +21,7 @@ EXIT_CODES = {
     "CHARGER_OFFLINE": 3,
     "UNAVAILABLE": 7,
 }
+STATUS_EXIT_CODES = {422: 2, 404: 4, 409: 5, 403: 6, 503: 7}
 
 
 def emit_json(value: Any) -> None:
@@ -68,7 +69,8 @@ def fail(exc: ServiceError, *, as_json: bool = False) -> int:
     for issue in exc.issues:
         where = ".".join(str(p) for p in issue.get("path", [])) or "-"
         print(f"  {where}: {issue.get('message', '')}", file=sys.stderr)
-    return EXIT_CODES.get(exc.code, 1)
+    # A capability's own code (SLOT_TAKEN, ...) exits like its status's family.
+    return EXIT_CODES.get(exc.code, STATUS_EXIT_CODES.get(exc.status, 1))
 
 
 def _cell(value: Any) -> str:

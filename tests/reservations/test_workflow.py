@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +27,11 @@ from services.reservations import ReservationIn, SlotTaken
 from tests.gateway.conftest import seed_card, seed_charger
 from tests.helpers import eventually
 from tests.reservations.conftest import add_connectors, charge_point, make_ctx
+from workflows.reservation_messages import reservation_workflow_id as made_workflow_id
 
 pytestmark = pytest.mark.timeout(180)
+
+HISTORY = Path(__file__).resolve().parent.parent / "histories" / "reservation_v1.json"
 
 DRIVER = Actor(id="user:test", role="customer", source="test")
 
@@ -224,6 +229,11 @@ async def test_a_start_transaction_with_the_reservation_id_joins_the_session(
     assert used.session_workflow_id == tx.workflow_id
     assert cp.cancels == []  # the charger consumed the reservation itself
     assert (await event_types(session_factory, made.id))[-1] == "reservation.used"
+    if os.environ.get("POLARIS_RECORD_HISTORIES"):
+        client = await ctx.temporal()
+        handle = client.get_workflow_handle(made_workflow_id(made.id))
+        await handle.result()
+        HISTORY.write_text((await handle.fetch_history()).to_json())
 
 
 async def test_the_reserving_card_on_the_connector_joins_without_the_id(
