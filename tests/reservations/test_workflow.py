@@ -160,9 +160,10 @@ async def test_a_refusing_charger_fails_the_reservation_with_a_reason_for_the_dr
         "reservation.created",
         "reservation.failed",
     ]
-    # The slot is free again.
-    again = await reserve(ctx, tag, cb, in_s=3600)
-    assert again.status == "pending"
+    # The same window is free again (a failed reservation holds nothing).
+    again = await reserve(ctx, tag, cb)
+    assert again.status == "pending" and again.connector_id == 1
+    await reservations.cancel(ctx, DRIVER, again.id)
 
 
 async def test_cancel_tells_the_charger_and_frees_the_slot(
@@ -356,6 +357,8 @@ async def test_unlinking_a_card_cancels_its_reservations(
     cb = await seed_charger(session_factory)
     tag = await seed_card(session_factory, prefix="RU")
     made = await reserve(ctx, tag, cb, in_s=7200)
+    upcoming = await reservations.next_reservation(ctx, owner(tag))
+    assert upcoming is not None and upcoming.id == made.id
     ids = await reservations.cancel_for_card(ctx, tag, "the card was unlinked from the account")
     assert ids == [made.id]
     gone = await row(session_factory, made.id)
