@@ -86,6 +86,13 @@ async def test_drivers_operators_and_impersonation(
         assert other.status_code == 404, other.text
         assert other.json()["error"] == "NOT_FOUND"
 
+    # Nobody signed in: 401; the operator's own "me" has none of Alice's.
+    anonymous = await api.get("/api/v1/me/reservations")
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "UNAUTHENTICATED"
+    assert (
+        await api.get(f"/api/v1/me/reservations/{rid}", headers=operator.headers)
+    ).status_code == 404
+
     # Drivers cannot use the operators' routes.
     assert (await api.get("/api/v1/reservations", headers=alice.headers)).status_code == 403
     refused = await api.post(f"/api/v1/reservations/{rid}/cancel", headers=alice.headers)
@@ -111,6 +118,11 @@ async def test_drivers_operators_and_impersonation(
         )
         assert denied.status_code == 403 and denied.json()["error"] == "IMPERSONATION_READ_ONLY"
     assert (await api.get("/api/v1/reservations", headers=as_alice)).status_code == 403
+    assert (
+        await api.post(f"/api/v1/reservations/{rid}/cancel", headers=as_alice)
+    ).status_code == 403
+    listed_as_alice = await api.get("/api/v1/me/reservations", headers=as_alice)
+    assert [r["id"] for r in listed_as_alice.json()] == [rid]
     await api.post("/api/v1/impersonation/stop", headers=as_alice)
 
     # The operator lists (with filters) and cancels; Alice reads the reason.
