@@ -393,3 +393,29 @@ async def test_window_and_card_errors(
     with pytest.raises(InvalidInput) as connector:
         await reserve(ctx, tag, cb, in_s=60, connector=3)
     assert connector.value.issues[0]["path"] == ["connector_id"]
+
+
+async def test_a_start_after_expiry_carrying_the_id_still_joins(
+    stack: Gateway, ctx: ServiceContext, session_factory: SessionFactory
+) -> None:
+    """The charger's clock honoured the reservation after ours expired it: the relay's
+    signal-with-start runs a new execution of the finished workflow, which records the join."""
+    short = make_ctx(
+        ctx.settings.model_copy(update={"reservation_no_show_s": 2.0}),
+        session_factory,
+        await ctx.temporal(),
+    )
+    cb = await seed_charger(session_factory)
+    tag = await seed_card(session_factory, prefix="RT")
+    async with charge_point(stack, cb) as cp:
+        made = await reserve(short, tag, cb)
+        await status_is(session_factory, made.id, "expired")
+        client = await ctx.temporal()
+        await client.get_workflow_handle(made_workflow_id(made.id)).result()
+        started = await cp.start_transaction(1, tag, reservation_id=made.ocpp_reservation_id)
+        used = await status_is(session_factory, made.id, "used")
+    assert used.transaction_id == started.transaction_id
+    assert (await event_types(session_factory, made.id))[-2:] == [
+        "reservation.expired",
+        "reservation.used",
+    ]
