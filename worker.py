@@ -24,6 +24,7 @@ from activities.lago_webhooks import LagoWebhookActivities
 from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
 from activities.operations import OperationActivities
+from activities.reservations import ReservationActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
 from config.settings import Settings
@@ -45,6 +46,7 @@ from workflows.mail_delivery import (
     MailDeliveryInput,
     MailDeliveryWorkflow,
 )
+from workflows.reservation import ReservationWorkflow
 
 log = logging.getLogger("polaris.worker")
 
@@ -59,6 +61,7 @@ WORKFLOWS: list[type] = [
     FirmwareUpdateWorkflow,
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
+    ReservationWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -86,6 +89,7 @@ def build_worker(
     local_lists = LocalListActivities(session_factory)
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
+    reservations = ReservationActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -130,6 +134,8 @@ def build_worker(
             fw.record_campaign_progress,
             fw.prepare_diagnostics,
             fw.record_diagnostics_sent,
+            reservations.load,
+            reservations.move,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

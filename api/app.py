@@ -20,6 +20,7 @@ from api import (
     routes_local_lists,
     routes_me,
     routes_operations,
+    routes_reservations,
     routes_scan,
     routes_sessions,
     routes_sites,
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_local_lists,
         routes_firmware,
         routes_files,
+        routes_reservations,
     ):
         app.include_router(family.router)
     return app

@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one charger: wait this long for the round to finish (0: do not wait)",
     )
     ll_sync.add_argument("--json", action="store_true")
+    from cli.reservations import add_reservation_commands
+
+    add_reservation_commands(sub)
     from cli.firmware_parser import add_parsers as add_firmware_parsers
 
     add_firmware_parsers(sub)
@@ -272,6 +275,7 @@ COMMANDS = {
     "local-list": _cmd_local_list,
     "firmware": _cmd_firmware,
     "diagnostics": _cmd_diagnostics,
+    "reservations": _cmd_fleet,
 }
 
 

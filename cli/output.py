@@ -65,7 +65,7 @@ def fail(exc: ServiceError, *, as_json: bool = False) -> int:
     """Report a service error (stderr; with ``--json`` also the error document on stdout) and
     return the exit code."""
     if as_json:
-        emit_json({"error": exc.code, "message": exc.message, "issues": exc.issues})
+        emit_json({**exc.extra, "error": exc.code, "message": exc.message, "issues": exc.issues})
     print(f"error: {exc.message}", file=sys.stderr)
     for issue in exc.issues:
         where = ".".join(str(p) for p in issue.get("path", [])) or "-"

@@ -267,6 +267,18 @@ class Settings(BaseSettings):
     # taken for down and the operation ends charger_offline.
     operation_pickup_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
+    # -- Reservations (services/reservations.py; docs/reservations.md) -------------------------
+    # ReserveNow goes to the charger this long before a reservation starts.
+    reservation_lead_s: float = Field(default=300.0, ge=0, le=3600)
+    # A reservation nobody started charging on expires this long after its start (at most at
+    # its end), freeing the connector.
+    reservation_no_show_s: float = Field(default=900.0, gt=0)
+    # How far ahead a driver may reserve, and the longest reservation.
+    reservation_max_ahead_s: int = Field(default=7 * 24 * 3600, gt=0)
+    reservation_max_duration_s: int = Field(default=4 * 3600, ge=600)
+    # A charger offline when ReserveNow is due is tried again this often until the start.
+    reservation_offline_retry_s: float = Field(default=30.0, gt=0)
+
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)
 

@@ -19,6 +19,7 @@ from gateway.closures import close_for_new_transaction
 from gateway.local_auth import decide
 from gateway.metering import store_samples
 from gateway.outbox import enqueue
+from gateway.reservation_join import enqueue_join
 from gateway.stop_checks import EdgeStop, VettedStop, vet_stop
 from workflows.messages import (
     SIGNAL_TRANSACTION_STARTED,
@@ -158,6 +159,17 @@ async def start_transaction(
                 auth_status=status,
                 user_id=owner,
             ),
+        )
+        # A start that uses a reservation tells that reservation's workflow (same transaction).
+        await enqueue_join(
+            s,
+            charge_box_id=charge_box_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            reservation_id=reservation_id,
+            started_at=started_at,
+            transaction_id=tx_id,
+            session_workflow_id=workflow_id,
         )
     return StartOutcome(
         int(tx_id), workflow_id, status, True, decision.parent_id_tag, decision.expiry_date

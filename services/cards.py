@@ -29,7 +29,7 @@ from temporalio.service import RPCError
 from activities.identity import REASSIGN_REQUIRED, BillingMode, normalize_email
 from db.audit import add_audit
 from db.models import EvCard, UserMapping
-from services import local_lists
+from services import local_lists, reservations
 from services.actor import Actor
 from services.context import ServiceContext
 from services.errors import Conflict, NotFound, ServiceError, Unavailable
@@ -396,6 +396,7 @@ async def unlink_card(ctx: ServiceContext, actor: Actor, id_tag: str) -> UnlinkO
         )
     # A card nobody owns is Invalid on the chargers' lists.
     await local_lists.cards_changed(ctx, [id_tag, *children])
+    await reservations.cancel_for_card(ctx, id_tag, "the card was unlinked from the account")
     # Future reservations are cancelled by the reservation work (not part of this change).
     return UnlinkOut(id_tag=id_tag, unlinked_mappings=unlinked, cascaded_to=children)
 
