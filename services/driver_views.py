@@ -28,7 +28,7 @@ from domain.meter_timeline import (
     peak_power_w,
 )
 from domain.pricing import TariffTerms, price_session
-from domain.session import OPEN_PHASES
+from domain.session import OPEN_PHASES, TRANSACTION_PHASES
 from domain.tariff_words import tariff_words
 from services.availability import reservations_table_exists, tariff_now
 from services.context import ServiceContext
@@ -39,6 +39,7 @@ from services.validation import invalid
 Period = Literal["current", "previous", "year"]
 MAX_TIMELINE_SAMPLES = 20_000
 LAST_SESSIONS = 5
+RUNNING = frozenset(p.value for p in TRANSACTION_PHASES)
 
 
 def zone(name: str | None, default: str) -> ZoneInfo:
@@ -163,18 +164,24 @@ async def session_detail(
         row = await own_session(db, user_id, workflow_id)
         points, _ = await _timeline(db, row)
         terms, tariff = await _terms(db, row)
+    energy_wh = row.energy_wh
+    if row.state in RUNNING and points:
+        # The journal's samples are what the workflow sees too, and the read model can trail
+        # them by a signal: a running session shows the newer of the two.
+        energy_wh = max(energy_wh, points[-1].energy_wh)
     duration_s = 0
     if row.started_at is not None:
         duration_s = max(0, int(((row.stopped_at or now) - row.started_at).total_seconds()))
     estimate = (
-        price_session(terms, energy_wh=max(0, row.energy_wh), duration_s=duration_s)
+        price_session(terms, energy_wh=max(0, energy_wh), duration_s=duration_s)
         if terms is not None and row.started_at is not None
         else None
     )
-    average = average_power_w(row.energy_wh, duration_s)
+    average = average_power_w(energy_wh, duration_s)
     peak = peak_power_w(points)
     out = {
         **session_out(row),
+        "energy_wh": energy_wh,
         "duration_s": duration_s,
         "average_power_w": average,
         "peak_power_w": peak,
