@@ -203,6 +203,9 @@ class DriverSessionOut(BaseModel):
     started_at: datetime | None
     stopped_at: datetime | None
     end_reason: str | None
+    flags: list[str] = Field(
+        default_factory=list, description="why the session needed a closer look (see sessions)"
+    )
 
 
 class SessionDetailOut(DriverSessionOut):

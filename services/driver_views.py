@@ -63,6 +63,7 @@ def session_out(row: ChargingSession) -> dict[str, Any]:
         "started_at": row.started_at,
         "stopped_at": row.stopped_at,
         "end_reason": row.end_reason,
+        "flags": list(row.flags or []),
     }
 
 
