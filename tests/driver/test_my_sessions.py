@@ -140,7 +140,13 @@ async def test_charge_from_the_phone(
         assert meter.status_code == 200
         assert [p["energy_wh"] for p in meter.json()["points"]] == [0, 1000, 2500]
 
-        board = await api.get("/api/v1/me/dashboard", headers=driver.headers)
+        # The month the session started in (UTC days),
+        # so a run just after midnight on the 1st still finds it.
+        month = {
+            "period": "current" if t0.month == datetime.now(UTC).month else "previous",
+            "tz": "UTC",
+        }
+        board = await api.get("/api/v1/me/dashboard", params=month, headers=driver.headers)
         assert board.status_code == 200, board.text
         b = board.json()
         assert b["active_session"]["workflow_id"] == workflow_id
@@ -206,7 +212,8 @@ async def test_charge_from_the_phone(
         await eventually(over, timeout=60)
         after = await api.post(stop_url, headers=driver.headers)
         assert after.status_code == 200 and after.json()["accepted"] is True
-        usage = (await api.get("/api/v1/me/dashboard", headers=driver.headers)).json()["usage"]
+        board = await api.get("/api/v1/me/dashboard", params=month, headers=driver.headers)
+        usage = board.json()["usage"]
         assert (usage["totals"]["sessions"], usage["totals"]["energy_wh"]) == (1, 2500)
         assert usage["totals"]["cost_minor"] == {"EUR": 125}
         final = (await api.get(f"/api/v1/me/sessions/{workflow_id}", headers=driver.headers)).json()
