@@ -68,6 +68,8 @@ def rejection_problem(end_reason: str | None) -> StartProblem:
         answer = reason[len(prefix) :]
         if answer == "ChargerOffline":
             return CHARGER_OFFLINE
+        if answer == "ChargerTimeout":
+            return StartProblem(504, "CHARGER_TIMEOUT", "the charger did not answer in time")
         return StartProblem(409, "CHARGER_REFUSED", f"the charger refused to start ({answer})")
     return refusal_of(reason)
 

@@ -97,6 +97,7 @@ def test_connector_and_rejection_problems() -> None:
     }
     assert rejection_problem("remote_start_failed: Rejected").code == "CHARGER_REFUSED"
     assert rejection_problem("remote_start_failed: ChargerOffline").code == "CHARGER_OFFLINE"
+    assert rejection_problem("remote_start_failed: ChargerTimeout").code == "CHARGER_TIMEOUT"
     assert rejection_problem("card_lost").code == "CARD_LOST"
     assert rejection_problem("concurrent_session_limit").code == "CARD_IN_USE"
     assert rejection_problem("no_active_mapping").code == "CARD_REFUSED"
