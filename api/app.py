@@ -14,6 +14,7 @@ from api import (
     routes_billing,
     routes_cards,
     routes_chargers,
+    routes_driver,
     routes_files,
     routes_firmware,
     routes_kpis,
@@ -65,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhooks_lago.build_admin_router(require_live_admin))
     for family in (
         routes_me,
+        # Before routes_chargers: /api/v1/chargers/nearby is not a charge box id.
+        routes_driver,
         routes_operations,
         routes_cards,
         routes_users,
