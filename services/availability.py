@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Charger, Connector, Site, Tariff, Transaction
+from db.reservation_models import LIVE_STATUSES, Reservation
 from db.tariffs import version_at
 from domain.availability import Availability, ConnectorFacts, connector_state
 from domain.pricing import TariffTerms
@@ -28,10 +29,6 @@ EARTH_RADIUS_KM = 6371.0088
 MAX_RADIUS_KM = 500.0
 MAX_NEARBY = 100
 
-# Reservation statuses that no longer hold a connector (the reservations helper's vocabulary;
-# any other status inside its window counts as holding one).
-RESERVATION_DONE = ("cancelled", "expired", "failed", "used", "completed", "rejected")
-
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance (haversine) on the mean Earth radius."""
@@ -41,27 +38,20 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-async def reservations_table_exists(db: AsyncSession) -> bool:
-    return bool(await db.scalar(text("SELECT to_regclass('reservations') IS NOT NULL")))
-
-
 async def _reserved_now(
     db: AsyncSession, charge_box_ids: list[str], now: datetime
 ) -> list[tuple[str, int | None]]:
-    """(charger, connector or None = any) of the reservations holding a connector now.
-
-    HOOK (reservations helper): the ``reservations`` table is theirs; until it exists this
-    answers nothing, so the guard is the table's presence, not a setting.
-    """
-    if not charge_box_ids or not await reservations_table_exists(db):
+    """(charger, connector) of the reservations holding a connector now (a reservation for "any
+    connector" is given a concrete one when it is made)."""
+    if not charge_box_ids:
         return []
     rows = await db.execute(
-        text(
-            "SELECT charge_box_id, connector_id FROM reservations "
-            "WHERE charge_box_id = ANY(:ids) AND starts_at <= :now AND ends_at > :now "
-            "AND status <> ALL(:done)"
-        ),
-        {"ids": charge_box_ids, "now": now, "done": list(RESERVATION_DONE)},
+        select(Reservation.charge_box_id, Reservation.connector_id).where(
+            Reservation.charge_box_id.in_(charge_box_ids),
+            Reservation.starts_at <= now,
+            Reservation.ends_at > now,
+            Reservation.status.in_(LIVE_STATUSES),
+        )
     )
     return [(r.charge_box_id, r.connector_id) for r in rows]
 
@@ -297,11 +287,9 @@ async def nearby_chargers(
 
 
 __all__ = [
-    "RESERVATION_DONE",
     "connector_availability",
     "distance_km",
     "nearby_chargers",
-    "reservations_table_exists",
     "site_chargers",
     "tariff_now",
 ]

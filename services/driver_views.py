@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Date, cast, func, select, text
+from sqlalchemy import Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Charger, ChargingSession, MeterSample, Tariff, TariffVersion
@@ -30,7 +30,8 @@ from domain.meter_timeline import (
 from domain.pricing import TariffTerms, price_session
 from domain.session import OPEN_PHASES, TRANSACTION_PHASES
 from domain.tariff_words import tariff_words
-from services.availability import reservations_table_exists, tariff_now
+from services import reservations
+from services.availability import tariff_now
 from services.context import ServiceContext
 from services.driver_sessions import own_session
 from services.operator_views import session_transactions
@@ -209,27 +210,9 @@ async def session_meter(ctx: ServiceContext, user_id: str, workflow_id: str) -> 
 
 
 async def next_reservation(ctx: ServiceContext, user_id: str) -> dict[str, Any] | None:
-    """The driver's next reservation that still holds (ends in the future).
-
-    HOOK (reservations helper): ``services/reservations.py: next_reservation`` replaces this
-    when it lands; until the ``reservations`` table exists it answers None.
-    """
-    from services.availability import RESERVATION_DONE
-
-    async with ctx.sessions() as db:
-        if not await reservations_table_exists(db):
-            return None
-        found = (
-            await db.execute(
-                text(
-                    "SELECT id, charge_box_id, connector_id, starts_at, ends_at, status "
-                    "FROM reservations WHERE user_id = :user AND ends_at > now() "
-                    "AND status <> ALL(:done) ORDER BY starts_at, id LIMIT 1"
-                ),
-                {"user": user_id, "done": list(RESERVATION_DONE)},
-            )
-        ).first()
-    return None if found is None else dict(found._mapping)
+    """The driver's next reservation that still holds a connector (see services/reservations)."""
+    found = await reservations.next_reservation(ctx, user_id)
+    return None if found is None else found.model_dump(mode="json")
 
 
 def period_range(period: Period, today: date) -> tuple[date, date]:

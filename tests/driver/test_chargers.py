@@ -5,6 +5,7 @@ nearest first."""
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import insert
 from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import Transaction
+from db.reservation_models import Reservation
 from tests.driver.conftest import seed_site, seed_station, seed_tariff
 from tests.fixtures.auth import AuthService
 from tests.identity.conftest import person
@@ -66,6 +68,21 @@ async def test_availability_plugs_power_and_tariff_at_a_site(
     recent = await seed_station(
         session_factory, site_id=site, last_seen_at=now - silence + timedelta(seconds=60)
     )
+    async with session_factory.begin() as db:  # a driver's reservation holds connector 1 now
+        for n, status in ((1, "confirmed"), (2, "cancelled")):
+            await db.execute(
+                insert(Reservation).values(
+                    id=str(uuid.uuid4()),
+                    charge_box_id=recent,
+                    connector_id=n,
+                    user_id="someone-else",
+                    id_tag="RES-CARD",
+                    starts_at=now - timedelta(minutes=5),
+                    ends_at=now + timedelta(minutes=30),
+                    status=status,
+                    workflow_id=f"reservation:test-{n}",
+                )
+            )
     gone = await seed_station(session_factory, site_id=site, connected=False)
     out_of_service = await seed_station(session_factory, site_id=site, charger_status="Unavailable")
 
@@ -104,7 +121,8 @@ async def test_availability_plugs_power_and_tariff_at_a_site(
     assert set(chargers) == {busy, stale, recent, gone, out_of_service}
     assert states(chargers[busy]) == ["available", "in_use", "faulted", "reserved", "in_use"]
     assert states(chargers[stale]) == ["offline", "offline"]
-    assert states(chargers[recent]) == ["available", "available"]
+    # A confirmed reservation holds its connector; a cancelled one holds nothing.
+    assert states(chargers[recent]) == ["reserved", "available"]
     assert states(chargers[gone]) == ["offline", "offline"]
     assert states(chargers[out_of_service]) == ["offline", "offline"]
     first, second, third = chargers[busy]["connectors"][:3]
@@ -117,6 +135,7 @@ async def test_availability_plugs_power_and_tariff_at_a_site(
     assert (price["price_per_kwh_minor"], price["price_per_session_minor"]) == (30, 50)
     # Public-ish data: nobody's session, card or transaction shows.
     assert "TX-OPEN" not in answer.text and "session:" not in answer.text
+    assert "RES-CARD" not in answer.text and "someone-else" not in answer.text
 
     missing = await api.get("/api/v1/sites/999999999/chargers", headers=driver.headers)
     assert missing.status_code == 404 and missing.json()["error"] == "NOT_FOUND"

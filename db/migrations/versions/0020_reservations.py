@@ -1,7 +1,7 @@
 """reservations: a driver's hold on a connector, never overlapping another live one.
 
 Revision ID: 0020_reservations
-Revises: 0018_platform_events
+Revises: 0019_driver
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0020_reservations"
-down_revision = "0018_platform_events"
+down_revision = "0019_driver"
 branch_labels = None
 depends_on = None
 
