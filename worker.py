@@ -72,10 +72,12 @@ def build_worker(
     session_factory: SessionFactory,
     *,
     task_queue: str | None = None,
+    sessions: SessionActivities | None = None,
 ) -> Worker:
     """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
-    ``task_queue`` is given (tests use a fresh queue each)."""
-    sessions = SessionActivities(session_factory)
+    ``task_queue`` is given (tests use a fresh queue each; ``sessions`` lets a test hold the
+    session activities at a chosen moment)."""
+    sessions = sessions or SessionActivities(session_factory)
     closures = SessionClosureActivities(session_factory)
     billing = BillingActivities(session_factory)
     lago = LagoBilling(settings, session_factory, plan_code=settings.lago_plan_code)
