@@ -19,6 +19,7 @@ from api import (
     routes_kpis,
     routes_local_lists,
     routes_me,
+    routes_notifications,
     routes_operations,
     routes_scan,
     routes_sessions,
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhooks_lago.build_admin_router(require_live_admin))
     for family in (
         routes_me,
+        routes_notifications,
         routes_operations,
         routes_cards,
         routes_users,

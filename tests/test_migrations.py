@@ -10,7 +10,8 @@ from sqlalchemy import create_engine
 
 import db.billing_models
 import db.firmware_models
-import db.operation_models  # noqa: F401  (registers the operations tables)
+import db.operation_models
+import db.ratelimits  # noqa: F401  (registers api_rate_limits)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
