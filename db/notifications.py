@@ -12,7 +12,8 @@ anything else is looked up as a user id, public id or Lago customer id.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -84,6 +85,38 @@ async def user_of_recipient(db: AsyncSession | AsyncConnection, recipient: str) 
     return found
 
 
+class BilledSession(Protocol):
+    workflow_id: str
+    charge_box_id: str
+    energy_wh: int
+    cost_minor: int
+    currency: str | None
+    stopped_at: datetime | None
+
+
+async def notify_session_billed(
+    db: AsyncSession | AsyncConnection, user_id: str, session: BilledSession
+) -> int | None:
+    """Tell the driver what their finished session cost (once per session)."""
+    amount = f"{session.cost_minor / 100:.2f} {session.currency}" if session.currency else ""
+    title = f"Charging session at {session.charge_box_id} billed"
+    return await notify(
+        db,
+        user_id=user_id,
+        kind=SESSION_BILLED,
+        dedupe_key=f"{SESSION_BILLED}:{session.workflow_id}",
+        title=f"{title}: {amount}" if amount else title,
+        data={
+            "session_id": session.workflow_id,
+            "charge_box_id": session.charge_box_id,
+            "energy_wh": session.energy_wh,
+            "cost_minor": session.cost_minor,
+            "currency": session.currency,
+            "stopped_at": session.stopped_at.isoformat() if session.stopped_at else None,
+        },
+    )
+
+
 __all__ = [
     "CARD_LOST",
     "CHARGER_OFFLINE",
@@ -93,5 +126,6 @@ __all__ = [
     "SESSION_BILLED",
     "WEBHOOK_ENDPOINT_DISABLED",
     "notify",
+    "notify_session_billed",
     "user_of_recipient",
 ]
