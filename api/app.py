@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +33,7 @@ from api.auth_jwt import JwtVerifier
 from api.authz import require_live_admin
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.ratelimit import RateLimitHeaders, prune_rate_limits_forever
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
 
@@ -47,9 +50,14 @@ def create_app(settings: Settings) -> FastAPI:
                 http=http,
                 verifier=JwtVerifier.for_auth_service(settings.auth_base_url, http_client=http),
             )
+            # Full rate-limit buckets deleted now and then (api/ratelimit.py).
+            pruning = asyncio.create_task(prune_rate_limits_forever(engine))
             try:
                 yield
             finally:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
                 await engine.dispose()
 
     app = FastAPI(
@@ -60,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/api/docs",
     )
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     app.include_router(health.router)
     app.include_router(webhooks_lago.router)
     app.include_router(webhooks_lago.build_admin_router(require_live_admin))
