@@ -93,8 +93,10 @@ def downgrade() -> None:
     op.create_index(
         "ix_notifications_user_public_id", "notifications", ["user_public_id", "created_at"]
     )
-    op.drop_constraint("ck_notifications_operators_have_no_user", "notifications", type_="check")
-    op.drop_constraint("ck_notifications_audience", "notifications", type_="check")
+    op.drop_constraint(
+        op.f("ck_notifications_operators_have_no_user"), "notifications", type_="check"
+    )
+    op.drop_constraint(op.f("ck_notifications_audience"), "notifications", type_="check")
     op.execute(
         "UPDATE notifications SET user_public_id = COALESCE(user_public_id, "
         "CASE WHEN audience = 'operators' THEN 'operators' ELSE user_id END)"
