@@ -23,6 +23,7 @@ from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities
 from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
+from activities.notifications import NotificationActivities
 from activities.operations import OperationActivities
 from activities.reservations import ReservationActivities
 from activities.session_closure import SessionClosureActivities
@@ -31,6 +32,11 @@ from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
+from workflows.charger_offline import (
+    CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
+    ChargerOfflineWatchInput,
+    ChargerOfflineWatchWorkflow,
+)
 from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
 from workflows.firmware import (
@@ -62,6 +68,7 @@ WORKFLOWS: list[type] = [
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
     ReservationWorkflow,
+    ChargerOfflineWatchWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -92,6 +99,7 @@ def build_worker(
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
     reservations = ReservationActivities(session_factory)
+    inbox = NotificationActivities(settings, session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -138,6 +146,7 @@ def build_worker(
             fw.record_diagnostics_sent,
             reservations.load,
             reservations.move,
+            inbox.notify_offline_chargers,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -171,6 +180,19 @@ async def start_local_list_reconcile(client: Client, task_queue: str) -> None:
     )
 
 
+async def start_charger_offline_watch(
+    client: Client, task_queue: str, *, workflow_id: str = CHARGER_OFFLINE_WATCH_WORKFLOW_ID
+) -> None:
+    """Make sure the one charger-offline watch runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        ChargerOfflineWatchWorkflow.run,
+        ChargerOfflineWatchInput(),
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     """Connect, run the worker until cancelled, then shut down gracefully."""
     client = await connect(settings)
@@ -188,6 +210,10 @@ async def run_worker(settings: Settings) -> None:
             await start_local_list_reconcile(client, settings.temporal_task_queue)
         except Exception:  # never fatal: the service layer starts it with its first wake-up
             log.exception("could not start the local-list reconciler")
+        try:
+            await start_charger_offline_watch(client, settings.temporal_task_queue)
+        except Exception:  # never fatal: the next worker start tries again
+            log.exception("could not start the charger-offline watch")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

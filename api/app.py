@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +22,7 @@ from api import (
     routes_kpis,
     routes_local_lists,
     routes_me,
+    routes_notifications,
     routes_operations,
     routes_reservations,
     routes_scan,
@@ -32,6 +35,7 @@ from api.auth_jwt import JwtVerifier
 from api.authz import require_live_admin
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.ratelimit import RateLimitHeaders, prune_rate_limits_forever
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
 
@@ -48,9 +52,14 @@ def create_app(settings: Settings) -> FastAPI:
                 http=http,
                 verifier=JwtVerifier.for_auth_service(settings.auth_base_url, http_client=http),
             )
+            # Full rate-limit buckets deleted now and then (api/ratelimit.py).
+            pruning = asyncio.create_task(prune_rate_limits_forever(engine))
             try:
                 yield
             finally:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
                 await engine.dispose()
 
     app = FastAPI(
@@ -61,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/api/docs",
     )
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     app.include_router(health.router)
     app.include_router(webhooks_lago.router)
     app.include_router(webhooks_lago.build_admin_router(require_live_admin))
@@ -68,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_me,
         # Before routes_chargers: /api/v1/chargers/nearby is not a charge box id.
         routes_driver,
+        routes_notifications,
         routes_operations,
         routes_cards,
         routes_users,

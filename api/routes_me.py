@@ -15,8 +15,9 @@ from api.deps import AppState, State
 from api.identity_views import CardOut, owned_card, owned_cards
 from api.services import Services
 from db.audit import add_audit, write_audit
-from db.billing_models import Notification
+from db.billing_models import AUDIENCE_OPERATORS
 from db.models import ChargingSession
+from db.notifications import CARD_LOST, notify
 from domain.session import TRANSACTION_PHASES
 from services import local_lists
 from workflows.messages import UPDATE_REMOTE_STOP, RemoteStopInput, RemoteStopResult
@@ -25,7 +26,7 @@ log = logging.getLogger("polaris.api.me")
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
 
-OPERATORS = "operators"  # notifications.user_public_id for the operators' inbox
+OPERATORS = AUDIENCE_OPERATORS  # the operators' inbox (docs/notifications.md)
 
 
 class MeOut(BaseModel):
@@ -98,19 +99,18 @@ async def report_lost(id_tag: str, user: LiveUser, state: State, ctx: Services) 
                 source=user.source,
                 details={"user_id": user.user_id},
             )
-            db.add(
-                Notification(
-                    user_public_id=OPERATORS,
-                    kind="card.lost",
-                    dedupe_key=f"card-lost:{id_tag}:{int(now.timestamp())}",
-                    title=f"EV card {id_tag} was reported lost",
-                    data={
-                        "id_tag": id_tag,
-                        "user_id": user.user_id,
-                        "public_id": mapping.public_id,
-                        "email": mapping.email,
-                    },
-                )
+            await notify(
+                db,
+                audience="operators",
+                kind=CARD_LOST,
+                dedupe_key=f"card-lost:{id_tag}:{int(now.timestamp())}",
+                title=f"EV card {id_tag} was reported lost",
+                data={
+                    "id_tag": id_tag,
+                    "user_id": user.user_id,
+                    "public_id": mapping.public_id,
+                    "email": mapping.email,
+                },
             )
         running = (
             await db.scalars(

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from cli.cards import add_cards_commands
 from cli.chargers import add_chargers_commands
+from cli.notifications import add_notifications_commands
 from cli.operations import add_operation_commands, add_operations_log_commands
 from cli.setup_commands import add_setup_commands
 from cli.sites import add_sites_commands
@@ -92,6 +93,12 @@ def _cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
     from cli.sessions import run_sessions_command
 
     return asyncio.run(run_sessions_command(settings, args))
+
+
+def _cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.notifications import run_notifications_command
+
+    return asyncio.run(run_notifications_command(settings, args))
 
 
 def _cmd_kpis(settings: Settings, args: argparse.Namespace) -> int:
@@ -215,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     kpis = sub.add_parser("kpis", help="the network at a glance (energy, sessions, chargers)")
     kpis.add_argument("--tz", help="IANA time zone for today/this month (default: the operator's)")
     kpis.add_argument("--json", action="store_true")
+    add_notifications_commands(sub)
     scan = sub.add_parser("scan", help="scan-to-login at chargers")
     scan_sub = scan.add_subparsers(dest="scan_command", required=True)
     rotate = scan_sub.add_parser(
@@ -272,6 +280,7 @@ COMMANDS = {
     "billing": _cmd_fleet,
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
+    "notifications": _cmd_notifications,
     "local-list": _cmd_local_list,
     "firmware": _cmd_firmware,
     "diagnostics": _cmd_diagnostics,

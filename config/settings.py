@@ -266,6 +266,9 @@ class Settings(BaseSettings):
     # Seconds an operation waits for the charger's gateway to pick it up; past it the gateway is
     # taken for down and the operation ends charger_offline.
     operation_pickup_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # The operators' inbox gets a "charger offline" notification once a charger has not been
+    # heard from for this many minutes (once per offline episode; docs/notifications.md).
+    notify_charger_offline_after_min: int = Field(default=15, ge=1, le=10080)
 
     # -- Reservations (services/reservations.py; docs/reservations.md) -------------------------
     # ReserveNow goes to the charger this long before a reservation starts.
