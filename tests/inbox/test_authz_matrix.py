@@ -26,7 +26,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -35,8 +35,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from db.engine import SessionFactory
-from db.models import ChargingSession, EvCard, UserMapping
+from db.models import Charger, ChargingSession, EvCard, UserMapping
 from db.notifications import notify
+from db.reservation_models import Reservation
 from tests.fixtures.auth import AuthService
 from tests.identity.conftest import Person, person
 from tests.identity.real_api import RealApi
@@ -79,6 +80,18 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/me/cards/{id_tag}/report-lost"): owned("card"),
     ("GET", "/api/v1/me/sessions"): DRIVER,
     ("GET", "/api/v1/me/sessions/{workflow_id}"): owned("session"),
+    ("GET", "/api/v1/me/sessions/{workflow_id}/meter"): owned("session"),
+    ("POST", "/api/v1/me/sessions"): DRIVER,
+    ("POST", "/api/v1/me/sessions/{workflow_id}/stop"): owned("session"),
+    ("GET", "/api/v1/me/dashboard"): DRIVER,
+    ("GET", "/api/v1/chargers/nearby"): DRIVER,
+    ("GET", "/api/v1/sites/{site_id}/chargers"): DRIVER,
+    ("GET", "/api/v1/me/reservations"): DRIVER,
+    ("POST", "/api/v1/me/reservations"): DRIVER,
+    ("GET", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
+    ("DELETE", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
+    ("GET", "/api/v1/reservations"): OPERATOR,
+    ("POST", "/api/v1/reservations/{reservation_id}/cancel"): OPERATOR,
     ("GET", "/api/v1/me/billing/invoices"): DRIVER,
     ("GET", "/api/v1/me/billing/invoices/{lago_id}"): LAGO,
     ("GET", "/api/v1/me/billing/invoices/{lago_id}/pdf"): LAGO,
@@ -191,9 +204,16 @@ NOWHERE: dict[str, str] = {
     "operation_id": "00000000-0000-4000-8000-000000000003",
     "upload_id": "999999",
     "event_id": "999999999",
+    "reservation_id": "00000000-0000-4000-8000-000000000004",
+    "site_id": "999999",
 }
 # The path parameter each kind of owned resource fills.
-OWNED_PARAMS = {"card": "id_tag", "notification": "notification_id", "session": "workflow_id"}
+OWNED_PARAMS = {
+    "card": "id_tag",
+    "notification": "notification_id",
+    "session": "workflow_id",
+    "reservation": "reservation_id",
+}
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -266,9 +286,26 @@ async def cast(auth_service: AuthService, session_factory: SessionFactory) -> Ca
     admin = await person(auth_service, "matrix-admin", role="admin")
     id_tag = f"MX{uuid.uuid4().hex[:10].upper()}"
     workflow_id = f"session:matrix:{uuid.uuid4().hex[:10]}"
+    charger = f"MX-CB-{uuid.uuid4().hex[:8]}"
+    reservation_id = str(uuid.uuid4())
     async with session_factory.begin() as db:
         db.add(EvCard(id_tag=id_tag))
+        db.add(Charger(charge_box_id=charger))
         await db.flush()
+        # Ended already: the matrix checks who may ask, never moves a live reservation.
+        db.add(
+            Reservation(
+                id=reservation_id,
+                charge_box_id=charger,
+                connector_id=1,
+                user_id=driver.user_id,
+                id_tag=id_tag,
+                starts_at=datetime.now(UTC) - timedelta(hours=2),
+                ends_at=datetime.now(UTC) - timedelta(hours=1),
+                status="cancelled",
+                workflow_id=f"reservation:{reservation_id}",
+            )
+        )
         db.add(
             UserMapping(
                 user_id=driver.user_id,
@@ -296,7 +333,15 @@ async def cast(auth_service: AuthService, session_factory: SessionFactory) -> Ca
         )
     assert note is not None
     return Cast(
-        driver, other, admin, {"card": id_tag, "session": workflow_id, "notification": str(note)}
+        driver,
+        other,
+        admin,
+        {
+            "card": id_tag,
+            "session": workflow_id,
+            "notification": str(note),
+            "reservation": reservation_id,
+        },
     )
 
 
