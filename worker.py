@@ -26,6 +26,7 @@ from activities.mail import MailActivities
 from activities.operations import OperationActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
+from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
@@ -45,6 +46,8 @@ from workflows.mail_delivery import (
     MailDeliveryInput,
     MailDeliveryWorkflow,
 )
+from workflows.webhook_messages import DispatcherInput, dispatcher_workflow_id
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatcherWorkflow
 
 log = logging.getLogger("polaris.worker")
 
@@ -59,6 +62,8 @@ WORKFLOWS: list[type] = [
     FirmwareUpdateWorkflow,
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
+    WebhookDispatcherWorkflow,
+    WebhookDeliveryWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -86,6 +91,7 @@ def build_worker(
     local_lists = LocalListActivities(session_factory)
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
+    outgoing = WebhookActivities(settings, session_factory, client)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -130,6 +136,9 @@ def build_worker(
             fw.record_campaign_progress,
             fw.prepare_diagnostics,
             fw.record_diagnostics_sent,
+            outgoing.dispatch_events,
+            outgoing.wait_for_events,
+            outgoing.attempt_delivery,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -163,6 +172,17 @@ async def start_local_list_reconcile(client: Client, task_queue: str) -> None:
     )
 
 
+async def start_webhook_dispatcher(client: Client, task_queue: str) -> None:
+    """Make sure the webhook dispatcher runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        WebhookDispatcherWorkflow.run,
+        DispatcherInput(),
+        id=dispatcher_workflow_id(),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     """Connect, run the worker until cancelled, then shut down gracefully."""
     client = await connect(settings)
@@ -180,6 +200,10 @@ async def run_worker(settings: Settings) -> None:
             await start_local_list_reconcile(client, settings.temporal_task_queue)
         except Exception:  # never fatal: the service layer starts it with its first wake-up
             log.exception("could not start the local-list reconciler")
+        try:
+            await start_webhook_dispatcher(client, settings.temporal_task_queue)
+        except Exception:  # never fatal: creating an endpoint starts it too
+            log.exception("could not start the webhook dispatcher")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

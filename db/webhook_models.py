@@ -55,6 +55,8 @@ class WebhookEndpoint(Base):
     # After a rotation the old secret signs too (a second signature) until it expires.
     previous_secret: Mapped[str | None] = mapped_column(String(100))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column()
+    # The newest platform event when it was made: it hears the events after this one.
+    since_event_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
     failing_since: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -67,9 +69,7 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    endpoint_id: Mapped[str] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
-    )
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(BigInteger)
     event_type: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), server_default=DELIVERY_PENDING)

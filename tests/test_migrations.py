@@ -10,8 +10,8 @@ from sqlalchemy import create_engine
 
 import db.billing_models
 import db.firmware_models
-import db.operation_models  # noqa: F401  (registers the operations tables)
-import db.webhook_models  # noqa: F401  (registers the webhook tables)
+import db.operation_models
+import db.webhook_models  # noqa: F401  (registers the operations and webhook tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)

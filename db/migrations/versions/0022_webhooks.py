@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("secret", sa.String(100), nullable=False),
         sa.Column("previous_secret", sa.String(100), nullable=True),
         sa.Column("previous_secret_expires_at", TZ, nullable=True),
+        sa.Column("since_event_id", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("failing_since", TZ, nullable=True),
         sa.Column("created_at", TZ, server_default=sa.func.now(), nullable=False),
@@ -63,13 +64,9 @@ def upgrade() -> None:
         sa.Column("created_at", TZ, server_default=sa.func.now(), nullable=False),
         sa.Column("finished_at", TZ, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
-        sa.UniqueConstraint(
-            "endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"
-        ),
+        sa.UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
     )
-    op.create_index(
-        "ix_webhook_deliveries_status", "webhook_deliveries", ["status", "created_at"]
-    )
+    op.create_index("ix_webhook_deliveries_status", "webhook_deliveries", ["status", "created_at"])
     op.create_index(
         "ix_webhook_deliveries_unstarted",
         "webhook_deliveries",
