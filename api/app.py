@@ -24,6 +24,7 @@ from api import (
     routes_sessions,
     routes_sites,
     routes_users,
+    routes_webhooks,
     webhooks_lago,
 )
 from api.auth_jwt import JwtVerifier
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_local_lists,
         routes_firmware,
         routes_files,
+        routes_webhooks,
     ):
         app.include_router(family.router)
     return app
