@@ -71,11 +71,9 @@ DATA_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     ev.CHARGER_CONNECTED: _object({"charge_box_id": STRING}, {"gateway": NULLABLE_STRING}),
     ev.CHARGER_OFFLINE: _object({"charge_box_id": STRING}, {"last_seen_at": NULLABLE_TIME}),
     ev.CARD_LOST: _object(
-        {
-            "card": {"type": "string", "pattern": "^tag#[0-9a-f]+$"},
-            "user_id": STRING,
-            "lost_at": TIME,
-        }
+        {"card_public_id": STRING, "user_id": STRING, "lost_at": TIME},
+        # The idTag's fingerprint, when POLARIS_LOG_TAG_KEY is set (the same as in the logs).
+        {"card": {"type": "string", "pattern": "^tag#[0-9a-f]+$"}},
     ),
     ev.RESERVATION_CREATED: _object(_RESERVATION, _RESERVATION_MORE),
     ev.RESERVATION_CONFIRMED: _object(_RESERVATION, _RESERVATION_MORE),
@@ -109,6 +107,7 @@ EXAMPLES: Final[dict[str, dict[str, Any]]] = {
         "started_at": "2026-11-29T15:00:00Z",
     },
     ev.CARD_LOST: {
+        "card_public_id": "7F3A21C0",
         "card": "tag#3f2a9c01d4e5",
         "user_id": "u_123",
         "lost_at": "2026-11-29T15:00:00Z",
