@@ -5,10 +5,13 @@ against their schemas, a log of every attempt."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import jsonschema
 import pytest
 from sqlalchemy import update
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from db.engine import SessionFactory
@@ -21,13 +24,22 @@ from services.context import ServiceContext
 from tests.helpers import eventually
 from tests.webhooks.conftest import OPERATOR, deliveries_of
 from tests.webhooks.receiver import receiver
+from workflows.webhook_messages import dispatcher_workflow_id
 
 pytestmark = pytest.mark.timeout(120)
 
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
 
 async def test_a_failing_then_slow_receiver_gets_the_event_once_recovered(
-    wh_ctx: ServiceContext, wh_worker: Worker, session_factory: SessionFactory, task_queue: str
+    wh_ctx: ServiceContext,
+    wh_worker: Worker,
+    session_factory: SessionFactory,
+    task_queue: str,
+    temporal_client: Client,
 ) -> None:
+    """With ``POLARIS_RECORD_HISTORIES=1`` it also records ``tests/histories/webhook_delivery_v1
+    .json`` and ``webhook_dispatcher_v1.json`` (replayed by ``tests/webhooks/test_replay.py``)."""
     async with receiver(script=["fail", "timeout"]) as rx:
         created = await webhooks.create_endpoint(
             wh_ctx,
@@ -98,3 +110,11 @@ async def test_a_failing_then_slow_receiver_gets_the_event_once_recovered(
         assert len(rx.received) == 4
         listed = await webhooks.list_deliveries(wh_ctx, endpoint_id=created["id"])
         assert [d["event_type"] for d in listed] == [ev.SESSION_STOPPED, ev.SESSION_STARTED]
+        if os.environ.get("POLARIS_RECORD_HISTORIES"):
+            assert delivery.workflow_id is not None
+            for name, workflow_id in (
+                ("webhook_delivery_v1", delivery.workflow_id),
+                ("webhook_dispatcher_v1", dispatcher_workflow_id(task_queue)),
+            ):
+                handle = temporal_client.get_workflow_handle(workflow_id)
+                (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
