@@ -14,7 +14,16 @@ from api.authz import LiveOperator
 from api.services import Services, actor_of
 from services import webhooks
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+# Every error answers the envelope {error, message, issues} (api/errors.py).
+router = APIRouter(
+    prefix="/api/v1/webhooks",
+    tags=["webhooks"],
+    responses={
+        401: {"description": "`UNAUTHENTICATED` or `SESSION_REVOKED`"},
+        403: {"description": "`FORBIDDEN`: not an operator or admin (drivers, impersonation)"},
+        404: {"description": "`NOT_FOUND`: no such endpoint or delivery"},
+    },
+)
 
 EndpointId = Annotated[str, Path(max_length=40)]
 DeliveryId = Annotated[str, Path(max_length=40)]
@@ -157,6 +166,7 @@ async def show_delivery(delivery_id: DeliveryId, _: LiveOperator, ctx: Services)
 
 @router.post(
     "/deliveries/{delivery_id}/redeliver",
+    responses={409: {"description": "`CONFLICT`: the delivery is still being attempted"}},
     response_model=DeliveryDetail,
     summary="Deliver again (a new attempt chain)",
 )

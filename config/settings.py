@@ -284,8 +284,9 @@ class Settings(BaseSettings):
     webhook_disable_after_hours: float = Field(default=72.0, gt=0)
     # Hours the old secret keeps signing (a second signature) after a rotation.
     webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
-    # The dispatcher listens for new events and also looks every this many seconds.
-    webhook_dispatch_poll_s: float = Field(default=1.0, gt=0, le=60)
+    # The dispatcher listens for new events and also looks every this many seconds (at most 20:
+    # its wait heartbeats as often, within a 30 s heartbeat timeout).
+    webhook_dispatch_poll_s: float = Field(default=1.0, gt=0, le=20)
 
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)
