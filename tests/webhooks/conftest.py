@@ -4,6 +4,7 @@ workflows on a fresh task queue, and a real HTTP receiver (``receiver.py``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import delete, select
@@ -63,28 +64,38 @@ async def wh_ctx(
         await db.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id.not_in(before)))
 
 
-@pytest.fixture
-async def wh_worker(
-    temporal_client: Client, task_queue: str, wh_settings: Settings, session_factory: SessionFactory
+@asynccontextmanager
+async def running_webhooks(
+    client: Client, task_queue: str, settings: Settings, sf: SessionFactory
 ) -> AsyncIterator[Worker]:
-    """The webhook workflows and activities, and a dispatcher of this test's own (its cursor
-    named after the task queue)."""
-    acts = WebhookActivities(wh_settings, session_factory, temporal_client)
+    """A worker with the webhook workflows and activities (reading ``settings``), and a
+    dispatcher of its own (its cursor named after the task queue)."""
+    acts = WebhookActivities(settings, sf, client)
     worker = Worker(
-        temporal_client,
+        client,
         task_queue=task_queue,
         workflows=[WebhookDispatcherWorkflow, WebhookDeliveryWorkflow],
         activities=[acts.dispatch_events, acts.wait_for_events, acts.attempt_delivery],
     )
     async with worker:
-        handle = await temporal_client.start_workflow(
+        handle = await client.start_workflow(
             WebhookDispatcherWorkflow.run,
             DispatcherInput(name=task_queue, wait_s=5.0),
             id=dispatcher_workflow_id(task_queue),
             task_queue=task_queue,
         )
-        yield worker
-        await handle.terminate()
+        try:
+            yield worker
+        finally:
+            await handle.terminate()
+
+
+@pytest.fixture
+async def wh_worker(
+    temporal_client: Client, task_queue: str, wh_settings: Settings, session_factory: SessionFactory
+) -> AsyncIterator[Worker]:
+    async with running_webhooks(temporal_client, task_queue, wh_settings, session_factory) as w:
+        yield w
 
 
 async def deliveries_of(sf: SessionFactory, endpoint_id: str) -> list[WebhookDelivery]:

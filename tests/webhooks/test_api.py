@@ -122,11 +122,16 @@ async def test_webhooks_over_the_api(
         assert body["data"]["user_id"] == driver.user_id
         assert body["data"]["card"].startswith("tag#") and tag not in got.body.decode()
 
-        deliveries = await http.get(
-            f"{BASE}/deliveries?endpoint={endpoint['id']}&status=delivered",
-            headers=operator.headers,
-        )
-        [delivery] = deliveries.json()
+        async def delivered() -> list[dict[str, object]]:
+            # The receiver saw the request before the attempt's result was recorded.
+            answer = await http.get(
+                f"{BASE}/deliveries?endpoint={endpoint['id']}&status=delivered",
+                headers=operator.headers,
+            )
+            rows: list[dict[str, object]] = answer.json()
+            return rows
+
+        [delivery] = await eventually(delivered, message="the delivery to be recorded")
         assert delivery["id"] == got.webhook_id and delivery["event_type"] == ev.CARD_LOST
         detail = await http.get(f"{BASE}/deliveries/{delivery['id']}", headers=operator.headers)
         assert detail.json()["attempts_log"][0]["response"]["status"] == 204

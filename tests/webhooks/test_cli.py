@@ -16,6 +16,7 @@ from config.settings import Settings
 from db.engine import SessionFactory
 from db.events import record_event
 from domain import events as ev
+from services import webhooks
 from services.context import ServiceContext
 from tests.helpers import eventually, process_secrets
 from tests.webhooks.receiver import receiver
@@ -87,13 +88,22 @@ async def test_webhooks_from_the_cli(
         await eventually(lambda: len(rx.received) == 1, message="the delivery")
         assert rx.received[0].verified == {created["secret"]: True}
 
+        async def recorded(chains: int) -> bool:
+            rows = await webhooks.list_deliveries(wh_ctx, endpoint_id=endpoint_id)
+            return (
+                len(rows) == 1 and rows[0]["status"] == "delivered" and rows[0]["chain"] == chains
+            )
+
+        await eventually(lambda: recorded(1), message="the delivery to be recorded")
+
         deliveries = await _json(settings, "deliveries", "list", "--endpoint", endpoint_id,
                                  "--status", "delivered")  # fmt: skip
         assert isinstance(deliveries, list)
         [delivery] = deliveries
         again = await _json(settings, "redeliver", delivery["id"])
         assert isinstance(again, dict) and again["chain"] == 2
-        await eventually(lambda: len(rx.received) == 2, message="the redelivery")
+        await eventually(lambda: recorded(2), message="the redelivery to be recorded")
+        assert len(rx.received) == 2
         assert rx.received[1].webhook_id == delivery["id"]
         shown = await _json(settings, "deliveries", "show", delivery["id"])
         assert isinstance(shown, dict) and [a["chain"] for a in shown["attempts_log"]] == [1, 2]

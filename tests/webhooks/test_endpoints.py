@@ -25,10 +25,15 @@ from services import webhooks
 from services.context import ServiceContext
 from services.errors import Conflict, InvalidInput
 from tests.helpers import eventually
-from tests.webhooks.conftest import OPERATOR, context, deliveries_of, webhook_settings
+from tests.webhooks.conftest import (
+    OPERATOR,
+    context,
+    deliveries_of,
+    running_webhooks,
+    webhook_settings,
+)
 from tests.webhooks.receiver import Receiver, receiver
-from workflows.webhook_messages import AttemptInput, DispatcherInput, dispatcher_workflow_id
-from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatcherWorkflow
+from workflows.webhook_messages import AttemptInput
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,29 +57,62 @@ async def test_a_failing_endpoint_is_disabled_its_owner_told_and_redelivery_work
     """Its own worker, whose activities disable after two failed deliveries in a row."""
     settings = webhook_settings(base_settings, task_queue, webhook_disable_after_failures=2)
     ctx = context(settings, session_factory, temporal_client)
-    acts = WebhookActivities(settings, session_factory, temporal_client)
     async with (
         receiver(default="fail") as rx,
-        Worker(
-            temporal_client,
-            task_queue=task_queue,
-            workflows=[WebhookDispatcherWorkflow, WebhookDeliveryWorkflow],
-            activities=[acts.dispatch_events, acts.wait_for_events, acts.attempt_delivery],
-        ),
+        running_webhooks(temporal_client, task_queue, settings, session_factory),
     ):
-        dispatcher = await temporal_client.start_workflow(
-            WebhookDispatcherWorkflow.run,
-            DispatcherInput(name=task_queue, wait_s=5.0),
-            id=dispatcher_workflow_id(task_queue),
-            task_queue=task_queue,
-        )
         endpoint = await webhooks.create_endpoint(
             ctx, OPERATOR, webhooks.NewEndpoint(url=rx.url, event_types=["card.*"])
         )
         try:
             await _disabled_then_redelivered(ctx, session_factory, rx, endpoint["id"])
         finally:
-            await dispatcher.terminate()
+            await webhooks.delete_endpoint(ctx, OPERATOR, endpoint["id"])
+
+
+async def test_an_endpoint_failing_for_hours_is_disabled(
+    base_settings: Settings,
+    task_queue: str,
+    session_factory: SessionFactory,
+    temporal_client: Client,
+) -> None:
+    """Failing continuously for longer than POLARIS_WEBHOOK_DISABLE_AFTER_HOURS (here a second;
+    the retry timers guarantee the last attempt comes later than that) disables the endpoint
+    within one delivery, long before the count of failed deliveries would."""
+    settings = webhook_settings(
+        base_settings,
+        task_queue,
+        webhook_disable_after_failures=100,
+        webhook_disable_after_hours=1 / 3600,
+    )
+    ctx = context(settings, session_factory, temporal_client)
+    async with (
+        receiver(default="fail") as rx,
+        running_webhooks(temporal_client, task_queue, settings, session_factory),
+    ):
+        endpoint = await webhooks.create_endpoint(
+            ctx, OPERATOR, webhooks.NewEndpoint(url=rx.url, event_types=["card.*"])
+        )
+        try:
+            await _lost(session_factory, 7)
+
+            async def disabled() -> WebhookEndpoint | None:
+                async with session_factory() as db:
+                    ep = await db.get(WebhookEndpoint, endpoint["id"])
+                return ep if ep is not None and not ep.enabled else None
+
+            ep = await eventually(disabled, message="the endpoint to be disabled")
+            assert (ep.disabled_reason or "").startswith("every attempt failed since")
+            assert ep.consecutive_failures <= 1
+            async with session_factory() as db:
+                note = await db.scalar(
+                    select(Notification).where(
+                        Notification.kind == "webhook_endpoint.disabled",
+                        Notification.data["endpoint_id"].astext == endpoint["id"],
+                    )
+                )
+            assert note is not None and note.user_public_id == "webhook-operator"
+        finally:
             await webhooks.delete_endpoint(ctx, OPERATOR, endpoint["id"])
 
 
@@ -121,8 +159,6 @@ async def _disabled_then_redelivered(
     assert enabled["enabled"] and enabled["consecutive_failures"] == 0
     again = await webhooks.redeliver(ctx, OPERATOR, rows[0].id)
     assert again["chain"] == 2 and again["status"] == "pending"
-    with pytest.raises(Conflict):
-        await webhooks.redeliver(ctx, OPERATOR, rows[0].id)
 
     async def redelivered() -> dict[str, object] | None:
         shown = await webhooks.show_delivery(ctx, rows[0].id)
@@ -201,6 +237,9 @@ async def test_inside_addresses_are_refused_unless_allowed(
                     workflow_id="started-by-this-test",
                 )
             )
+        # Still pending (nobody runs its chain here): no second chain.
+        with pytest.raises(Conflict):
+            await webhooks.redeliver(wh_ctx, OPERATOR, delivery_id)
         strict_acts = WebhookActivities(strict.settings, session_factory)
         result = await ActivityEnvironment().run(
             strict_acts.attempt_delivery,
