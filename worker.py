@@ -28,6 +28,7 @@ from activities.operations import OperationActivities
 from activities.reservations import ReservationActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
+from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
@@ -53,6 +54,8 @@ from workflows.mail_delivery import (
     MailDeliveryWorkflow,
 )
 from workflows.reservation import ReservationWorkflow
+from workflows.webhook_messages import DispatcherInput, dispatcher_workflow_id
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatcherWorkflow
 
 log = logging.getLogger("polaris.worker")
 
@@ -69,6 +72,8 @@ WORKFLOWS: list[type] = [
     DiagnosticsRequestWorkflow,
     ReservationWorkflow,
     ChargerOfflineWatchWorkflow,
+    WebhookDispatcherWorkflow,
+    WebhookDeliveryWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -100,6 +105,7 @@ def build_worker(
     fw = FirmwareActivities(settings, session_factory)
     reservations = ReservationActivities(session_factory)
     inbox = NotificationActivities(settings, session_factory)
+    outgoing = WebhookActivities(settings, session_factory, client)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -147,6 +153,9 @@ def build_worker(
             reservations.load,
             reservations.move,
             inbox.notify_offline_chargers,
+            outgoing.dispatch_events,
+            outgoing.wait_for_events,
+            outgoing.attempt_delivery,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -193,6 +202,17 @@ async def start_charger_offline_watch(
     )
 
 
+async def start_webhook_dispatcher(client: Client, task_queue: str) -> None:
+    """Make sure the webhook dispatcher runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        WebhookDispatcherWorkflow.run,
+        DispatcherInput(),
+        id=dispatcher_workflow_id(),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     """Connect, run the worker until cancelled, then shut down gracefully."""
     client = await connect(settings)
@@ -214,6 +234,10 @@ async def run_worker(settings: Settings) -> None:
             await start_charger_offline_watch(client, settings.temporal_task_queue)
         except Exception:  # never fatal: the next worker start tries again
             log.exception("could not start the charger-offline watch")
+        try:
+            await start_webhook_dispatcher(client, settings.temporal_task_queue)
+        except Exception:  # never fatal: creating an endpoint starts it too
+            log.exception("could not start the webhook dispatcher")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

@@ -29,6 +29,7 @@ from api import (
     routes_sessions,
     routes_sites,
     routes_users,
+    routes_webhooks,
     webhooks_lago,
 )
 from api.auth_jwt import JwtVerifier
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_firmware,
         routes_files,
         routes_reservations,
+        routes_webhooks,
     ):
         app.include_router(family.router)
     return app

@@ -27,6 +27,7 @@ from cli.operations import add_operation_commands, add_operations_log_commands
 from cli.setup_commands import add_setup_commands
 from cli.sites import add_sites_commands
 from cli.tariffs import add_tariffs_commands
+from cli.webhooks import add_webhooks_commands
 from config.settings import Settings, load_settings
 from config.startup import DEV_COMMAND, startup_refusal
 
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_setup_commands(sub)
     add_tariffs_commands(sub)
     add_cards_commands(sub)
+    add_webhooks_commands(sub)
     local_list = sub.add_parser("local-list", help="chargers' local authorization lists")
     local_list_sub = local_list.add_subparsers(dest="local_list_command", required=True)
     ll_show = local_list_sub.add_parser("show", help="a charger's acknowledged list and sync")
@@ -276,6 +278,7 @@ COMMANDS = {
     "sites": _cmd_fleet,
     "tariffs": _cmd_fleet,
     "cards": _cmd_fleet,
+    "webhooks": _cmd_fleet,
     "admin": _cmd_fleet,
     "billing": _cmd_fleet,
     "operations": _cmd_operations,

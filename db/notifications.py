@@ -29,6 +29,7 @@ from db.billing_models import (
 CARD_LOST = "card.lost"
 SESSION_BILLED = "session.billed"
 RESERVATION_EXPIRED = "reservation.expired"
+RESERVATION_FAILED = "reservation.failed"
 CHARGER_OFFLINE = "charger.offline"
 WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 INVOICE_CREATED = "invoice.created"
@@ -37,6 +38,7 @@ KINDS = frozenset(
         CARD_LOST,
         SESSION_BILLED,
         RESERVATION_EXPIRED,
+        RESERVATION_FAILED,
         CHARGER_OFFLINE,
         WEBHOOK_ENDPOINT_DISABLED,
         INVOICE_CREATED,

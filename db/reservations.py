@@ -10,12 +10,11 @@ from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.billing_models import Notification
 from db.events import record_event
-from db.models import Charger, UserMapping
+from db.models import Charger
+from db.notifications import notify
 from db.reservation_models import Reservation
 from domain import events
 
@@ -64,30 +63,19 @@ async def record_status_event(db: AsyncSession, r: Reservation) -> None:
 
 
 async def _notify(db: AsyncSession, r: Reservation) -> None:
-    public_id = await db.scalar(
-        select(UserMapping.public_id)
-        .where(UserMapping.user_id == r.user_id)
-        .order_by(UserMapping.is_active.desc(), UserMapping.id.desc())
-        .limit(1)
-    )
-    if public_id is None:
-        return
     when = r.starts_at.strftime("%Y-%m-%d %H:%M UTC")
-    await db.execute(
-        pg_insert(Notification)
-        .values(
-            user_public_id=public_id,
-            kind=f"reservation.{r.status}",
-            dedupe_key=f"reservation:{r.id}:{r.status}",
-            title=f"Your reservation on {r.charge_box_id} at {when} {NOTIFY_STATUSES[r.status]}",
-            data={
-                "reservation_id": r.id,
-                "charge_box_id": r.charge_box_id,
-                "connector_id": r.connector_id,
-                "reason": r.reason,
-            },
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    await notify(
+        db,
+        user_id=r.user_id,
+        kind=f"reservation.{r.status}",
+        dedupe_key=f"reservation:{r.id}:{r.status}",
+        title=f"Your reservation on {r.charge_box_id} at {when} {NOTIFY_STATUSES[r.status]}",
+        data={
+            "reservation_id": r.id,
+            "charge_box_id": r.charge_box_id,
+            "connector_id": r.connector_id,
+            "reason": r.reason,
+        },
     )
 
 

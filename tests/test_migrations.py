@@ -12,7 +12,8 @@ import db.billing_models
 import db.firmware_models
 import db.operation_models
 import db.ratelimits
-import db.reservation_models  # noqa: F401  (registers the reservations table)
+import db.reservation_models
+import db.webhook_models  # noqa: F401  (registers the operations and webhook tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)

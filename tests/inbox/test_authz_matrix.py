@@ -91,6 +91,15 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
     ("DELETE", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
     ("GET", "/api/v1/reservations"): OPERATOR,
+    ("GET", "/api/v1/webhooks/endpoints"): OPERATOR,
+    ("POST", "/api/v1/webhooks/endpoints"): OPERATOR,
+    ("GET", "/api/v1/webhooks/endpoints/{endpoint_id}"): OPERATOR,
+    ("PATCH", "/api/v1/webhooks/endpoints/{endpoint_id}"): OPERATOR,
+    ("DELETE", "/api/v1/webhooks/endpoints/{endpoint_id}"): OPERATOR,
+    ("POST", "/api/v1/webhooks/endpoints/{endpoint_id}/rotate-secret"): OPERATOR,
+    ("GET", "/api/v1/webhooks/deliveries"): OPERATOR,
+    ("GET", "/api/v1/webhooks/deliveries/{delivery_id}"): OPERATOR,
+    ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/redeliver"): OPERATOR,
     ("POST", "/api/v1/reservations/{reservation_id}/cancel"): OPERATOR,
     ("GET", "/api/v1/me/billing/invoices"): DRIVER,
     ("GET", "/api/v1/me/billing/invoices/{lago_id}"): LAGO,
@@ -206,6 +215,8 @@ NOWHERE: dict[str, str] = {
     "event_id": "999999999",
     "reservation_id": "00000000-0000-4000-8000-000000000004",
     "site_id": "999999",
+    "endpoint_id": "ep_matrixnosuch",
+    "delivery_id": "msg_matrixnosuch",
 }
 # The path parameter each kind of owned resource fills.
 OWNED_PARAMS = {

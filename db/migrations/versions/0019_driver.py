@@ -26,6 +26,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_connectors_connector_max_power_positive", "connectors", type_="check")
+    op.drop_constraint(
+        op.f("ck_connectors_connector_max_power_positive"), "connectors", type_="check"
+    )
     op.drop_column("connectors", "max_power_w")
     op.drop_column("connectors", "connector_type")
