@@ -10,6 +10,7 @@ import db.firmware_models
 import db.operation_models  # noqa: F401  (registers the operations tables)
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
+from db.load_models import SiteLoadLimit  # noqa: F401  (registers the load tables)
 from db.models import Base
 
 config = context.config
