@@ -26,6 +26,7 @@ from activities.mail import MailActivities
 from activities.operations import OperationActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
+from activities.site_load import SiteLoadActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
@@ -45,6 +46,7 @@ from workflows.mail_delivery import (
     MailDeliveryInput,
     MailDeliveryWorkflow,
 )
+from workflows.site_load import SiteLoadWorkflow
 
 log = logging.getLogger("polaris.worker")
 
@@ -59,6 +61,7 @@ WORKFLOWS: list[type] = [
     FirmwareUpdateWorkflow,
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
+    SiteLoadWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -86,6 +89,7 @@ def build_worker(
     local_lists = LocalListActivities(session_factory)
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
+    site_load = SiteLoadActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -130,6 +134,8 @@ def build_worker(
             fw.record_campaign_progress,
             fw.prepare_diagnostics,
             fw.record_diagnostics_sent,
+            site_load.plan,
+            site_load.record,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

@@ -9,8 +9,8 @@ import db.billing_models
 import db.firmware_models
 import db.operation_models  # noqa: F401  (registers the operations tables)
 from db import identity_models  # noqa: F401  (registers scan_arms)
-from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
 from db.load_models import SiteLoadLimit  # noqa: F401  (registers the load tables)
+from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
 from db.models import Base
 
 config = context.config
