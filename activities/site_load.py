@@ -311,7 +311,13 @@ class _Planner:
             row.planned_limit = min(safe, self._max(charger))
             row.planned_transaction_id = None
             acknowledged, _ = _acknowledged(row, self.unit)
-            if acknowledged != row.planned_limit or cb in self.input.refresh_defaults:
+            # A charger that booted since it accepted the default may have lost it.
+            rebooted = (
+                charger.last_boot_at is not None
+                and row.acknowledged_at is not None
+                and charger.last_boot_at > row.acknowledged_at
+            )
+            if acknowledged != row.planned_limit or rebooted:
                 commands.append(self._command(cb, 0, "TxDefaultProfile", row))
         return commands
 

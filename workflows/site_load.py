@@ -67,7 +67,6 @@ class SiteLoadWorkflow:
     def __init__(self) -> None:
         self._wake = False
         self._reason = "changed"
-        self._connected: set[str] = set()
         self._site_id = 0
         self._rounds = 0
         self._sent = 0
@@ -77,8 +76,6 @@ class SiteLoadWorkflow:
     def changed(self, signal: SiteLoadSignal) -> None:
         self._wake = True
         self._reason = signal.reason
-        if signal.reason == "booted" and signal.charge_box_id:
-            self._connected.add(signal.charge_box_id)
 
     @workflow.query(name=QUERY_SITE_LOAD_STATUS)
     def status(self) -> SiteLoadStatus:
@@ -93,7 +90,6 @@ class SiteLoadWorkflow:
     async def run(self, input: SiteLoadInput) -> SiteLoadStatus:
         self._site_id = input.site_id
         self._wake = self._wake or input.pending
-        self._connected.update(input.connected)
         rounds_here = 0
         rejected_rounds = 0
         while True:
@@ -103,20 +99,21 @@ class SiteLoadWorkflow:
                 except TimeoutError:
                     return self.status()
             self._wake = False
-            refresh, self._connected = sorted(self._connected), set()
             plan: LoadPlan = await workflow.execute_activity(
                 ACTIVITY_LOAD_PLAN,
-                PlanInput(site_id=self._site_id, reason=self._reason, refresh_defaults=refresh),
+                PlanInput(site_id=self._site_id, reason=self._reason),
                 result_type=LoadPlan,
                 start_to_close_timeout=DB_TIMEOUT,
                 retry_policy=DB_RETRY,
             )
-            self._rounds += 1
             rounds_here += 1
             if not plan.known:
+                self._rounds += 1
                 self._last_outcome = "unknown_site"
                 return self.status()
             outcomes = await asyncio.gather(*(self._send(c) for c in plan.commands))
+            # Counted once the round's answers are recorded (a query then sees a whole round).
+            self._rounds += 1
             self._sent += len(plan.commands)
             rejected = [o for o in outcomes if o.status == "rejected"]
             self._last_outcome = _summary(outcomes)
@@ -127,11 +124,7 @@ class SiteLoadWorkflow:
             elif not rejected:
                 rejected_rounds = 0
             if rounds_here >= input.continue_as_new_after_rounds:
-                workflow.continue_as_new(
-                    input.model_copy(
-                        update={"pending": self._wake, "connected": sorted(self._connected)}
-                    )
-                )
+                workflow.continue_as_new(input.model_copy(update={"pending": self._wake}))
 
     async def _send(self, command: ProfileCommand) -> ProfileOutcome:
         status, error = "accepted", None

@@ -37,10 +37,8 @@ class SiteLoadInput(BaseModel):
     # after this many rounds it continues as new.
     idle_s: float = 3600.0
     continue_as_new_after_rounds: int = 200
-    # Carried over continue-as-new: a signal no round has served yet, and the chargers that
-    # booted since (their TxDefaultProfile is sent again).
+    # Carried over continue-as-new: a signal no round has served yet.
     pending: bool = True
-    connected: list[str] = Field(default_factory=list)
 
 
 class SiteLoadSignal(BaseModel):
@@ -61,8 +59,6 @@ class SiteLoadStatus(BaseModel):
 class PlanInput(BaseModel):
     site_id: int
     reason: str = "changed"
-    # Chargers whose TxDefaultProfile is sent again even if acknowledged (they rebooted).
-    refresh_defaults: list[str] = Field(default_factory=list)
 
 
 class ProfileCommand(BaseModel):
