@@ -32,6 +32,8 @@ from workflows.site_load_messages import (
 )
 
 Key = tuple[str, int, str]
+# Rounds that forget what chargers reported offering (see ChargerLoadProfile.offered_limit).
+RESET_OFFERED = frozenset({"started", "stopped", "limit_changed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,12 @@ class _Planner:
 
     def plan(self, sessions: list[_Session]) -> list[ProfileCommand]:
         live = {(s.charge_box_id, s.connector_id) for s in sessions}
+        if self.input.reason in RESET_OFFERED:
+            # An arrival or departure gives every session a fresh chance at its full share.
+            for key, row in self.rows.items():
+                if key[2] == "TxProfile":
+                    row.offered_limit = None
+                    row.offered_at = None
         self.ended = [
             key for key in self.rows if key[2] == "TxProfile" and (key[0], key[1]) not in live
         ]
@@ -262,9 +270,11 @@ class _Planner:
                     }
                 )
                 continue
-            key = f"{s.charge_box_id}/{s.connector_id}"
-            online[key] = s
-            demands.append(Demand(key, self._max(charger), self.limit.min_per_session, order=order))
+            name = f"{s.charge_box_id}/{s.connector_id}"
+            online[name] = s
+            demands.append(
+                Demand(name, self._cap(s, charger), self.limit.min_per_session, order=order)
+            )
         commands: list[ProfileCommand] = []
         for name, share in allocate(self.limit.site_limit - fixed, demands).items():
             s = online[name]
@@ -287,6 +297,18 @@ class _Planner:
                 commands.append(self._command(s.charge_box_id, s.connector_id, "TxProfile", row))
         commands.extend(self._defaults())
         return commands
+
+    def _cap(self, s: _Session, charger: Charger) -> int:
+        """The charger's maximum, or less when it reported offering less for this session."""
+        row = self.rows.get((s.charge_box_id, s.connector_id, "TxProfile"))
+        ceiling = self._max(charger)
+        if (
+            row is not None
+            and row.offered_limit is not None
+            and row.acknowledged_transaction_id == s.transaction_id
+        ):
+            return min(ceiling, row.offered_limit)
+        return ceiling
 
     def _offline_draw(self, s: _Session, charger: Charger) -> int:
         """What a session on an unreachable charger may draw: the profile it acknowledged for

@@ -73,6 +73,11 @@ class ChargerLoadProfile(Base):
     acknowledged_limit: Mapped[int | None] = mapped_column(Integer)
     acknowledged_transaction_id: Mapped[int | None] = mapped_column(BigInteger)
     acknowledged_at: Mapped[datetime | None] = mapped_column()
+    # A lower limit the charger reported offering (MeterValues Power.Offered/Current.Offered,
+    # in the site's unit) for the acknowledged transaction: the plan caps the session there
+    # until the next arrival or departure at the site.
+    offered_limit: Mapped[int | None] = mapped_column(Integer)
+    offered_at: Mapped[datetime | None] = mapped_column()
     # planned | accepted | rejected | offline | failed
     status: Mapped[str] = mapped_column(String(16), server_default=text("'planned'"))
     error: Mapped[str | None] = mapped_column(Text)

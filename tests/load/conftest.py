@@ -184,12 +184,17 @@ async def stack(
 
 
 @asynccontextmanager
-async def charge_point(gateway: Gateway, charge_box_id: str) -> AsyncIterator[ProfileCharger]:
-    """A connected, booted charge point with connector 1 Available."""
+async def charge_point(
+    gateway: Gateway, charge_box_id: str, **state: Any
+) -> AsyncIterator[ProfileCharger]:
+    """A connected, booted charge point; ``state``: attributes set before it boots (the
+    transactions it kept running, say)."""
     async with connect(
         f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}", subprotocols=["ocpp1.6"]
     ) as ws:  # type: ignore[list-item]
         cp = ProfileCharger(charge_box_id, ws)
+        for name, value in state.items():
+            setattr(cp, name, value)
         task = asyncio.create_task(cp.start())
         try:
             await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))

@@ -4,9 +4,11 @@ SiteLoad workflow → the real gateway → real ``ocpp`` 1.6 charge points, whos
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
+from ocpp.v16 import call
 from sqlalchemy import select, update
 
 from db.engine import SessionFactory
@@ -16,7 +18,7 @@ from services.actor import Actor
 from services.context import ServiceContext
 from services.operations import request_operation
 from tests.gateway.conftest import seed_card, seed_charger, uid
-from tests.helpers import eventually
+from tests.helpers import eventually, ocpp_ts
 from tests.load.conftest import ProfileCharger, Stack, charge_point
 from workflows.site_load_messages import QUERY_SITE_LOAD_STATUS, SiteLoadStatus
 
@@ -55,7 +57,11 @@ async def planned(ctx: ServiceContext, site_id: int, expected: dict[str, int]) -
 
 
 async def composites(
-    ctx: ServiceContext, cps: dict[str, ProfileCharger], expected: dict[str, int], limit: int
+    ctx: ServiceContext,
+    cps: dict[str, ProfileCharger],
+    expected: dict[str, int],
+    limit: int,
+    unit: str = "W",
 ) -> None:
     """GetCompositeSchedule from each charger with a session agrees with the plan; the sum is
     within the site's limit."""
@@ -66,14 +72,14 @@ async def composites(
             ADMIN,
             cb,
             "GetCompositeSchedule",
-            {"connectorId": 1, "duration": 60, "chargingRateUnit": "W"},
+            {"connectorId": 1, "duration": 60, "chargingRateUnit": unit},
         )
         assert op["status"] == "answered", op
         schedule = op["response"]["chargingSchedule"]
-        assert schedule["chargingRateUnit"] == "W"
+        assert schedule["chargingRateUnit"] == unit
         got = int(schedule["chargingSchedulePeriod"][0]["limit"])
         assert got == watts, (cb, got, watts)
-        assert cps[cb].limit_of(1) == (watts, "W")
+        assert cps[cb].limit_of(1) == (watts, unit)
         total += got
     assert total <= limit
 
@@ -176,3 +182,67 @@ async def test_arrivals_and_departures_share_the_site_limit(
         c: 6_300,
         small: 3_700,
     }
+
+
+async def test_offered_limits_offline_chargers_and_reboots_in_amps(
+    stack: Stack, ctx: ServiceContext, session_factory: SessionFactory
+) -> None:
+    x, y = [await seed_charger(session_factory) for _ in range(2)]
+    site_id = await seed_site(session_factory, {x: 22_080, y: 22_080})  # 32 A on 3 × 230 V
+    await site_load.set_load_limit(
+        ctx, ADMIN, site_id, site_load.LoadLimitInput(amps=32, phases=3, voltage=230)
+    )
+    tag_x, tag_y = [await seed_card(session_factory, prefix="LA") for _ in range(2)]
+    async with contextlib.AsyncExitStack() as y_connection, charge_point(stack.gateway, x) as cp_x:
+        cp_y = await y_connection.enter_async_context(charge_point(stack.gateway, y))
+        cps = {x: cp_x, y: cp_y}
+        await eventually(
+            lambda: cp_x.limit_of(1) == (6, "A") and cp_y.limit_of(1) == (6, "A"),
+            timeout=60,
+            message="default profiles",
+        )
+        await cp_y.start_charging(1, tag_y)
+        await planned(ctx, site_id, {y: 32})
+        tx_x = await cp_x.start_charging(1, tag_x)
+        await planned(ctx, site_id, {y: 16, x: 16})
+        await composites(ctx, cps, {y: 16, x: 16}, 32, "A")
+
+        # x offers its EV only 10 A: y gets the rest.
+        await cp_x.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=tx_x,
+                meter_value=[
+                    {
+                        "timestamp": ocpp_ts(),
+                        "sampled_value": [
+                            {"value": "10", "measurand": "Current.Offered", "unit": "A"}
+                        ],
+                    }
+                ],
+            )
+        )
+        await planned(ctx, site_id, {y: 22, x: 10})
+        await composites(ctx, cps, {y: 22, x: 10}, 32, "A")
+
+        # y drops off the network: its session keeps the 22 A it has, so when x starts
+        # again it gets only what is left.
+        await y_connection.aclose()
+        await cp_x.stop_charging(1)
+        await cp_x.start_charging(1, tag_x)
+        await planned(ctx, site_id, {y: 22, x: 10})
+        await composites(ctx, {x: cp_x}, {x: 10}, 32, "A")
+        view = await site_load.site_load(ctx, site_id)
+        assert {s.charge_box_id: s.connected for s in view.sessions} == {y: False, x: True}
+
+        # y comes back (it reboots, its transaction still running): the safe default is sent
+        # again, and both share the limit.
+        tx_y = next(s.transaction_id for s in view.sessions if s.charge_box_id == y)
+        async with charge_point(stack.gateway, y, transactions={1: tx_y}) as cp_y2:
+            await eventually(
+                lambda: (0, "TxDefaultProfile") in cp_y2.profiles,
+                timeout=60,
+                message="the default after the reboot",
+            )
+            await planned(ctx, site_id, {y: 16, x: 16})
+            await composites(ctx, {x: cp_x, y: cp_y2}, {y: 16, x: 16}, 32, "A")

@@ -61,6 +61,8 @@ def upgrade() -> None:
         sa.Column("acknowledged_limit", sa.Integer(), nullable=True),
         sa.Column("acknowledged_transaction_id", sa.BigInteger(), nullable=True),
         sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("offered_limit", sa.Integer(), nullable=True),
+        sa.Column("offered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("status", sa.String(length=16), server_default=sa.text("'planned'"), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column(
