@@ -5,6 +5,8 @@ SiteLoad workflow → the real gateway → real ``ocpp`` 1.6 charge points, whos
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from workflows.site_load_messages import QUERY_SITE_LOAD_STATUS, SiteLoadStatus
 
 pytestmark = pytest.mark.timeout(240)
 
+HISTORY = Path(__file__).resolve().parent.parent / "histories" / "site_load_v1.json"
 ADMIN = Actor(id="user:test-admin", role="admin", source="203.0.113.9")
 
 
@@ -187,6 +190,8 @@ async def test_arrivals_and_departures_share_the_site_limit(
 async def test_offered_limits_offline_chargers_and_reboots_in_amps(
     stack: Stack, ctx: ServiceContext, session_factory: SessionFactory
 ) -> None:
+    """With ``POLARIS_RECORD_HISTORIES=1`` it also records ``tests/histories/site_load_v1.json``
+    (replayed by ``tests/load/test_replay.py``)."""
     x, y = [await seed_charger(session_factory) for _ in range(2)]
     site_id = await seed_site(session_factory, {x: 22_080, y: 22_080})  # 32 A on 3 × 230 V
     await site_load.set_load_limit(
@@ -246,3 +251,6 @@ async def test_offered_limits_offline_chargers_and_reboots_in_amps(
             )
             await planned(ctx, site_id, {y: 16, x: 16})
             await composites(ctx, {x: cp_x, y: cp_y2}, {y: 16, x: 16}, 32, "A")
+    if os.environ.get("POLARIS_RECORD_HISTORIES"):
+        handle = stack.client.get_workflow_handle(f"site-load:{site_id}")
+        HISTORY.write_text((await handle.fetch_history()).to_json())
