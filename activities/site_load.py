@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
@@ -118,14 +118,8 @@ class SiteLoadActivities:
                 return LoadPlan(known=True, commands=_clear_all(chargers, rows, sessions))
             planner = _Planner(input, limit, chargers, rows)
             commands = planner.plan(sessions)
-            for key in planner.ended:
-                await db.execute(
-                    delete(ChargerLoadProfile).where(
-                        ChargerLoadProfile.charge_box_id == key[0],
-                        ChargerLoadProfile.connector_id == key[1],
-                        ChargerLoadProfile.purpose == key[2],
-                    )
-                )
+            for ended in planner.ended:
+                await db.delete(ended)
             for row in planner.new_rows:
                 db.add(row)
             if planner.changed:
@@ -205,7 +199,8 @@ class _Planner:
         self.unit: LoadUnit = "A" if limit.unit == "A" else "W"
         self.chargers = chargers
         self.rows = rows
-        self.ended: list[Key] = []
+        # Rows of transactions that ended (the charger dropped their TxProfile): deleted.
+        self.ended: list[ChargerLoadProfile] = []
         self.new_rows: list[ChargerLoadProfile] = []
         # A new limit is news even when no session's share moves.
         self.changed = input.reason == "limit_changed"
@@ -238,19 +233,16 @@ class _Planner:
 
     def plan(self, sessions: list[_Session]) -> list[ProfileCommand]:
         live = {(s.charge_box_id, s.connector_id) for s in sessions}
+        ended = [k for k in self.rows if k[2] == "TxProfile" and (k[0], k[1]) not in live]
+        self.ended = [self.rows.pop(k) for k in ended]
+        if self.ended:
+            self.changed = True
         if self.input.reason in RESET_OFFERED:
             # An arrival or departure gives every session a fresh chance at its full share.
             for key, row in self.rows.items():
-                if key[2] == "TxProfile":
+                if key[2] == "TxProfile" and row.offered_limit is not None:
                     row.offered_limit = None
                     row.offered_at = None
-        self.ended = [
-            key for key in self.rows if key[2] == "TxProfile" and (key[0], key[1]) not in live
-        ]
-        if self.ended:
-            self.changed = True
-        for ended in self.ended:
-            del self.rows[ended]
         fixed = 0
         demands: list[Demand] = []
         online: dict[str, _Session] = {}
