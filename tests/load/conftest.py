@@ -46,6 +46,8 @@ class ProfileCharger(ChargePoint):  # type: ignore[misc]
         self.received: list[tuple[str, int, dict[str, Any]]] = []
         # connector id → its running transaction id.
         self.transactions: dict[int, int] = {}
+        # How many TxProfiles to refuse before accepting (a charger not ready for them yet).
+        self.refuse_tx_profiles = 0
 
     @on(Action.set_charging_profile)
     async def on_set_charging_profile(
@@ -53,6 +55,9 @@ class ProfileCharger(ChargePoint):  # type: ignore[misc]
     ) -> Any:
         purpose = cs_charging_profiles["charging_profile_purpose"]
         self.received.append(("Set", connector_id, cs_charging_profiles))
+        if purpose == "TxProfile" and self.refuse_tx_profiles > 0:
+            self.refuse_tx_profiles -= 1
+            return call_result.SetChargingProfile(status="Rejected")
         if purpose == "TxProfile":
             tx = cs_charging_profiles.get("transaction_id")
             if connector_id == 0 or self.transactions.get(connector_id) != tx:

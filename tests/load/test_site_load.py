@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from db.engine import SessionFactory
 from db.models import Charger, PlatformEvent, Site
+from db.operation_models import ChargerOperation
 from services import site_load
 from services.actor import Actor
 from services.context import ServiceContext
@@ -254,3 +255,30 @@ async def test_offered_limits_offline_chargers_and_reboots_in_amps(
     if os.environ.get("POLARIS_RECORD_HISTORIES"):
         handle = stack.client.get_workflow_handle(f"site-load:{site_id}")
         HISTORY.write_text((await handle.fetch_history()).to_json())
+
+
+async def test_a_rejected_profile_is_sent_again(
+    stack: Stack, ctx: ServiceContext, session_factory: SessionFactory
+) -> None:
+    cb = await seed_charger(session_factory)
+    site_id = await seed_site(session_factory, {cb: 11_000})
+    await site_load.set_load_limit(ctx, ADMIN, site_id, site_load.LoadLimitInput(kw=7))
+    async with charge_point(stack.gateway, cb, refuse_tx_profiles=1) as cp:
+        await cp.start_charging(1, await seed_card(session_factory, prefix="LR"))
+        # Refused once (recorded as rejected, in the operations log too), then accepted.
+        await planned(ctx, site_id, {cb: 7_000})
+        await composites(ctx, {cb: cp}, {cb: 7_000}, 7_000)
+        tx_sets = [r for r in cp.received if r[2]["charging_profile_purpose"] == "TxProfile"]
+        assert len(tx_sets) >= 2
+    async with session_factory() as db:
+        statuses = (
+            await db.scalars(
+                select(ChargerOperation.status)
+                .where(
+                    ChargerOperation.charge_box_id == cb,
+                    ChargerOperation.action == "SetChargingProfile",
+                )
+                .order_by(ChargerOperation.created_at)
+            )
+        ).all()
+    assert "rejected" in statuses and statuses.count("answered") >= 2, statuses
