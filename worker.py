@@ -28,6 +28,7 @@ from activities.operations import OperationActivities
 from activities.reservations import ReservationActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
+from activities.site_load import SiteLoadActivities
 from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from config.temporal import connect
@@ -54,6 +55,7 @@ from workflows.mail_delivery import (
     MailDeliveryWorkflow,
 )
 from workflows.reservation import ReservationWorkflow
+from workflows.site_load import SiteLoadWorkflow
 from workflows.webhook_messages import DispatcherInput, dispatcher_workflow_id
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatcherWorkflow
 
@@ -74,6 +76,7 @@ WORKFLOWS: list[type] = [
     ChargerOfflineWatchWorkflow,
     WebhookDispatcherWorkflow,
     WebhookDeliveryWorkflow,
+    SiteLoadWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -106,6 +109,7 @@ def build_worker(
     reservations = ReservationActivities(session_factory)
     inbox = NotificationActivities(settings, session_factory)
     outgoing = WebhookActivities(settings, session_factory, client)
+    site_load = SiteLoadActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -156,6 +160,8 @@ def build_worker(
             outgoing.dispatch_events,
             outgoing.wait_for_events,
             outgoing.attempt_delivery,
+            site_load.plan,
+            site_load.record,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

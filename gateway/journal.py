@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
 from db.models import AuditLog, Charger, Connector, Transaction
-from gateway import local_list_trigger
+from gateway import load_trigger, local_list_trigger
 from gateway.closures import close_after_reboot
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_CONNECTOR_STATUS, ConnectorStatus, SessionInput
@@ -75,7 +75,9 @@ async def set_connected(
             .values(connected=True, gateway_instance=instance, last_seen_at=now)
         )
         # A local-list sync (or ClearCache) that waited for this charger to come back.
-        return await local_list_trigger.enqueue_if_pending(s, charge_box_id)
+        queued = await local_list_trigger.enqueue_if_pending(s, charge_box_id)
+        # Its site's load plan counts it as reachable again.
+        return await load_trigger.enqueue_if_limited(s, charge_box_id, "connected") or queued
 
 
 async def set_disconnected(sf: SessionFactory, charge_box_id: str, instance: str) -> None:
@@ -151,7 +153,8 @@ async def record_boot(
     serial_number: str | None,
     firmware_version: str | None,
     now: datetime,
-) -> None:
+) -> bool:
+    """Record the boot; True when an outbox row was queued with it (wake the relay)."""
     async with sf.begin() as s:
         await s.execute(
             update(Charger)
@@ -166,6 +169,8 @@ async def record_boot(
                 registration_status="Accepted",
             )
         )
+        # A booted charger may have lost its profiles: its TxDefaultProfile is sent again.
+        return await load_trigger.enqueue_if_limited(s, charge_box_id, "booted")
 
 
 async def record_status(

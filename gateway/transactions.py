@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from db.engine import SessionFactory
 from db.models import OrphanStop, Transaction, UserMapping, session_intents
 from domain.energy import MeterLimits
-from gateway import intents
+from gateway import intents, load_trigger
 from gateway.closures import close_for_new_transaction
 from gateway.local_auth import decide
 from gateway.metering import store_samples
@@ -171,6 +171,8 @@ async def start_transaction(
             transaction_id=tx_id,
             session_workflow_id=workflow_id,
         )
+        # A site with a power limit divides it again (its SiteLoad workflow).
+        await load_trigger.enqueue_if_limited(s, charge_box_id, "started")
     return StartOutcome(
         int(tx_id), workflow_id, status, True, decision.parent_id_tag, decision.expiry_date
     )
@@ -282,4 +284,5 @@ async def stop_transaction(
                 flags=vetted.flags,
             ),
         )
+        await load_trigger.enqueue_if_limited(s, charge_box_id, "stopped")
     return StopOutcome("stopped", row.workflow_id)
