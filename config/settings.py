@@ -84,7 +84,9 @@ def dev_internal_token(auth_secret: str, caller: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="POLARIS_", extra="ignore")
+    # An empty variable is an unset one (its default applies): compose delivers every setting as
+    # ${POLARIS_X:-}, so an operator who leaves one out of .env gets the default, not an error.
+    model_config = SettingsConfigDict(env_prefix="POLARIS_", extra="ignore", env_ignore_empty=True)
 
     # No default: see the module docstring (fail closed).
     env: Literal["dev", "test", "prod"] | None = None
@@ -104,6 +106,31 @@ class Settings(BaseSettings):
     # The Temporal UI as operators' browsers reach it (session timelines link to it). Unset: the
     # embedded dev server's UI when polaris dev runs it, else no link.
     temporal_ui_url: str | None = None
+    # -- Temporal: a secured cluster or Temporal Cloud (config/temporal.py; docs/selfhosting.md) --
+    # TLS to the frontend: on with any of the options below, or alone with the system's roots.
+    temporal_tls: bool = False
+    # PEM of the CA that signed the server's certificate (else the system's roots).
+    temporal_tls_ca: Path | None = None
+    # mTLS: this client's certificate chain and private key (PEM files), both or neither.
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    # The name the server's certificate is checked against (default: the address's host).
+    temporal_tls_server_name: str | None = None
+    # Temporal Cloud API key (sent as a bearer token; implies TLS).
+    temporal_api_key: SecretStr | None = None
+    # -- Payload encryption (config/payload_codec.py) ------------------------------------------
+    # Keys of the codec that encrypts workflow payloads (AES-256-GCM): comma-separated
+    # ``id:base64key`` (32-byte keys). The FIRST key encrypts new payloads; every listed key
+    # decrypts. Rotate by putting a new key first and keeping the old ones until histories that
+    # used them are past Temporal's retention. Required with POLARIS_ENV=prod unless
+    # POLARIS_PAYLOAD_ENCRYPTION=off.
+    payload_keys: SecretStr | None = None
+    # "off" writes personal data (idTags, e-mails, customer ids) in clear into Temporal's
+    # histories; prod refuses to start without keys unless it is set, and warns on every start.
+    payload_encryption: Literal["on", "off"] = "on"
+    # Bearer token the Temporal UI's codec server calls (/api/codec/decode) may present instead of
+    # an admin's JWT. Unset: only a live admin's JWT opens the codec endpoint.
+    codec_token: SecretStr | None = None
     # -- Operator views (docs/operator-views.md) ------------------------------------------------
     # The IANA time zone "today" and "this month" are counted in for the KPIs.
     operator_timezone: str = "UTC"
@@ -317,9 +344,24 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _payload_keys_in_prod(self) -> Settings:
+        from config.payload_codec import parse_keys
+
+        parse_keys(self.payload_keys)  # ValueError on a malformed list, in any env
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("POLARIS_TEMPORAL_TLS_CERT and POLARIS_TEMPORAL_TLS_KEY go together")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_dev_secrets_in_prod(self) -> Settings:
         if self.env == "prod":
             problems = development_secrets(self)
+            if self.payload_encryption == "on" and self.payload_keys is None:
+                problems.append(
+                    "POLARIS_PAYLOAD_KEYS is required (workflow histories carry personal data); "
+                    "generate one with `polaris codec new-key`, or set "
+                    "POLARIS_PAYLOAD_ENCRYPTION=off to store them in clear"
+                )
             if self.auth_secret is not None:
                 secret = self.auth_secret.get_secret_value()
                 for caller in ("", *(f"_{c.upper()}" for c in AUTH_CALLERS)):

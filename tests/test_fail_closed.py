@@ -36,6 +36,7 @@ REAL = {
     "POLARIS_AUTH_INTERNAL_TOKEN": "a-real-internal-token-0123456789abcdef",
     "POLARIS_LAGO_API_KEY": "a-real-lago-key",
     "POLARIS_LAGO_WEBHOOK_SECRET": "a-real-webhook-secret",
+    "POLARIS_PAYLOAD_KEYS": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 }
 
 
@@ -66,7 +67,13 @@ def test_no_environment_is_refused(tmp_path: Path, command: list[str]) -> None:
 def test_prod_with_development_secrets_is_refused(tmp_path: Path, command: list[str]) -> None:
     # The published auth secret given on purpose; the Lago secrets left at their defaults.
     result = polaris(tmp_path, *command, POLARIS_ENV="prod", POLARIS_AUTH_SECRET=DEV_AUTH_SECRET)
-    refused(result, "POLARIS_AUTH_SECRET", "POLARIS_LAGO_API_KEY", "POLARIS_LAGO_WEBHOOK_SECRET")
+    refused(
+        result,
+        "POLARIS_AUTH_SECRET",
+        "POLARIS_LAGO_API_KEY",
+        "POLARIS_LAGO_WEBHOOK_SECRET",
+        "POLARIS_PAYLOAD_KEYS",
+    )
     assert DEV_AUTH_SECRET not in result.stderr + result.stdout  # named, never printed
 
 
