@@ -99,10 +99,10 @@ def test_prod_requires_keys_unless_encryption_is_off() -> None:
 
 def test_data_converter_follows_the_settings() -> None:
     assert data_converter(Settings(env="test")) is DATA_CONVERTER
-    keyed = data_converter(Settings(env="test", payload_keys=new_key_entry("k1")))  # type: ignore[arg-type]
+    keyed = data_converter(Settings(env="test", payload_keys=new_key_entry("k1")))
     assert isinstance(keyed.payload_codec, EncryptionCodec)
     assert keyed.payload_converter_class is DATA_CONVERTER.payload_converter_class
-    off = Settings(env="test", payload_keys=new_key_entry("k1"), payload_encryption="off")  # type: ignore[arg-type]
+    off = Settings(env="test", payload_keys=new_key_entry("k1"), payload_encryption="off")
     assert data_converter(off) is DATA_CONVERTER
 
 
