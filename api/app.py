@@ -14,6 +14,7 @@ from api import (
     routes_billing,
     routes_cards,
     routes_chargers,
+    routes_codec,
     routes_files,
     routes_firmware,
     routes_kpis,
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_local_lists,
         routes_firmware,
         routes_files,
+        routes_codec,
     ):
         app.include_router(family.router)
     return app
