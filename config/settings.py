@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -355,13 +356,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_prod(self) -> Settings:
         if self.env == "prod":
-            problems = development_secrets(self)
-            if self.payload_encryption == "on" and self.payload_keys is None:
-                problems.append(
-                    "POLARIS_PAYLOAD_KEYS is required (workflow histories carry personal data); "
-                    "generate one with `polaris codec new-key`, or set "
-                    "POLARIS_PAYLOAD_ENCRYPTION=off to store them in clear"
-                )
+            # A published value given on purpose is refused whatever the process. One left at
+            # its default matters only to a process that reads it: config/startup.py checks
+            # those per command (the gateway is not refused for the Lago key it never uses).
+            problems = development_secrets(self, given_only=True)
             if self.auth_secret is not None:
                 secret = self.auth_secret.get_secret_value()
                 for caller in ("", *(f"_{c.upper()}" for c in AUTH_CALLERS)):
@@ -483,11 +481,17 @@ class Settings(BaseSettings):
         }
 
 
-def development_secrets(settings: Settings) -> list[str]:
-    """One sentence per secret setting that holds a value published in this repository."""
+def development_secrets(
+    settings: Settings, *, given_only: bool = False, only: Iterable[str] | None = None
+) -> list[str]:
+    """One sentence per secret setting that holds a value published in this repository
+    (``given_only``: set explicitly, not defaulted; ``only``: among these settings)."""
     published = set(DEV_SECRETS.values())
+    names = set(only) if only is not None else set(type(settings).model_fields)
     found = []
     for name in type(settings).model_fields:
+        if name not in names or (given_only and name not in settings.model_fields_set):
+            continue
         value = getattr(settings, name)
         if isinstance(value, SecretStr) and value.get_secret_value() in published:
             found.append(
@@ -495,6 +499,17 @@ def development_secrets(settings: Settings) -> list[str]:
                 " set a real secret"
             )
     return found
+
+
+def payload_keys_problem(settings: Settings) -> str | None:
+    """Why a prod Temporal client may not start without payload keys (None: it may)."""
+    if settings.env == "prod" and settings.payload_encryption == "on" and not settings.payload_keys:
+        return (
+            "POLARIS_PAYLOAD_KEYS is required (workflow histories carry personal data); "
+            "generate one with `polaris codec new-key`, or set POLARIS_PAYLOAD_ENCRYPTION=off "
+            "to store them in clear"
+        )
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -578,3 +593,125 @@ def sqlalchemy_url(url: str) -> str:
 def libpq_url(url: str) -> str:
     """The plain ``postgresql://`` form that libpq and node-postgres understand."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+# -- Which process reads which setting (issue #13) ---------------------------------------------
+# The processes: the four long-running ones, ``migrate``, the operator's CLI commands (``cli``:
+# seed, sessions, billing …, run in the api container with `docker compose run --rm api …`),
+# ``polaris dev`` (``dev``: the embedded stack) and ``polaris auth`` (``auth``: the Python side
+# that starts the BetterAuth service; in compose the Node service reads its own variables, see
+# auth/config.mjs). tests/test_compose.py holds this map to the code (a process whose modules
+# read a setting must be listed for it, and every listed process must be able to read it) and
+# docker-compose.yml to the map (every setting a service's processes read is delivered to it,
+# and nothing else is).
+Process = Literal["api", "worker", "gateway", "migrate", "cli", "dev", "auth"]
+
+_EVERY: frozenset[Process] = frozenset(
+    {"api", "worker", "gateway", "migrate", "cli", "dev", "auth"}
+)
+_TEMPORAL_CLIENTS: frozenset[Process] = frozenset({"api", "worker", "gateway", "cli"})
+_API_CLI: frozenset[Process] = frozenset({"api", "cli"})
+
+
+def _p(*names: Process) -> frozenset[Process]:
+    return frozenset(names)
+
+
+SETTING_READERS: dict[str, frozenset[Process]] = {
+    "env": _EVERY,
+    "data_dir": _EVERY,
+    "log_level": _EVERY,
+    "database_url": _EVERY,
+    "embedded_pg_port": _p("dev"),
+    "temporal_address": _TEMPORAL_CLIENTS | _p("dev"),
+    "temporal_namespace": _TEMPORAL_CLIENTS,
+    "temporal_task_queue": _TEMPORAL_CLIENTS,
+    "embedded_temporal_port": _p("dev"),
+    "embedded_temporal_ui_port": _p("dev"),
+    "temporal_ui_url": _API_CLI,
+    "temporal_tls": _TEMPORAL_CLIENTS,
+    "temporal_tls_ca": _TEMPORAL_CLIENTS,
+    "temporal_tls_cert": _TEMPORAL_CLIENTS,
+    "temporal_tls_key": _TEMPORAL_CLIENTS,
+    "temporal_tls_server_name": _TEMPORAL_CLIENTS,
+    "temporal_api_key": _TEMPORAL_CLIENTS,
+    "payload_keys": _TEMPORAL_CLIENTS,
+    "payload_encryption": _TEMPORAL_CLIENTS,
+    "codec_token": _p("api"),
+    "operator_timezone": _API_CLI,
+    "api_host": _p("api", "dev"),
+    "api_port": _p("api", "dev"),
+    "gateway_host": _p("gateway", "dev"),
+    "gateway_port": _p("gateway", "dev"),
+    "gateway_instance": _p("gateway"),
+    "gateway_auto_register": _p("gateway"),
+    "authorize_budget_s": _p("gateway"),
+    "meter_signal_interval_s": _p("gateway"),
+    "heartbeat_interval_s": _p("gateway"),
+    "gateway_trusted_proxies": _p("gateway"),
+    "gateway_auth_failure_limit": _p("gateway"),
+    "gateway_auth_failure_window_s": _p("gateway"),
+    "gateway_auth_backoff_s": _p("gateway"),
+    "gateway_auth_backoff_max_s": _p("gateway"),
+    "gateway_auth_hash_workers": _p("gateway"),
+    "gateway_max_pending_handshakes": _p("gateway"),
+    "gateway_pending_chargers_max": _p("gateway"),
+    "gateway_pending_charger_interval_s": _p("gateway"),
+    "gateway_max_frame_bytes": _p("gateway"),
+    "gateway_max_frames_per_s": _p("gateway"),
+    "gateway_frame_burst": _p("gateway"),
+    "gateway_frame_flood_close_s": _p("gateway"),
+    # Fingerprints of idTags in the gateway's logs and in operator views of payloads.
+    "log_tag_key": _p("gateway", "api", "cli"),
+    "auth_url": _p("api", "worker", "cli", "dev"),
+    "auth_port": _p("auth"),
+    "auth_secret": _p("auth", "dev"),
+    "auth_internal_url": _p("api", "worker", "cli", "dev"),
+    "auth_internal_host": _p("auth"),
+    "auth_internal_port": _p("auth"),
+    "auth_internal_token": _p("api", "worker", "cli"),
+    "auth_internal_token_api": _p("auth", "dev"),
+    "auth_internal_token_worker": _p("auth", "dev"),
+    "auth_internal_token_gateway": _p("auth", "dev"),
+    "lago_api_url": _p("api", "worker", "cli", "dev"),
+    "lago_api_key": _p("api", "worker", "cli", "dev"),
+    "lago_webhook_secret": _p("api", "dev"),
+    "lago_billable_metric_code": _p("worker", "cli"),
+    "lago_plan_code": _p("worker", "cli"),
+    "lago_webhook_public_key": _p("api"),
+    "lago_webhook_breaker_threshold": _p("worker"),
+    "sandbox_port": _p("dev"),
+    "smtp_url": _p("worker"),
+    "mail_from": _p("worker"),
+    "smtp_ca_file": _p("worker"),
+    "scan_arm_ttl_s": _p("api"),
+    "scan_claim_window_s": _p("api"),
+    "scan_jwt_ttl_s": _p("api"),
+    "scan_arms_per_client_per_minute": _p("api"),
+    "scan_arms_per_charger": _p("api"),
+    "scan_arms_per_charger_window_s": _p("api"),
+    "scan_qr_base_url": _API_CLI,
+    "meter_max_register_wh": _p("gateway"),
+    "meter_max_past_s": _p("gateway"),
+    "meter_max_future_s": _p("gateway"),
+    "meter_energy_tolerance_wh": _p("gateway"),
+    "files_dir": _p("api", "worker", "cli"),
+    "public_base_url": _p("worker"),
+    "firmware_max_bytes": _API_CLI,
+    "diagnostics_max_bytes": _API_CLI,
+    "firmware_url_ttl_s": _p("worker"),
+    "diagnostics_url_ttl_s": _p("worker"),
+    "session_watchdog_silence_s": _p("gateway", "cli"),
+    "session_late_stop_window_s": _p("gateway", "cli"),
+    "admin_email": _p("cli"),
+    "admin_password": _p("cli"),
+    "api_trusted_proxies": _p("api"),
+    "api_admin_check_cache_s": _p("api"),
+    "lago_webhook_algorithm": _p("api"),
+    "lago_webhook_tolerance_s": _p("api"),
+    "lago_webhook_max_body_bytes": _p("api"),
+    "operation_allowlist": _API_CLI,
+    "operation_pickup_timeout_s": _API_CLI,
+}
+# Not a variable: filled from runtime.json by load_settings().
+INTERNAL_SETTINGS = frozenset({"embedded"})

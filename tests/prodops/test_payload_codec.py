@@ -83,18 +83,22 @@ def test_key_list_is_checked() -> None:
             parse_keys(bad)
 
 
-def test_prod_requires_keys_unless_encryption_is_off() -> None:
-    with pytest.raises(ValueError, match="POLARIS_PAYLOAD_KEYS is required"):
-        Settings(env="prod")
-    # Other prod checks may still refuse; the payload one does not.
-    for settings in (
-        {"payload_keys": new_key_entry("k1")},
-        {"payload_encryption": "off"},
-    ):
-        try:
-            Settings(env="prod", **settings)  # type: ignore[arg-type]
-        except ValueError as exc:
-            assert "POLARIS_PAYLOAD_KEYS" not in str(exc)
+def test_prod_temporal_clients_require_keys_unless_encryption_is_off() -> None:
+    from config.startup import startup_refusal
+
+    real = {
+        "auth_internal_token": "a-real-internal-token-0123456789abcdef",
+        "lago_api_key": "a-real-lago-key",
+        "lago_webhook_secret": "a-real-webhook-secret",
+    }
+    bare = Settings(env="prod", **real)  # type: ignore[arg-type]
+    for command in ("api", "worker", "gateway", "sessions"):
+        assert "POLARIS_PAYLOAD_KEYS is required" in (startup_refusal(bare, command) or "")
+    assert startup_refusal(bare, "migrate") is None  # not a Temporal client
+    keyed = Settings(env="prod", payload_keys=new_key_entry("k1"), **real)  # type: ignore[arg-type]
+    off = Settings(env="prod", payload_encryption="off", **real)  # type: ignore[arg-type]
+    for settings in (keyed, off):
+        assert startup_refusal(settings, "worker") is None
 
 
 def test_data_converter_follows_the_settings() -> None:
