@@ -24,11 +24,13 @@ from activities.lago_webhooks import LagoWebhookActivities
 from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
 from activities.operations import OperationActivities
+from activities.retention import RetentionActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
+from services.retention import ensure_retention_schedule
 from workflows.card_link import CardLinkWorkflow
 from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
@@ -45,6 +47,7 @@ from workflows.mail_delivery import (
     MailDeliveryInput,
     MailDeliveryWorkflow,
 )
+from workflows.retention import RetentionWorkflow
 
 log = logging.getLogger("polaris.worker")
 
@@ -59,6 +62,7 @@ WORKFLOWS: list[type] = [
     FirmwareUpdateWorkflow,
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
+    RetentionWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -86,6 +90,7 @@ def build_worker(
     local_lists = LocalListActivities(session_factory)
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
+    retention = RetentionActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -130,6 +135,7 @@ def build_worker(
             fw.record_campaign_progress,
             fw.prepare_diagnostics,
             fw.record_diagnostics_sent,
+            retention.prune,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -180,6 +186,10 @@ async def run_worker(settings: Settings) -> None:
             await start_local_list_reconcile(client, settings.temporal_task_queue)
         except Exception:  # never fatal: the service layer starts it with its first wake-up
             log.exception("could not start the local-list reconciler")
+        try:
+            await ensure_retention_schedule(client, settings)
+        except Exception:  # never fatal: the next worker start tries again
+            log.exception("could not create or update the retention schedule")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

@@ -270,6 +270,23 @@ class Settings(BaseSettings):
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
 
+    # -- Retention (workflows/retention.py; docs/selfhosting.md, "Retention") ------------------
+    # Days a row is kept before the daily retention run deletes it; 0 keeps it forever.
+    # Delivered gateway outbox rows (undelivered ones are never deleted).
+    retention_outbox_days: int = Field(default=7, ge=0)
+    # Meter samples, only once their session is over and fully billed (or outside a transaction).
+    retention_meter_samples_days: int = Field(default=400, ge=0)
+    # The audit log (who did what): keep it as long as your compliance rules say.
+    retention_audit_days: int = Field(default=0, ge=0)
+    # Inbound Lago webhook events that were processed, skipped or failed (pending ones stay).
+    retention_webhook_events_days: int = Field(default=90, ge=0)
+    # The platform events catalogue (live streams, webhooks and inboxes read recent ones).
+    retention_platform_events_days: int = Field(default=90, ge=0)
+    # Rows deleted per statement (short transactions; the run goes on until nothing is left).
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # When the retention schedule runs (cron, UTC).
+    retention_cron: str = "17 3 * * *"
+
     # -- API and configuration hardening (issue #8) -----------------------------------------
     # Peers whose X-Forwarded-For the API believes (comma-separated CIDRs or addresses, e.g.
     # "10.0.0.0/8,192.0.2.10"). Empty: the socket peer is the client (api/client_address.py).
@@ -472,6 +489,16 @@ class Settings(BaseSettings):
         if "temporal_address" in self.embedded:
             return f"http://127.0.0.1:{self.embedded_temporal_ui_port}"
         return None
+
+    def retention_days(self) -> dict[str, int]:
+        """Table → days kept (0: forever), for the retention workflow's input."""
+        return {
+            "gateway_outbox": self.retention_outbox_days,
+            "meter_samples": self.retention_meter_samples_days,
+            "audit_log": self.retention_audit_days,
+            "lago_webhook_events": self.retention_webhook_events_days,
+            "platform_events": self.retention_platform_events_days,
+        }
 
     def session_timers(self) -> dict[str, float]:
         """``SessionInput`` timer fields (workflows read no settings: starters pass these)."""
@@ -710,6 +737,13 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "lago_webhook_algorithm": _p("api"),
     "lago_webhook_tolerance_s": _p("api"),
     "lago_webhook_max_body_bytes": _p("api"),
+    "retention_outbox_days": _p("worker"),
+    "retention_meter_samples_days": _p("worker"),
+    "retention_audit_days": _p("worker"),
+    "retention_webhook_events_days": _p("worker"),
+    "retention_platform_events_days": _p("worker"),
+    "retention_batch_size": _p("worker"),
+    "retention_cron": _p("worker"),
     "operation_allowlist": _API_CLI,
     "operation_pickup_timeout_s": _API_CLI,
 }
