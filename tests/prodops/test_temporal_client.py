@@ -1,9 +1,11 @@
 """How every process connects to Temporal (config/temporal.py): TLS, mTLS, server name, API key.
 
-What is real here: the options are built from settings and files on disk, and handed to the SDK's
-own ``Client.connect`` (lazy: the SDK builds its service client, with our TLS config and API key,
-without dialling). What is not: a handshake with a TLS Temporal frontend or Temporal Cloud, which
-this machine does not have. The plain (non-TLS) path is exercised for real by every other test.
+What is real here: the options are built from settings and files on disk and handed to the SDK's
+own ``Client.connect``; an mTLS handshake with a private CA and a server name, through a
+TLS-terminating proxy in front of the dev server (tests/prodops/tls_proxy.py: the dev server has no
+TLS of its own), including the refusals (no client certificate, wrong name, unknown CA). What is
+not: Temporal Cloud itself (the API key is checked as handed to the SDK, not against Cloud). The
+plain (non-TLS) path is exercised for real by every other test.
 """
 
 from __future__ import annotations
@@ -108,3 +110,39 @@ async def test_connect_hands_the_options_to_the_sdk(tmp_path: Path) -> None:
     assert config.api_key == "cloud-key"
     assert client.namespace == "polaris.acct"
     assert isinstance(client.data_converter.payload_codec, EncryptionCodec)
+
+
+# --- A real TLS handshake: our client through a TLS-terminating proxy to the dev server -------
+
+
+async def test_mtls_connection_through_a_real_handshake(
+    tmp_path: Path, temporal_address: str
+) -> None:
+    from tests.prodops.tls_proxy import TlsProxy, make_pki
+
+    pki = make_pki(tmp_path, "temporal.polaris.test")
+    async with TlsProxy(pki, temporal_address, require_client_cert=True) as proxy:
+        settings = Settings(
+            env="test",
+            temporal_address=proxy.address,  # 127.0.0.1:<port>: the name comes from the setting
+            temporal_tls_ca=pki.ca,
+            temporal_tls_cert=pki.client_cert,
+            temporal_tls_key=pki.client_key,
+            temporal_tls_server_name="temporal.polaris.test",
+        )
+        client = await connect(settings)
+        assert await client.service_client.check_health()
+        assert proxy.handshakes >= 1  # it went through the TLS proxy, not around it
+
+        # Without the client certificate the proxy refuses the handshake.
+        no_cert = settings.model_copy(update={"temporal_tls_cert": None, "temporal_tls_key": None})
+        with pytest.raises(RuntimeError):
+            await connect(no_cert)
+        # A server name the certificate does not carry is refused by our client.
+        wrong_name = settings.model_copy(update={"temporal_tls_server_name": "elsewhere.test"})
+        with pytest.raises(RuntimeError, match="NotValidForName"):
+            await connect(wrong_name)
+        # Without our CA the server's certificate is not trusted.
+        no_ca = settings.model_copy(update={"temporal_tls_ca": None})
+        with pytest.raises(RuntimeError, match="UnknownIssuer"):
+            await connect(no_ca)
