@@ -3,14 +3,18 @@ table in batches and keeps what still matters (real PostgreSQL rows, real Tempor
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
 
 from config.settings import Settings
+from config.temporal import DATA_CONVERTER
 from db.billing_models import LagoWebhookEvent, SessionInvoice
 from db.engine import SessionFactory
 from db.models import (
@@ -26,8 +30,12 @@ from services.retention import ensure_retention_schedule
 from tests.helpers import eventually
 from tests.workflows.conftest import Seed
 from worker import build_worker
+from workflows.retention import RetentionWorkflow
 
 pytestmark = pytest.mark.timeout(180)
+
+# Recorded by the schedule test below with POLARIS_RECORD_HISTORIES=1 (only on purpose).
+HISTORY = Path(__file__).resolve().parent.parent / "histories" / "retention_v1.json"
 
 OLD = datetime.now(UTC) - timedelta(days=10)
 NEW = datetime.now(UTC)
@@ -189,6 +197,8 @@ async def test_a_triggered_schedule_prunes_old_rows_and_keeps_the_rest(
                     run_id=recent[-1].action.first_execution_run_id,
                 )
                 await run.result()
+                if os.environ.get("POLARIS_RECORD_HISTORIES"):
+                    HISTORY.write_text((await run.fetch_history()).to_json())
                 return True
 
             await eventually(done, timeout=60)
@@ -215,3 +225,10 @@ def test_zero_keeps_a_table_forever() -> None:
         "lago_webhook_events",
         "platform_events",
     }
+
+
+async def test_replay_retention_v1() -> None:
+    history = WorkflowHistory.from_json("retention-v1", HISTORY.read_text())
+    replayer = Replayer(workflows=[RetentionWorkflow], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
