@@ -27,6 +27,7 @@ from api.authz import current_user, require_live_admin
 from api.client_address import client_address
 from api.deps import AppState, State
 from api.errors import ApiError
+from config.payload_codec import PayloadKeyError
 from config.temporal import data_converter
 from db.audit import write_audit
 
@@ -112,7 +113,11 @@ async def _run(action: str, request: Request, state: AppState) -> Response:
         codec = data_converter(state.settings).payload_codec
         if codec is None:
             raise ApiError(409, "CONFLICT", "payload encryption is off (POLARIS_PAYLOAD_KEYS)")
-        payloads = _payloads(await request.json())
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(422, "INVALID_INPUT", "the body is not JSON") from None
+        payloads = _payloads(body)
         if action == "decode":
             await write_audit(
                 state.sessions,
@@ -132,7 +137,7 @@ async def _run(action: str, request: Request, state: AppState) -> Response:
             {"error": exc.code, "message": exc.message}, status_code=exc.status
         )
         return _cors(request, state, response)
-    except ValueError:  # a payload sealed with a key this deployment does not hold
+    except PayloadKeyError:  # a payload sealed with a key this deployment does not hold
         response = JSONResponse(
             {"error": "INVALID_INPUT", "message": "a payload does not open with our keys"},
             status_code=422,
