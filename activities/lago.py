@@ -262,8 +262,11 @@ class LagoBilling:
             )
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
         )
-        async with self._sessions() as db, db.begin():
-            await db.execute(statement)
+        try:
+            async with self._sessions() as db, db.begin():
+                await db.execute(statement)
+        except Exception:  # the alert must never hide the refusal itself
+            log.exception("could not record the operator notification for %s", workflow_id)
 
     async def _send_usage_events(self, input: SendUsageEventsInput) -> SendUsageEventsResult:
         try:
