@@ -26,6 +26,7 @@ from activities.mail import MailActivities
 from activities.notifications import NotificationActivities
 from activities.operations import OperationActivities
 from activities.reservations import ReservationActivities
+from activities.retention import RetentionActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
 from activities.site_load import SiteLoadActivities
@@ -33,6 +34,7 @@ from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
+from services.retention import ensure_retention_schedule
 from workflows.card_link import CardLinkWorkflow
 from workflows.charger_offline import (
     CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
@@ -55,6 +57,7 @@ from workflows.mail_delivery import (
     MailDeliveryWorkflow,
 )
 from workflows.reservation import ReservationWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.site_load import SiteLoadWorkflow
 from workflows.webhook_messages import DispatcherInput, dispatcher_workflow_id
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatcherWorkflow
@@ -77,6 +80,7 @@ WORKFLOWS: list[type] = [
     WebhookDispatcherWorkflow,
     WebhookDeliveryWorkflow,
     SiteLoadWorkflow,
+    RetentionWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -110,6 +114,7 @@ def build_worker(
     inbox = NotificationActivities(settings, session_factory)
     outgoing = WebhookActivities(settings, session_factory, client)
     site_load = SiteLoadActivities(session_factory)
+    retention = RetentionActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -162,6 +167,7 @@ def build_worker(
             outgoing.attempt_delivery,
             site_load.plan,
             site_load.record,
+            retention.prune,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -244,6 +250,10 @@ async def run_worker(settings: Settings) -> None:
             await start_webhook_dispatcher(client, settings.temporal_task_queue)
         except Exception:  # never fatal: creating an endpoint starts it too
             log.exception("could not start the webhook dispatcher")
+        try:
+            await ensure_retention_schedule(client, settings)
+        except Exception:  # never fatal: the next worker start tries again
+            log.exception("could not create or update the retention schedule")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

@@ -28,6 +28,7 @@ from lago_python_client.client import Client
 from lago_python_client.models import BatchEvent, BillableMetric, Customer, Event, Subscription
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -42,6 +43,7 @@ from activities.lago_client import (
 )
 from activities.lago_invoices import SessionInvoiceRequest, create_or_find_session_invoice
 from config.settings import Settings
+from db.billing_models import Notification
 from db.engine import SessionFactory
 from db.models import BillingEvent, Transaction, UserMapping
 
@@ -229,7 +231,44 @@ class LagoBilling:
     @activity.defn(name=ACTIVITY_SEND_USAGE_EVENTS)
     @data_errors_are_final
     async def send_usage_events(self, input: SendUsageEventsInput) -> SendUsageEventsResult:
-        """Send this workflow's unsent ``billing_events`` rows to Lago, then mark them sent."""
+        """Send this workflow's unsent ``billing_events`` rows to Lago, then mark them sent.
+
+        A refusal for good (non-retryable) is alerted on before it is raised: an ERROR log and
+        one operator notification per session (``services/billing_unsent.py`` lists and resends).
+        """
+        try:
+            return await self._send_usage_events(input)
+        except ApplicationError as exc:
+            if exc.non_retryable:
+                await self._alert_unsent(input.workflow_id, exc)
+            raise
+
+    async def _alert_unsent(self, workflow_id: str, exc: ApplicationError) -> None:
+        log.error(
+            "billing lines of %s refused by Lago for good (%s: %s); they stay unsent: "
+            "`polaris billing unsent list`",
+            workflow_id,
+            exc.type,
+            exc,
+        )
+        statement = (
+            pg_insert(Notification)
+            .values(
+                user_public_id="operators",
+                kind="billing.unsent",
+                dedupe_key=f"billing.unsent:{workflow_id}",
+                title=f"Billing lines of session {workflow_id} were not sent to Lago",
+                data={"session": workflow_id, "type": exc.type, "reason": str(exc)[:500]},
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        )
+        try:
+            async with self._sessions() as db, db.begin():
+                await db.execute(statement)
+        except Exception:  # the alert must never hide the refusal itself
+            log.exception("could not record the operator notification for %s", workflow_id)
+
+    async def _send_usage_events(self, input: SendUsageEventsInput) -> SendUsageEventsResult:
         try:
             await self._verify_metric_once()
         except BillingMisconfigured as exc:

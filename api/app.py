@@ -16,6 +16,7 @@ from api import (
     routes_billing,
     routes_cards,
     routes_chargers,
+    routes_codec,
     routes_driver,
     routes_files,
     routes_firmware,
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_files,
         routes_reservations,
         routes_webhooks,
+        routes_codec,
     ):
         app.include_router(family.router)
     return app

@@ -32,8 +32,10 @@ from activities.lago_client import (
 from api.authz import CurrentUser, LiveAdmin
 from api.deps import AppState, State
 from api.errors import ApiError, NotFound
+from api.services import Services, actor_of
 from db.audit import write_audit
 from db.models import UserMapping
+from services import billing_unsent
 
 router = APIRouter(prefix="/api/v1", tags=["billing"])
 
@@ -233,3 +235,22 @@ async def void_invoice(lago_id: str, admin: LiveAdmin, state: State) -> InvoiceA
 @router.post("/invoices/{lago_id}/retry-payment", response_model=InvoiceActionOut)
 async def retry_invoice_payment(lago_id: str, admin: LiveAdmin, state: State) -> InvoiceActionOut:
     return await _invoice_action("retry-payment", lago_id, admin, state)
+
+
+# -- Unsent billing lines (services/billing_unsent.py; docs/selfhosting.md) -----------------------
+
+
+class ResendIn(BaseModel):
+    session: str | None = None
+
+
+@router.get("/billing/unsent")
+async def list_unsent_lines(
+    admin: LiveAdmin, ctx: Services, session: str | None = None
+) -> list[dict[str, Any]]:
+    return await billing_unsent.list_unsent(ctx, actor_of(admin), session=session)
+
+
+@router.post("/billing/unsent/resend")
+async def resend_unsent_lines(body: ResendIn, admin: LiveAdmin, ctx: Services) -> dict[str, Any]:
+    return await billing_unsent.resend_unsent(ctx, actor_of(admin), session=body.session)

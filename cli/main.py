@@ -258,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.reservations import add_reservation_commands
 
     add_reservation_commands(sub)
+    codec = sub.add_parser("codec", help="the payload codec's keys (POLARIS_PAYLOAD_KEYS)")
+    codec_sub = codec.add_subparsers(dest="codec_command", required=True)
+    new_key = codec_sub.add_parser(
+        "new-key", help="print a fresh id:key entry (put it first in POLARIS_PAYLOAD_KEYS)"
+    )
+    new_key.add_argument("key_id", help="a name for the key, e.g. 2026-11")
     from cli.firmware_parser import add_parsers as add_firmware_parsers
 
     add_firmware_parsers(sub)
@@ -316,8 +322,22 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     os._exit(code)
 
 
+def _cmd_codec(args: argparse.Namespace) -> int:
+    """Needs no settings: the key is made before the configuration that will hold it."""
+    from config.payload_codec import new_key_entry
+
+    try:
+        print(new_key_entry(args.key_id))
+    except ValueError as exc:
+        print(f"polaris codec: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "codec":
+        return _cmd_codec(args)
     try:
         settings = load_settings()
     except ValidationError as exc:

@@ -10,7 +10,7 @@ from typing import Any
 
 from cli.fleet_common import with_json
 from cli.output import emit
-from services import admins, billing_plan
+from services import admins, billing_plan, billing_unsent
 from services.actor import Actor
 from services.context import ServiceContext
 
@@ -43,6 +43,23 @@ async def _billing_plan(ctx: ServiceContext, actor: Actor, args: argparse.Namesp
     return 0
 
 
+async def _unsent_list(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
+    rows = await billing_unsent.list_unsent(ctx, actor, session=args.session)
+    columns = ["session", "sequence", "kind", "energy_wh", "amount_minor", "currency", "customer"]
+    emit(rows, as_json=args.json, columns=columns)
+    return 0
+
+
+async def _unsent_resend(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
+    result = await billing_unsent.resend_unsent(ctx, actor, session=args.session)
+    if args.json:
+        emit(result, as_json=True)
+    else:
+        emit(result["sessions"], as_json=False, columns=["session", "ok", "sent", "left", "error"])
+    # Exit 1 when a session's lines are still refused (scripts and alerts can tell).
+    return 0 if all(s["ok"] for s in result["sessions"]) else 1
+
+
 def add_setup_commands(sub: Any) -> None:
     admin = sub.add_parser("admin", help="the installation's admin accounts")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
@@ -70,6 +87,17 @@ def add_setup_commands(sub: Any) -> None:
     plan.add_argument("--currency", default="EUR")
     plan.add_argument("--name", default="EV charging")
     plan.set_defaults(handler=_billing_plan)
+    unsent = billing_sub.add_parser(
+        "unsent", help="usage lines Lago refused for good: list them, send them again"
+    )
+    unsent_sub = unsent.add_subparsers(dest="unsent_command", required=True)
+    for name, handler, text in (
+        ("list", _unsent_list, "list unsent lines (of one session with --session)"),
+        ("resend", _unsent_resend, "send unsent lines again (Lago deduplicates: never twice)"),
+    ):
+        command = with_json(unsent_sub.add_parser(name, help=text))
+        command.add_argument("--session", help="the session's workflow id")
+        command.set_defaults(handler=handler)
 
 
 __all__ = ["add_setup_commands"]

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -84,7 +85,9 @@ def dev_internal_token(auth_secret: str, caller: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="POLARIS_", extra="ignore")
+    # An empty variable is an unset one (its default applies): compose delivers every setting as
+    # ${POLARIS_X:-}, so an operator who leaves one out of .env gets the default, not an error.
+    model_config = SettingsConfigDict(env_prefix="POLARIS_", extra="ignore", env_ignore_empty=True)
 
     # No default: see the module docstring (fail closed).
     env: Literal["dev", "test", "prod"] | None = None
@@ -104,6 +107,31 @@ class Settings(BaseSettings):
     # The Temporal UI as operators' browsers reach it (session timelines link to it). Unset: the
     # embedded dev server's UI when polaris dev runs it, else no link.
     temporal_ui_url: str | None = None
+    # -- Temporal: a secured cluster or Temporal Cloud (config/temporal.py; docs/selfhosting.md) --
+    # TLS to the frontend: on with any of the options below, or alone with the system's roots.
+    temporal_tls: bool = False
+    # PEM of the CA that signed the server's certificate (else the system's roots).
+    temporal_tls_ca: Path | None = None
+    # mTLS: this client's certificate chain and private key (PEM files), both or neither.
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    # The name the server's certificate is checked against (default: the address's host).
+    temporal_tls_server_name: str | None = None
+    # Temporal Cloud API key (sent as a bearer token; implies TLS).
+    temporal_api_key: SecretStr | None = None
+    # -- Payload encryption (config/payload_codec.py) ------------------------------------------
+    # Keys of the codec that encrypts workflow payloads (AES-256-GCM): comma-separated
+    # ``id:base64key`` (32-byte keys). The FIRST key encrypts new payloads; every listed key
+    # decrypts. Rotate by putting a new key first and keeping the old ones until histories that
+    # used them are past Temporal's retention. Required with POLARIS_ENV=prod unless
+    # POLARIS_PAYLOAD_ENCRYPTION=off.
+    payload_keys: SecretStr | None = None
+    # "off" writes personal data (idTags, e-mails, customer ids) in clear into Temporal's
+    # histories; prod refuses to start without keys unless it is set, and warns on every start.
+    payload_encryption: Literal["on", "off"] = "on"
+    # Bearer token the Temporal UI's codec server calls (/api/codec/decode) may present instead of
+    # an admin's JWT. Unset: only a live admin's JWT opens the codec endpoint.
+    codec_token: SecretStr | None = None
     # -- Operator views (docs/operator-views.md) ------------------------------------------------
     # The IANA time zone "today" and "this month" are counted in for the KPIs.
     operator_timezone: str = "UTC"
@@ -242,6 +270,23 @@ class Settings(BaseSettings):
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
 
+    # -- Retention (workflows/retention.py; docs/selfhosting.md, "Retention") ------------------
+    # Days a row is kept before the daily retention run deletes it; 0 keeps it forever.
+    # Delivered gateway outbox rows (undelivered ones are never deleted).
+    retention_outbox_days: int = Field(default=7, ge=0)
+    # Meter samples, only once their session is over and fully billed (or outside a transaction).
+    retention_meter_samples_days: int = Field(default=400, ge=0)
+    # The audit log (who did what): keep it as long as your compliance rules say.
+    retention_audit_days: int = Field(default=0, ge=0)
+    # Inbound Lago webhook events that were processed, skipped or failed (pending ones stay).
+    retention_webhook_events_days: int = Field(default=90, ge=0)
+    # The platform events catalogue (live streams, webhooks and inboxes read recent ones).
+    retention_platform_events_days: int = Field(default=90, ge=0)
+    # Rows deleted per statement (short transactions; the run goes on until nothing is left).
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # When the retention schedule runs (cron, UTC).
+    retention_cron: str = "17 3 * * *"
+
     # -- API and configuration hardening (issue #8) -----------------------------------------
     # Peers whose X-Forwarded-For the API believes (comma-separated CIDRs or addresses, e.g.
     # "10.0.0.0/8,192.0.2.10"). Empty: the socket peer is the client (api/client_address.py).
@@ -353,9 +398,21 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _payload_keys_in_prod(self) -> Settings:
+        from config.payload_codec import parse_keys
+
+        parse_keys(self.payload_keys)  # ValueError on a malformed list, in any env
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("POLARIS_TEMPORAL_TLS_CERT and POLARIS_TEMPORAL_TLS_KEY go together")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_dev_secrets_in_prod(self) -> Settings:
         if self.env == "prod":
-            problems = development_secrets(self)
+            # A published value given on purpose is refused whatever the process. One left at
+            # its default matters only to a process that reads it: config/startup.py checks
+            # those per command (the gateway is not refused for the Lago key it never uses).
+            problems = development_secrets(self, given_only=True)
             if self.auth_secret is not None:
                 secret = self.auth_secret.get_secret_value()
                 for caller in ("", *(f"_{c.upper()}" for c in AUTH_CALLERS)):
@@ -469,6 +526,16 @@ class Settings(BaseSettings):
             return f"http://127.0.0.1:{self.embedded_temporal_ui_port}"
         return None
 
+    def retention_days(self) -> dict[str, int]:
+        """Table → days kept (0: forever), for the retention workflow's input."""
+        return {
+            "gateway_outbox": self.retention_outbox_days,
+            "meter_samples": self.retention_meter_samples_days,
+            "audit_log": self.retention_audit_days,
+            "lago_webhook_events": self.retention_webhook_events_days,
+            "platform_events": self.retention_platform_events_days,
+        }
+
     def session_timers(self) -> dict[str, float]:
         """``SessionInput`` timer fields (workflows read no settings: starters pass these)."""
         return {
@@ -477,11 +544,17 @@ class Settings(BaseSettings):
         }
 
 
-def development_secrets(settings: Settings) -> list[str]:
-    """One sentence per secret setting that holds a value published in this repository."""
+def development_secrets(
+    settings: Settings, *, given_only: bool = False, only: Iterable[str] | None = None
+) -> list[str]:
+    """One sentence per secret setting that holds a value published in this repository
+    (``given_only``: set explicitly, not defaulted; ``only``: among these settings)."""
     published = set(DEV_SECRETS.values())
+    names = set(only) if only is not None else set(type(settings).model_fields)
     found = []
     for name in type(settings).model_fields:
+        if name not in names or (given_only and name not in settings.model_fields_set):
+            continue
         value = getattr(settings, name)
         if isinstance(value, SecretStr) and value.get_secret_value() in published:
             found.append(
@@ -489,6 +562,17 @@ def development_secrets(settings: Settings) -> list[str]:
                 " set a real secret"
             )
     return found
+
+
+def payload_keys_problem(settings: Settings) -> str | None:
+    """Why a prod Temporal client may not start without payload keys (None: it may)."""
+    if settings.env == "prod" and settings.payload_encryption == "on" and not settings.payload_keys:
+        return (
+            "POLARIS_PAYLOAD_KEYS is required (workflow histories carry personal data); "
+            "generate one with `polaris codec new-key`, or set POLARIS_PAYLOAD_ENCRYPTION=off "
+            "to store them in clear"
+        )
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -572,3 +656,149 @@ def sqlalchemy_url(url: str) -> str:
 def libpq_url(url: str) -> str:
     """The plain ``postgresql://`` form that libpq and node-postgres understand."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+# -- Which process reads which setting (issue #13) ---------------------------------------------
+# The processes: the four long-running ones, ``migrate``, the operator's CLI commands (``cli``:
+# seed, sessions, billing …, run in the api container with `docker compose run --rm api …`),
+# ``polaris dev`` (``dev``: the embedded stack) and ``polaris auth`` (``auth``: the Python side
+# that starts the BetterAuth service; in compose the Node service reads its own variables, see
+# auth/config.mjs). tests/test_compose.py holds this map to the code (a process whose modules
+# read a setting must be listed for it, and every listed process must be able to read it) and
+# docker-compose.yml to the map (every setting a service's processes read is delivered to it,
+# and nothing else is).
+Process = Literal["api", "worker", "gateway", "migrate", "cli", "dev", "auth"]
+
+_EVERY: frozenset[Process] = frozenset(
+    {"api", "worker", "gateway", "migrate", "cli", "dev", "auth"}
+)
+_TEMPORAL_CLIENTS: frozenset[Process] = frozenset({"api", "worker", "gateway", "cli"})
+_API_CLI: frozenset[Process] = frozenset({"api", "cli"})
+
+
+def _p(*names: Process) -> frozenset[Process]:
+    return frozenset(names)
+
+
+SETTING_READERS: dict[str, frozenset[Process]] = {
+    # Reservations: the service checks windows and gives the workflow its timers.
+    "reservation_lead_s": _API_CLI,
+    "reservation_no_show_s": _API_CLI,
+    "reservation_max_ahead_s": _API_CLI,
+    "reservation_max_duration_s": _API_CLI,
+    "reservation_offline_retry_s": _API_CLI,
+    # Outgoing webhooks: the service checks URLs and rotates secrets; the worker delivers.
+    "webhooks_allow_private_targets": _API_CLI | _p("worker"),
+    "webhook_secret_overlap_hours": _API_CLI,
+    "webhook_timeout_s": _p("worker"),
+    "webhook_retry_first_delay_s": _p("worker"),
+    "webhook_retry_max_delay_s": _p("worker"),
+    "webhook_retry_give_up_after_s": _p("worker"),
+    "webhook_disable_after_failures": _p("worker"),
+    "webhook_disable_after_hours": _p("worker"),
+    "webhook_dispatch_poll_s": _p("worker"),
+    "notify_charger_offline_after_min": _p("worker"),
+    "env": _EVERY,
+    "data_dir": _EVERY,
+    "log_level": _EVERY,
+    "database_url": _EVERY,
+    "embedded_pg_port": _p("dev"),
+    "temporal_address": _TEMPORAL_CLIENTS | _p("dev"),
+    "temporal_namespace": _TEMPORAL_CLIENTS,
+    "temporal_task_queue": _TEMPORAL_CLIENTS,
+    "embedded_temporal_port": _p("dev"),
+    "embedded_temporal_ui_port": _p("dev"),
+    "temporal_ui_url": _API_CLI,
+    "temporal_tls": _TEMPORAL_CLIENTS,
+    "temporal_tls_ca": _TEMPORAL_CLIENTS,
+    "temporal_tls_cert": _TEMPORAL_CLIENTS,
+    "temporal_tls_key": _TEMPORAL_CLIENTS,
+    "temporal_tls_server_name": _TEMPORAL_CLIENTS,
+    "temporal_api_key": _TEMPORAL_CLIENTS,
+    "payload_keys": _TEMPORAL_CLIENTS,
+    "payload_encryption": _TEMPORAL_CLIENTS,
+    "codec_token": _p("api"),
+    "operator_timezone": _API_CLI,
+    "api_host": _p("api", "dev"),
+    "api_port": _p("api", "dev"),
+    "gateway_host": _p("gateway", "dev"),
+    "gateway_port": _p("gateway", "dev"),
+    "gateway_instance": _p("gateway"),
+    "gateway_auto_register": _p("gateway"),
+    "authorize_budget_s": _p("gateway"),
+    "meter_signal_interval_s": _p("gateway"),
+    "heartbeat_interval_s": _p("gateway", "api", "cli", "worker"),
+    "gateway_trusted_proxies": _p("gateway"),
+    "gateway_auth_failure_limit": _p("gateway"),
+    "gateway_auth_failure_window_s": _p("gateway"),
+    "gateway_auth_backoff_s": _p("gateway"),
+    "gateway_auth_backoff_max_s": _p("gateway"),
+    "gateway_auth_hash_workers": _p("gateway"),
+    "gateway_max_pending_handshakes": _p("gateway"),
+    "gateway_pending_chargers_max": _p("gateway"),
+    "gateway_pending_charger_interval_s": _p("gateway"),
+    "gateway_max_frame_bytes": _p("gateway"),
+    "gateway_max_frames_per_s": _p("gateway"),
+    "gateway_frame_burst": _p("gateway"),
+    "gateway_frame_flood_close_s": _p("gateway"),
+    # Fingerprints of idTags in the gateway's logs and in operator views of payloads.
+    "log_tag_key": _p("gateway", "api", "cli"),
+    "auth_url": _p("api", "worker", "cli", "dev"),
+    "auth_port": _p("auth"),
+    "auth_secret": _p("auth", "dev"),
+    "auth_internal_url": _p("api", "worker", "cli", "dev"),
+    "auth_internal_host": _p("auth"),
+    "auth_internal_port": _p("auth"),
+    "auth_internal_token": _p("api", "worker", "cli"),
+    "auth_internal_token_api": _p("auth", "dev"),
+    "auth_internal_token_worker": _p("auth", "dev"),
+    "auth_internal_token_gateway": _p("auth", "dev"),
+    "lago_api_url": _p("api", "worker", "cli", "dev"),
+    "lago_api_key": _p("api", "worker", "cli", "dev"),
+    "lago_webhook_secret": _p("api", "dev"),
+    "lago_billable_metric_code": _p("worker", "cli"),
+    "lago_plan_code": _p("worker", "cli"),
+    "lago_webhook_public_key": _p("api"),
+    "lago_webhook_breaker_threshold": _p("worker"),
+    "sandbox_port": _p("dev"),
+    "smtp_url": _p("worker"),
+    "mail_from": _p("worker"),
+    "smtp_ca_file": _p("worker"),
+    "scan_arm_ttl_s": _p("api"),
+    "scan_claim_window_s": _p("api"),
+    "scan_jwt_ttl_s": _p("api"),
+    "scan_arms_per_client_per_minute": _p("api"),
+    "scan_arms_per_charger": _p("api"),
+    "scan_arms_per_charger_window_s": _p("api"),
+    "scan_qr_base_url": _API_CLI,
+    "meter_max_register_wh": _p("gateway"),
+    "meter_max_past_s": _p("gateway"),
+    "meter_max_future_s": _p("gateway"),
+    "meter_energy_tolerance_wh": _p("gateway"),
+    "files_dir": _p("api", "worker", "cli"),
+    "public_base_url": _p("worker"),
+    "firmware_max_bytes": _API_CLI,
+    "diagnostics_max_bytes": _API_CLI,
+    "firmware_url_ttl_s": _p("worker"),
+    "diagnostics_url_ttl_s": _p("worker"),
+    "session_watchdog_silence_s": _p("gateway", "cli"),
+    "session_late_stop_window_s": _p("gateway", "cli"),
+    "admin_email": _p("cli"),
+    "admin_password": _p("cli"),
+    "api_trusted_proxies": _p("api"),
+    "api_admin_check_cache_s": _p("api"),
+    "lago_webhook_algorithm": _p("api"),
+    "lago_webhook_tolerance_s": _p("api"),
+    "lago_webhook_max_body_bytes": _p("api"),
+    "retention_outbox_days": _p("worker"),
+    "retention_meter_samples_days": _p("worker"),
+    "retention_audit_days": _p("worker"),
+    "retention_webhook_events_days": _p("worker"),
+    "retention_platform_events_days": _p("worker"),
+    "retention_batch_size": _p("worker"),
+    "retention_cron": _p("worker"),
+    "operation_allowlist": _API_CLI,
+    "operation_pickup_timeout_s": _API_CLI,
+}
+# Not a variable: filled from runtime.json by load_settings().
+INTERNAL_SETTINGS = frozenset({"embedded"})

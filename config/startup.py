@@ -18,7 +18,15 @@ start real ``polaris`` processes give them real secrets.
 
 from __future__ import annotations
 
-from config.settings import Settings, dev_stack_env, development_secrets, read_runtime
+from config.settings import (
+    SETTING_READERS,
+    Process,
+    Settings,
+    dev_stack_env,
+    development_secrets,
+    payload_keys_problem,
+    read_runtime,
+)
 
 # The one command that may start without POLARIS_ENV and with development defaults.
 DEV_COMMAND = "dev"
@@ -28,6 +36,21 @@ DEV_COMMAND = "dev"
 INTERNAL_CALLERS = frozenset({"api", "worker", "seed", "admin"})
 # Commands that run the auth service itself, and so need its secret.
 AUTH_SECRET_HOLDERS = frozenset({"auth"})
+# The process a command runs (config/settings.py SETTING_READERS); any other command is the CLI.
+COMMAND_PROCESS: dict[str, Process] = {
+    "api": "api",
+    "worker": "worker",
+    "gateway": "gateway",
+    "migrate": "migrate",
+    "auth": "auth",
+    "dev": "dev",
+}
+
+
+def command_reads(command: str) -> set[str]:
+    """The settings the process of ``command`` reads."""
+    process = COMMAND_PROCESS.get(command, "cli")
+    return {name for name, readers in SETTING_READERS.items() if process in readers}
 
 
 def startup_refusal(settings: Settings, command: str) -> str | None:
@@ -35,7 +58,8 @@ def startup_refusal(settings: Settings, command: str) -> str | None:
     if command == DEV_COMMAND:
         return None
     # Part of a running `polaris dev` (its children, or a second terminal): its defaults apply.
-    # prod never gets here with a development secret: the settings refuse them.
+    # prod never gets here with a development secret *given*: the settings refuse those; one
+    # left at its default is refused below for the commands that read it.
     beside_dev = (
         settings.env is not None and dev_stack_env(read_runtime(settings.data_dir)) == settings.env
     )
@@ -52,7 +76,10 @@ def startup_refusal(settings: Settings, command: str) -> str | None:
             f"`polaris dev` (none found in {settings.data_dir}); set POLARIS_ENV=prod with "
             "real secrets"
         )
-    problems = development_secrets(settings)
+    reads = command_reads(command)
+    problems = development_secrets(settings, only=reads)
+    if "payload_keys" in reads and (problem := payload_keys_problem(settings)) is not None:
+        problems.append(problem)
     if command in INTERNAL_CALLERS and settings.auth_internal_token is None:
         problems.append(
             f"POLARIS_AUTH_INTERNAL_TOKEN is not set: `polaris {command}` needs its own token for "

@@ -10,6 +10,8 @@ from alembic.config import Config
 from config.settings import sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The PostgreSQL advisory lock every migrator holds for its whole run (db/migrations/env.py).
+MIGRATION_LOCK_KEY = 724311
 
 
 def alembic_config(database_url: str) -> Config:

@@ -27,8 +27,10 @@ SELFHOSTING = ROOT / "docs" / "selfhosting.md"
 # A whole value that is one interpolation, required or plain: ${NAME} or ${NAME:?message}.
 REQUIRED_REF = re.compile(r"^\$\{[A-Z][A-Z0-9_]*(:?\?[^}]*)?\}$")
 ANY_REF = re.compile(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)")  # $${X} is for the container shell
-SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PWD|API_KEY|TOKEN)$")
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PWD|API_KEY|TOKEN|_KEYS)$")
 URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@]+:(?P<password>[^@]*)@")
+# Named like a secret, but a flag of the Temporal UI (send its sign-in token to the codec).
+NOT_SECRET = {"TEMPORAL_CODEC_PASS_ACCESS_TOKEN"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
@@ -86,7 +88,7 @@ def test_compose_is_yaml_with_the_expected_services(services: dict[str, dict[str
     expected = {"postgres", "temporal", "temporal-ui", "migrate", "auth", "api", "worker"}
     assert expected | {"gateway"} <= set(services)
     assert services["postgres"]["image"].startswith("postgres:16")
-    assert services["temporal"]["image"].startswith("temporalio/auto-setup:1.")
+    assert services["temporal"]["image"].startswith("temporalio/server:1.")
     assert services["temporal-ui"]["image"].startswith("temporalio/ui:2.")
     assert "pgdata" in (_load().get("volumes") or {})
 
@@ -156,7 +158,7 @@ def test_database_users_wait_for_postgres_and_migrations(
 def test_no_secret_is_written_down(services: dict[str, dict[str, Any]]) -> None:
     for name, svc in services.items():
         for key, value in _env(svc).items():
-            if SECRET_NAME.search(key):
+            if SECRET_NAME.search(key) and key not in NOT_SECRET:
                 assert REQUIRED_REF.match(value), (
                     f"{name}.{key} must be a ${{...}} reference without a default, got {value!r}"
                 )
@@ -242,7 +244,7 @@ def test_env_example_lists_every_variable() -> None:
     # Secrets are listed empty: the example must never carry a usable value.
     for line in text.splitlines():
         match = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line)
-        if match and SECRET_NAME.search(match[1]):
+        if match and SECRET_NAME.search(match[1]) and match[1] not in NOT_SECRET:
             assert match[2].strip() == "", f"{match[1]} has a value in .env.example"
 
 
@@ -278,3 +280,367 @@ def test_only_the_auth_service_gets_the_auth_secret(services: dict[str, dict[str
     published = " ".join(str(p) for p in services["auth"].get("ports", []))
     assert "3001" not in published
     assert api["POLARIS_AUTH_INTERNAL_URL"] == "http://auth:3001"
+
+
+# --- Every setting reaches the service that reads it, and nothing else (issue #13) -------------
+#
+# "Which settings a process reads" is config/settings.py's SETTING_READERS, held to the code here:
+# a module of a process that reads ``settings.<name>`` (or a Settings property built on it) makes
+# that process a reader. Modules are assigned to processes by where they live; shared layers
+# (services/, db/, domain/, config/) are used by several processes, so a setting read only there
+# needs at least one declared reader, and the declaration says which.
+
+PROCESS_OF_DIR = {
+    "api": "api",
+    "gateway": "gateway",
+    "activities": "worker",
+    "workflows": "worker",
+}
+PROCESS_OF_FILE = {
+    "worker.py": "worker",
+    "cli/dev.py": "dev",
+    "cli/embedded_postgres.py": "dev",
+    "cli/embedded_temporal.py": "dev",
+    "cli/supervisor.py": "dev",
+    "cli/auth_service.py": "auth",
+    # The entry point of every process, and clients that the api imports from the worker's side.
+    "cli/main.py": "shared",
+    "activities/auth_client.py": "shared",
+    "activities/lago_client.py": "shared",
+}
+SHARED_DIRS = {"services", "db", "domain", "config"}
+# Properties that fall back on another setting only when theirs is unset. Compose always sets
+# the primary one, so the fallback is not a read of the process that uses the property.
+FALLBACK_ONLY = {
+    ("public_base", "api_host"),
+    ("public_base", "api_port"),
+    ("scan_qr_page_url", "api_host"),
+    ("scan_qr_page_url", "api_port"),
+    ("lago_base_url", "sandbox_port"),
+    ("auth_base_url", "auth_port"),
+    ("auth_internal_base_url", "auth_internal_port"),
+    ("temporal_ui_base", "embedded_temporal_ui_port"),
+    ("temporal_ui_base", "embedded"),
+    ("files_root", "data_dir"),
+    ("internal_token_for", "auth_internal_token_api"),
+    ("internal_token_for", "auth_internal_token_worker"),
+    ("internal_token_for", "auth_internal_token_gateway"),
+    ("internal_token_for", "accepted_internal_token"),
+}
+# Read by name (getattr with an f-string), invisible to the parse below.
+DYNAMIC_READS = {
+    "accepted_internal_token": {
+        "auth_internal_token_api",
+        "auth_internal_token_worker",
+        "auth_internal_token_gateway",
+    },
+}
+
+
+def _accessors() -> dict[str, set[str]]:
+    """Settings property/method → the fields it reads (transitively)."""
+    import ast
+
+    tree = ast.parse((ROOT / "config" / "settings.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    direct: dict[str, set[str]] = {}
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            direct[node.name] = DYNAMIC_READS.get(node.name, set()) | {
+                a.attr
+                for a in ast.walk(node)
+                if isinstance(a, ast.Attribute)
+                and isinstance(a.value, ast.Name)
+                and a.value.id == "self"
+            }
+    fields = set(Settings.model_fields)
+
+    def expand(name: str, seen: frozenset[str]) -> set[str]:
+        out: set[str] = set()
+        for ref in direct.get(name, set()):
+            if (name, ref) in FALLBACK_ONLY:
+                continue
+            if ref in fields:
+                out.add(ref)
+            elif ref in direct and ref not in seen:
+                out |= expand(ref, seen | {ref})
+        return out
+
+    return {name: expand(name, frozenset({name})) for name in direct}
+
+
+def _process_of(path: Path) -> str | None:
+    rel = path.relative_to(ROOT).as_posix()
+    if rel in PROCESS_OF_FILE:
+        return PROCESS_OF_FILE[rel]
+    top = rel.split("/", 1)[0]
+    if top == "cli":
+        return "cli"
+    if top in SHARED_DIRS:
+        return "shared"
+    return PROCESS_OF_DIR.get(top)
+
+
+def _code_readers() -> dict[str, set[str]]:
+    """Setting → the processes (or "shared") whose modules read it."""
+    accessors = _accessors()
+    fields = set(Settings.model_fields)
+    found: dict[str, set[str]] = {}
+    roots = [ROOT / d for d in (*PROCESS_OF_DIR, "cli", *SHARED_DIRS)] + [ROOT / "worker.py"]
+    files = [p for r in roots for p in ([r] if r.is_file() else r.rglob("*.py"))]
+    for path in files:
+        if path == ROOT / "config" / "settings.py":
+            continue
+        process = _process_of(path)
+        if process is None:
+            continue
+        for name in set(re.findall(r"settings\.([a-z_][a-z0-9_]*)\b", path.read_text())):
+            read = {name} if name in fields else accessors.get(name, set())
+            for field in read:
+                found.setdefault(field, set()).add(process)
+    return found
+
+
+def test_setting_readers_match_the_code() -> None:
+    from config.settings import INTERNAL_SETTINGS, SETTING_READERS
+
+    fields = set(Settings.model_fields) - INTERNAL_SETTINGS
+    assert set(SETTING_READERS) == fields, "declare every setting in SETTING_READERS"
+    found = _code_readers()
+    problems = []
+    for field in sorted(fields):
+        declared = set(SETTING_READERS[field])
+        code = found.get(field, set())
+        missing = code - declared - {"shared"}
+        if missing:
+            problems.append(f"{field}: read by {sorted(missing)} but not declared for them")
+        if not code:
+            problems.append(f"{field}: declared for {sorted(declared)} but read nowhere")
+        elif "shared" not in code:
+            unread = declared - code
+            if unread:
+                problems.append(
+                    f"{field}: declared for {sorted(unread)}, whose code never reads it"
+                )
+    assert not problems, "\n".join(problems)
+
+
+# --- Resolving the compose file with the example environment -----------------------------------
+#
+# What `docker compose config` does with .env, in pure Python: ${VAR}, ${VAR:-default},
+# ${VAR-default}, ${VAR:?message}, ${VAR?message}, and $$ for a literal $.
+
+INTERPOLATION = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+)
+# Where .env.example lists what compose sets by itself (nothing there is delivered from .env).
+COMPOSE_SET_MARKER = "Set by docker-compose.yml itself"
+# Given to one run with -e, never kept in a container's environment.
+PER_RUN = {"admin_password"}
+# Processes in each Polaris service (by its command). The CLI runs in the api container.
+PROCESSES = {"api": {"api", "cli"}, "worker": {"worker"}, "gateway": {"gateway"}}
+
+
+class MissingVariable(Exception):
+    pass
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match["name"], match["op"], match["arg"]
+        current = env.get(name)
+        empty = current is None or (current == "" and op is not None and op.startswith(":"))
+        if op in (":-", "-") and (current is None if op == "-" else empty):
+            return _interpolate(arg, env)
+        if op in (":?", "?") and (current is None if op == "?" else empty):
+            raise MissingVariable(name)
+        return current or ""
+
+    return INTERPOLATION.sub(one, value)
+
+
+def _resolve_node(node: Any, env: dict[str, str], missing: set[str]) -> Any:
+    if isinstance(node, str):
+        try:
+            return _interpolate(node, env)
+        except MissingVariable as exc:
+            missing.add(str(exc))
+            return ""
+    if isinstance(node, list):
+        return [_resolve_node(item, env, missing) for item in node]
+    if isinstance(node, dict):
+        return {key: _resolve_node(value, env, missing) for key, value in node.items()}
+    return node
+
+
+def _resolve(env: dict[str, str]) -> tuple[dict[str, Any], set[str]]:
+    missing: set[str] = set()
+    data = _resolve_node(_load(), env, missing)
+    return data, missing
+
+
+def _example() -> tuple[dict[str, str], set[str]]:
+    """The variables .env.example sets, and every variable it names outside the compose-set
+    section (set or commented out: an operator may set any of them)."""
+    values: dict[str, str] = {}
+    named: set[str] = set()
+    compose_set = False
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if COMPOSE_SET_MARKER in line:
+            compose_set = True
+        set_match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if set_match:
+            values[set_match[1]] = set_match[2]
+        any_match = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=", line)
+        if any_match and not compose_set:
+            named.add(any_match[1])
+    return values, named
+
+
+def _filled_example() -> dict[str, str]:
+    """The example with what the operator must fill in (every empty required variable)."""
+    values, _ = _example()
+    _, missing = _resolve(values)
+    filled = dict(values)
+    for name in missing:
+        filled[name] = "https://x.example.com" if name.endswith("_URL") else f"v-{name.lower()}"
+    filled["POLARIS_PAYLOAD_KEYS"] = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    return filled
+
+
+def _resolved_services(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    data, missing = _resolve(env)
+    assert not missing, missing
+    result: dict[str, dict[str, Any]] = data["services"]
+    return result
+
+
+def _processes(service: dict[str, Any]) -> set[str]:
+    if not _is_polaris(service):
+        return set()
+    return PROCESSES.get(str((service.get("command") or [""])[0]), {"migrate"})
+
+
+def _settings_for(processes: set[str]) -> set[str]:
+    from config.settings import SETTING_READERS
+
+    return {
+        f"POLARIS_{name.upper()}"
+        for name, readers in SETTING_READERS.items()
+        if readers & processes and name not in PER_RUN
+    }
+
+
+def test_the_example_needs_exactly_the_secrets_and_addresses_filled_in() -> None:
+    values, _ = _example()
+    _, missing = _resolve(values)
+    assert missing == {
+        "POSTGRES_PASSWORD",
+        "POLARIS_DB_PASSWORD",
+        "TEMPORAL_DB_PASSWORD",
+        "POLARIS_AUTH_SECRET",
+        "POLARIS_AUTH_INTERNAL_TOKEN_API",
+        "POLARIS_AUTH_INTERNAL_TOKEN_WORKER",
+        "POLARIS_LAGO_API_KEY",
+        "POLARIS_LAGO_WEBHOOK_SECRET",
+        "POLARIS_LAGO_API_URL",
+        "POLARIS_PUBLIC_BASE_URL",
+    }
+    assert all(values[name] == "" for name in missing)
+
+
+def test_each_service_gets_exactly_the_settings_its_processes_read() -> None:
+    """Both directions: a setting a service reads and compose does not deliver, and a variable
+    compose delivers that the service never reads."""
+    problems = []
+    for name, svc in _resolved_services(_filled_example()).items():
+        processes = _processes(svc)
+        if not processes:
+            continue
+        delivered = {k for k in _env(svc) if k.startswith("POLARIS_")}
+        wanted = _settings_for(processes)
+        for key in sorted(wanted - delivered):
+            problems.append(f"{name} ({sorted(processes)}) reads {key}, compose does not set it")
+        for key in sorted(delivered - wanted):
+            problems.append(f"{name} ({sorted(processes)}) never reads {key}, compose sets it")
+    auth = _resolved_services(_filled_example())["auth"]
+    for key in sorted(set(_env(auth)) - _auth_env_names()):
+        problems.append(f"auth never reads {key}, compose sets it")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_example_variable_reaches_the_services_that_read_it() -> None:
+    """Set each variable .env.example names to a marker: the marker shows up in every service
+    whose processes read that setting (and somewhere, for compose's own variables)."""
+    from config.settings import SETTING_READERS
+
+    base = _filled_example()
+    _, named = _example()
+    auth_reads = _auth_env_names()
+    problems = []
+    for variable in sorted(named - {f"POLARIS_{name.upper()}" for name in PER_RUN}):
+        marker = f"marker{abs(hash(variable)) % 10**8}"
+        if variable == "POLARIS_PAYLOAD_KEYS":
+            marker = "m1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+        services = _resolved_services({**base, variable: marker})
+        if marker not in repr(services):
+            problems.append(f"{variable} reaches no service")
+            continue
+        field = variable.removeprefix("POLARIS_").lower()
+        readers = SETTING_READERS.get(field, frozenset()) if variable.startswith("POLARIS_") else ()
+        for name, svc in services.items():
+            env = _env(svc)
+            reads = bool(set(readers) & _processes(svc)) or (
+                name == "auth" and variable in auth_reads
+            )
+            if reads and marker not in env.get(variable, ""):
+                problems.append(f"{variable} does not reach {name}, which reads it")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_resolved_environments_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each Python service's environment, as compose would start it, passes the settings'
+    validation (prod checks included)."""
+    import os
+
+    for name, svc in _resolved_services(_filled_example()).items():
+        if not _processes(svc):
+            continue
+        for key in [k for k in os.environ if k.startswith("POLARIS_")]:
+            monkeypatch.delenv(key)
+        for key, value in _env(svc).items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()
+        assert settings.env == "prod", name
+        if "api" in _processes(svc):
+            assert settings.lago_plan_code == "ev_charging"
+            assert settings.lago_webhook_public_key is None  # empty: unset, not ""
+        if "worker" in _processes(svc):
+            assert settings.lago_webhook_breaker_threshold == 5
+            assert settings.lago_plan_code == "ev_charging"
+
+
+def test_temporal_runs_on_the_server_image_set_up_by_admin_tools_jobs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    temporal = services["temporal"]
+    assert temporal["image"].startswith("temporalio/server:1.")
+    assert all("auto-setup" not in str(svc.get("image", "")) for svc in services.values())
+    assert _depends(temporal)["temporal-schema"] == "service_completed_successfully"
+    assert "NUM_HISTORY_SHARDS" in _env(temporal)
+    shards = _resolved_services(_filled_example())["temporal"]["environment"]
+    assert shards["NUM_HISTORY_SHARDS"] == "512"
+    for job in ("temporal-schema", "temporal-namespace"):
+        assert services[job]["image"].startswith("temporalio/admin-tools:1.")
+        assert services[job]["restart"] == "no"
+    schema = " ".join(services["temporal-schema"]["command"])
+    assert "setup-schema" in schema and "update-schema" in schema
+    namespace = " ".join(services["temporal-namespace"]["command"])
+    assert "namespace create" in namespace
+    for name in ("api", "worker", "gateway", "temporal-ui"):
+        assert _depends(services[name])["temporal-namespace"] == "service_completed_successfully"
+    # Server and admin-tools are the same release.
+    version = temporal["image"].rpartition(":")[2]
+    assert services["temporal-schema"]["image"].rpartition(":")[2].startswith(version)

@@ -36,6 +36,7 @@ REAL = {
     "POLARIS_AUTH_INTERNAL_TOKEN": "a-real-internal-token-0123456789abcdef",
     "POLARIS_LAGO_API_KEY": "a-real-lago-key",
     "POLARIS_LAGO_WEBHOOK_SECRET": "a-real-webhook-secret",
+    "POLARIS_PAYLOAD_KEYS": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 }
 
 
@@ -64,10 +65,42 @@ def test_no_environment_is_refused(tmp_path: Path, command: list[str]) -> None:
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
 def test_prod_with_development_secrets_is_refused(tmp_path: Path, command: list[str]) -> None:
-    # The published auth secret given on purpose; the Lago secrets left at their defaults.
+    # The published auth secret given on purpose: refused whatever the command.
     result = polaris(tmp_path, *command, POLARIS_ENV="prod", POLARIS_AUTH_SECRET=DEV_AUTH_SECRET)
-    refused(result, "POLARIS_AUTH_SECRET", "POLARIS_LAGO_API_KEY", "POLARIS_LAGO_WEBHOOK_SECRET")
+    refused(result, "POLARIS_AUTH_SECRET")
     assert DEV_AUTH_SECRET not in result.stderr + result.stdout  # named, never printed
+
+
+# What each command is refused for when the Lago secrets and payload keys are left at their
+# defaults: only what its process reads (config/settings.py SETTING_READERS). The gateway never
+# holds the Lago key, and migrate is no Temporal client.
+LEFT_AT_DEFAULT = {
+    "api": ["POLARIS_LAGO_API_KEY", "POLARIS_LAGO_WEBHOOK_SECRET", "POLARIS_PAYLOAD_KEYS"],
+    "worker": ["POLARIS_LAGO_API_KEY", "POLARIS_PAYLOAD_KEYS"],
+    "gateway": ["POLARIS_PAYLOAD_KEYS"],
+    "sessions": ["POLARIS_LAGO_API_KEY", "POLARIS_PAYLOAD_KEYS"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(LEFT_AT_DEFAULT))
+def test_prod_refuses_defaults_the_command_would_use(tmp_path: Path, command: str) -> None:
+    env = {
+        k: v
+        for k, v in REAL.items()
+        if k not in {"POLARIS_LAGO_API_KEY", "POLARIS_LAGO_WEBHOOK_SECRET", "POLARIS_PAYLOAD_KEYS"}
+    }
+    args = [command, "list"] if command == "sessions" else [command]
+    result = polaris(tmp_path, *args, POLARIS_ENV="prod", **env)
+    refused(result, *LEFT_AT_DEFAULT[command])
+    for name in {"POLARIS_LAGO_API_KEY", "POLARIS_LAGO_WEBHOOK_SECRET"} - set(
+        LEFT_AT_DEFAULT[command]
+    ):
+        assert name not in result.stderr, result.stderr
+
+
+def test_migrate_needs_no_lago_secret_nor_payload_keys(tmp_path: Path, pg_url: str) -> None:
+    result = polaris(tmp_path, "migrate", POLARIS_ENV="prod", POLARIS_DATABASE_URL=pg_url)
+    assert result.returncode == 0, result.stderr
 
 
 def test_prod_with_one_development_secret_left_is_refused(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import db.webhook_models  # noqa: F401  (registers the operations and webhook ta
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.load_models import SiteLoadLimit  # noqa: F401  (registers the load tables)
 from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
+from db.migrate import MIGRATION_LOCK_KEY
 from db.models import Base
 
 config = context.config
@@ -26,9 +27,9 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
-            # Serialize concurrent migrators (several processes starting at once); the lock is
-            # released with the transaction.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724311)")
+            # Serialize concurrent migrators (several processes starting at once): the second
+            # waits here, then finds the schema at head. Released with the transaction.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             context.run_migrations()
 
 
