@@ -28,7 +28,6 @@ from lago_python_client.client import Client
 from lago_python_client.models import BatchEvent, BillableMetric, Customer, Event, Subscription
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -43,9 +42,9 @@ from activities.lago_client import (
 )
 from activities.lago_invoices import SessionInvoiceRequest, create_or_find_session_invoice
 from config.settings import Settings
-from db.billing_models import Notification
 from db.engine import SessionFactory
 from db.models import BillingEvent, Transaction, UserMapping
+from db.notifications import BILLING_UNSENT, notify
 
 log = logging.getLogger("polaris.billing.lago")
 
@@ -251,20 +250,16 @@ class LagoBilling:
             exc.type,
             exc,
         )
-        statement = (
-            pg_insert(Notification)
-            .values(
-                user_public_id="operators",
-                kind="billing.unsent",
-                dedupe_key=f"billing.unsent:{workflow_id}",
-                title=f"Billing lines of session {workflow_id} were not sent to Lago",
-                data={"session": workflow_id, "type": exc.type, "reason": str(exc)[:500]},
-            )
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        )
         try:
             async with self._sessions() as db, db.begin():
-                await db.execute(statement)
+                await notify(
+                    db,
+                    audience="operators",
+                    kind=BILLING_UNSENT,
+                    dedupe_key=f"billing.unsent:{workflow_id}",
+                    title=f"Billing lines of session {workflow_id} were not sent to Lago",
+                    data={"session": workflow_id, "type": exc.type, "reason": str(exc)[:500]},
+                )
         except Exception:  # the alert must never hide the refusal itself
             log.exception("could not record the operator notification for %s", workflow_id)
 

@@ -33,6 +33,7 @@ RESERVATION_FAILED = "reservation.failed"
 CHARGER_OFFLINE = "charger.offline"
 WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 INVOICE_CREATED = "invoice.created"
+BILLING_UNSENT = "billing.unsent"
 KINDS = frozenset(
     {
         CARD_LOST,
@@ -42,6 +43,7 @@ KINDS = frozenset(
         CHARGER_OFFLINE,
         WEBHOOK_ENDPOINT_DISABLED,
         INVOICE_CREATED,
+        BILLING_UNSENT,
     }
 )
 TITLE_MAX = 300

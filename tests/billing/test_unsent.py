@@ -78,7 +78,7 @@ async def test_refused_lines_are_alerted_listed_and_resent_once(
             await db.scalars(select(Notification).where(Notification.kind == "billing.unsent"))
         ).all()
     mine = [n for n in notes if n.data.get("session") == handle.id]
-    assert len(mine) == 1 and mine[0].user_public_id == billing_unsent.OPERATORS
+    assert len(mine) == 1 and mine[0].audience == "operators"
 
     ctx = ServiceContext(settings=lago_settings, sessions=session_factory, temporal=None)  # type: ignore[arg-type]
     actor = Actor(id="cli:test", role="admin", source="test")
