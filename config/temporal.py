@@ -6,6 +6,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from config.settings import Settings
+from observability.temporal import interceptors
 
 DATA_CONVERTER = pydantic_data_converter
 
@@ -15,4 +16,6 @@ async def connect(settings: Settings) -> Client:
         settings.require_temporal_address(),
         namespace=settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
+        # Log context on every activity; the OpenTelemetry interceptor when tracing is on.
+        interceptors=interceptors(),
     )
