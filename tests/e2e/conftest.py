@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ class Platform:
     # http://127.0.0.1:<port>: each process's /metrics and /healthz.
     gateway_metrics_url: str = ""
     worker_metrics_url: str = ""
+    # The environment the processes run with (a test may start another process beside them).
+    env: dict[str, str] = field(default_factory=dict)
 
     def logs(self) -> str:
         return "\n".join(
@@ -107,6 +109,7 @@ def platform(
         sandbox=lago_sandbox,
         gateway_metrics_url=f"http://127.0.0.1:{gateway_metrics}",
         worker_metrics_url=f"http://127.0.0.1:{worker_metrics}",
+        env=env,
     )
     started: list[ManagedProcess] = []
     try:
