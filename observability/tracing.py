@@ -81,6 +81,16 @@ def enable() -> None:
         _state["httpx"] = True
 
 
+def disable() -> None:
+    """Stop starting spans (tests that turned tracing on for themselves)."""
+    _state["enabled"] = False
+    if _state["httpx"]:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor().uninstrument()
+        _state["httpx"] = False
+
+
 def temporal_interceptors() -> list[Any]:
     """The Temporal SDK's tracing interceptor when tracing is on (client and worker both)."""
     if not enabled():
