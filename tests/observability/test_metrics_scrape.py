@@ -9,8 +9,10 @@ PostgreSQL, billing into the Lago sandbox.
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,6 +65,15 @@ def value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    """The structured lines of a process's output (the harness writes a few plain ones)."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found
 
 
 def has(text: str, name: str) -> bool:
@@ -182,8 +193,10 @@ async def test_each_process_exposes_moving_metrics_during_a_real_session(
                 f"http://127.0.0.1:{api_metrics}",
             )
             before = await scrape_when_up(api_metrics_url)
-            health = await http.get(f"{api_url}/api/health")
-            assert health.headers["x-request-id"]
+            health = await http.get(
+                f"{api_url}/api/health", headers={"X-Request-ID": "req-observe-1"}
+            )
+            assert health.headers["x-request-id"] == "req-observe-1"
             # /metrics is not a route of the public API.
             assert (await http.get(f"{api_url}/metrics")).status_code == 404
             after = await scrape(api_metrics_url)
@@ -194,3 +207,21 @@ async def test_each_process_exposes_moving_metrics_during_a_real_session(
             assert (await http.get(f"{api_metrics_url}/healthz")).status_code == 200
     finally:
         api.stop()
+    # Logs are JSON lines with their context: the request id on what the request logged
+    # (auth is unreachable here, so the health check logs a warning inside the request) …
+    api_lines = json_lines(api.output())
+    assert any(
+        line.get("request_id") == "req-observe-1" and line["level"] == "warning"
+        for line in api_lines
+    ), api.output()[-3000:]
+    # … the charger on what its connection logged …
+    gateway_lines = json_lines(platform.gateway.output())
+    assert any(
+        line.get("charge_box_id") == charge_box_id and "connected" in line["event"]
+        for line in gateway_lines
+    ), platform.gateway.output()[-3000:]
+    # … and the workflow and activity on what an activity logged.
+    worker_lines = json_lines(platform.worker.output())
+    assert any(line.get("workflow_id") and line.get("activity") for line in worker_lines), (
+        platform.worker.output()[-3000:]
+    )
