@@ -51,6 +51,9 @@ def enabled() -> bool:
 
 def configure(settings: Settings, service_name: str) -> bool:
     """Install the tracer provider with the exporter the environment names (once per process)."""
+    # Compose passes unset OTEL_* variables as empty strings; the SDK would take "" literally.
+    for name in [k for k, v in os.environ.items() if k.startswith("OTEL_") and not v.strip()]:
+        del os.environ[name]
     if not wanted(settings):
         return False
     from opentelemetry.sdk.resources import Resource

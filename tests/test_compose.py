@@ -123,9 +123,10 @@ def test_healthchecks_probe_the_documented_endpoints(
 
     assert "pg_isready" in probe("postgres")
     assert "/api/health" in probe("api")
-    assert "/healthz" in probe("gateway")
+    # The gateway's and the worker's health are on their metrics ports, never the OCPP port.
+    assert ":9102/healthz" in probe("gateway")
     assert "/healthz" in probe("auth")
-    assert "worker" in probe("worker")
+    assert ":9103/healthz" in probe("worker")
     assert "cluster health" in probe("temporal")
 
 
