@@ -30,6 +30,7 @@ from gateway.frame_limits import FrameRateLimiter, LogThrottle
 from gateway.frames import FrameProblem, UnusableAnswer, check_frame
 from gateway.log_redaction import TagRedactor
 from observability import tracing
+from observability.logs import bound
 from observability.metrics import FRAMES
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,15 @@ class FrameGuardedChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def _handle_call(self, msg: Any) -> None:
         # check_frame() let only known actions through: the label set is bounded.
         self._answered_with_error = False
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
         try:
-            with tracing.span(
-                f"ocpp {msg.action}",
-                attributes={"ocpp.action": msg.action, "ocpp.charge_box_id": self.id},
+            # MeterValues and StopTransaction name their transaction: so do their log lines.
+            with (
+                bound(transaction_id=payload.get("transactionId")),
+                tracing.span(
+                    f"ocpp {msg.action}",
+                    attributes={"ocpp.action": msg.action, "ocpp.charge_box_id": self.id},
+                ),
             ):
                 await super()._handle_call(msg)
         except Exception:

@@ -54,10 +54,29 @@ def _keep_redacted_traceback(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
+def _temporal_context(_: Any, __: str, event: EventDict) -> EventDict:
+    """Lines from the Temporal SDK's workflow and activity loggers carry their context as record
+    attributes (``temporal_workflow`` / ``temporal_activity``): lift the ids to top-level keys."""
+    record = event.get("_record")
+    for attribute in ("temporal_workflow", "temporal_activity"):
+        info = getattr(record, attribute, None)
+        if isinstance(info, dict):
+            for source, key in (
+                ("workflow_id", "workflow_id"),
+                ("run_id", "run_id"),
+                ("workflow_run_id", "run_id"),
+                ("activity_type", "activity"),
+            ):
+                if info.get(source) is not None:
+                    event.setdefault(key, info[source])
+    return event
+
+
 def configure_logging(fmt: Format, level: str = "INFO", *, stream: TextIO | None = None) -> None:
     shared: list[Processor] = [
         _keep_redacted_traceback,
         merge_contextvars,
+        _temporal_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

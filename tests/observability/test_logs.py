@@ -113,3 +113,17 @@ def test_dev_stays_readable_and_production_is_json() -> None:
     line = stream.getvalue().strip()
     assert not line.startswith("{")
     assert "hello there" in line and "charge_box_id=CB-DEV" in line
+
+
+def test_temporal_logger_context_becomes_top_level_keys(captured: io.StringIO) -> None:
+    # What temporalio's workflow and activity loggers attach to their records.
+    logging.getLogger("temporalio.workflow").warning(
+        "slow step", extra={"temporal_workflow": {"workflow_id": "wf-9", "run_id": "run-9"}}
+    )
+    logging.getLogger("temporalio.activity").warning(
+        "retrying",
+        extra={"temporal_activity": {"workflow_id": "wf-9", "activity_type": "lago_send"}},
+    )
+    first, second = lines(captured)
+    assert (first["workflow_id"], first["run_id"]) == ("wf-9", "run-9")
+    assert (second["workflow_id"], second["activity"]) == ("wf-9", "lago_send")
