@@ -203,6 +203,14 @@ def test_dockerfiles_match_the_compose_file() -> None:
     assert re.search(r"^FROM python:3\.11-slim|^ARG PYTHON_IMAGE=python:3\.11-slim", app, re.M)
     assert "pip install ." in app
     assert 'ENTRYPOINT ["polaris"]' in app
+    # Every package pyproject.toml installs is copied into the build stage.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    include = re.search(r"^include = \[(.*)\]", pyproject, re.M)
+    assert include is not None
+    for package in re.findall(r'"(\w+)\*"', include[1]):
+        assert re.search(rf"^COPY {package} ", app, re.M), (
+            f"the Dockerfile does not copy {package}/"
+        )
     users = re.findall(r"^USER\s+(\S+)", app, re.M)
     assert users and not users[-1].startswith(("root", "0")), "the app image must not run as root"
 
