@@ -30,6 +30,8 @@ COPY cli ./cli
 COPY config ./config
 COPY sandbox ./sandbox
 COPY bench ./bench
+COPY observability ./observability
+COPY services ./services
 # A regular (non-editable) install: the runtime stage needs only the virtualenv.
 RUN pip install --upgrade pip \
  && pip install . \

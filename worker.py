@@ -4,13 +4,19 @@ SteVe, Lago, BetterAuth, mail).
 ``python worker.py`` (or ``polaris worker``) runs it with the settings from the environment and
 ``runtime.json``. SIGINT/SIGTERM cancel :func:`run_worker`, which lets running activities finish
 (up to a grace period) before the engine is disposed.
+
+With ``POLARIS_WORKER_METRICS_PORT`` set, ``/metrics`` and ``/healthz`` (503 unless Temporal saw
+this worker poll recently: ``observability/worker_health.py``) are served on that port.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
@@ -20,7 +26,7 @@ from activities.firmware import FirmwareActivities
 from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
-from activities.lago_webhooks import LagoWebhookActivities
+from activities.lago_webhooks import LagoWebhookActivities, breaker_state
 from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
 from activities.notifications import NotificationActivities
@@ -34,6 +40,10 @@ from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
+from observability import metrics
+from observability.http import ObservabilityServer
+from observability.temporal import install_sdk_metrics
+from observability.worker_health import WorkerHealth
 from services.retention import ensure_retention_schedule
 from workflows.card_link import CardLinkWorkflow
 from workflows.charger_offline import (
@@ -225,8 +235,32 @@ async def start_webhook_dispatcher(client: Client, task_queue: str) -> None:
     )
 
 
-async def run_worker(settings: Settings) -> None:
+_UNSENT_BILLING = text(
+    "SELECT count(*) AS n, EXTRACT(EPOCH FROM now() - min(created_at)) AS age "
+    "FROM billing_events WHERE sent_at IS NULL"
+)
+
+
+def billing_gauges(session_factory: SessionFactory) -> list[Callable[[], Awaitable[None]]]:
+    """Scrape-time refreshes: unsent billing rows and the inbound webhook breaker."""
+
+    async def unsent_billing_rows() -> None:
+        async with session_factory() as db:
+            row = (await db.execute(_UNSENT_BILLING)).one()
+        metrics.BILLING_UNSENT.set(row.n)
+        metrics.BILLING_UNSENT_OLDEST_AGE.set(float(row.age or 0))
+
+    async def webhook_breaker() -> None:
+        state = await breaker_state(session_factory)
+        metrics.WEBHOOK_BREAKER_OPEN.set(1 if state.open else 0)
+        metrics.WEBHOOK_BREAKER_FAILURES.set(state.consecutive_failures)
+
+    return [unsent_billing_rows, webhook_breaker]
+
+
+async def run_worker(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Connect, run the worker until cancelled, then shut down gracefully."""
+    install_sdk_metrics(settings.metrics_host, settings.worker_temporal_metrics_port)
     client = await connect(settings)
     engine = make_engine(settings.require_database_url())
     try:
@@ -254,9 +288,31 @@ async def run_worker(settings: Settings) -> None:
             await ensure_retention_schedule(client, settings)
         except Exception:  # never fatal: the next worker start tries again
             log.exception("could not create or update the retention schedule")
+        health = WorkerHealth(
+            client, settings.temporal_task_queue, stale_s=settings.worker_poll_stale_s
+        )
+        server: ObservabilityServer | None = None
+        if settings.worker_metrics_port is not None:
+            server = ObservabilityServer(
+                settings.metrics_host,
+                settings.worker_metrics_port,
+                health=health.check,
+                refresh=billing_gauges(session_factory),
+            )
+            await server.start()
         log.info("worker polling %s", settings.temporal_task_queue)
-        # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
-        await worker.run()
+        try:
+            # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
+            health.task = asyncio.create_task(worker.run(), name="worker-run")
+            if ready is not None:
+                ready.set()
+            await health.task
+        finally:
+            if health.task is not None and not health.task.done():
+                health.task.cancel()
+                await asyncio.gather(health.task, return_exceptions=True)
+            if server is not None:
+                await server.stop()
     finally:
         await engine.dispose()
 

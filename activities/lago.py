@@ -318,6 +318,10 @@ class LagoBilling:
                 raise to_application_error(failure) from failure
             if activity.in_activity():
                 activity.heartbeat(start + len(chunk))
+        if to_send:
+            log.info(
+                "usage events to Lago: %d sent, %d already there", result.sent, result.duplicates
+            )
         return result
 
     @activity.defn(name=ACTIVITY_CREATE_SESSION_INVOICE)

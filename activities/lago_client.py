@@ -26,6 +26,7 @@ from lago_python_client.exceptions import LagoApiError, LagoRateLimitError
 from temporalio.exceptions import ApplicationError
 
 from config.settings import Settings
+from observability.metrics import LAGO_REQUESTS
 
 T = TypeVar("T")
 
@@ -88,6 +89,13 @@ def _detail_codes(response: Any) -> set[str]:
     return found
 
 
+_OUTCOMES: dict[type[LagoError], str] = {
+    LagoUnavailable: "unavailable",
+    LagoRejected: "rejected",
+    LagoNotFound: "not_found",
+}
+
+
 def translate(exc: BaseException) -> LagoError:
     """One place that decides what a client failure means."""
     if isinstance(exc, LagoRateLimitError):
@@ -108,11 +116,18 @@ def translate(exc: BaseException) -> LagoError:
 
 
 async def call_lago(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Run a client call in a thread; raise a :class:`LagoError` on failure."""
+    """Run a client call in a thread; raise a :class:`LagoError` on failure.
+
+    Counted in ``polaris_lago_requests_total`` by the client method's name and the outcome."""
+    operation = getattr(fn, "__name__", "call")
     try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        result = await asyncio.to_thread(fn, *args, **kwargs)
     except (LagoApiError, httpx.HTTPError) as exc:
-        raise translate(exc) from exc
+        error = translate(exc)
+        LAGO_REQUESTS.labels(operation, _OUTCOMES.get(type(error), "rejected")).inc()
+        raise error from exc
+    LAGO_REQUESTS.labels(operation, "ok").inc()
+    return result
 
 
 def to_application_error(exc: LagoError) -> ApplicationError:

@@ -37,9 +37,12 @@ from api.auth_jwt import JwtVerifier
 from api.authz import require_live_admin
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.observability import RequestContext
 from api.ratelimit import RateLimitHeaders, prune_rate_limits_forever
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
+from observability import tracing
+from observability.http import ObservabilityServer
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -54,6 +57,19 @@ def create_app(settings: Settings) -> FastAPI:
                 http=http,
                 verifier=JwtVerifier.for_auth_service(settings.auth_base_url, http_client=http),
             )
+            state: AppState = app.state.polaris
+            metrics: ObservabilityServer | None = None
+            if settings.api_metrics_port is not None:
+
+                async def healthy() -> tuple[bool, dict[str, object]]:
+                    result = await health.check_all(state)
+                    return result.status != "unhealthy", result.model_dump()
+
+                metrics = ObservabilityServer(
+                    settings.metrics_host, settings.api_metrics_port, health=healthy
+                )
+                await metrics.start()
+            app.state.metrics = metrics
             # Full rate-limit buckets deleted now and then (api/ratelimit.py).
             pruning = asyncio.create_task(prune_rate_limits_forever(engine))
             try:
@@ -62,6 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
                 pruning.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruning
+                if metrics is not None:
+                    await metrics.stop()
                 await engine.dispose()
 
     app = FastAPI(
@@ -73,6 +91,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(RequestContext)
+    if tracing.enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="/api/health")
     app.include_router(health.router)
     app.include_router(webhooks_lago.router)
     app.include_router(webhooks_lago.build_admin_router(require_live_admin))

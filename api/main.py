@@ -14,6 +14,8 @@ async def run_api(settings: Settings) -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        # uvicorn's own loggers propagate to the root handler: structured like every line.
+        log_config=None,
         # Secrets travel in headers; uvicorn's access log prints only method, path and status.
         access_log=True,
         # The client address is derived in one place (api/client_address.py) from the socket

@@ -31,13 +31,17 @@ from cli.webhooks import add_webhooks_commands
 from config.settings import Settings, load_settings
 from config.startup import DEV_COMMAND, startup_refusal
 
+# The long-running processes: traced when tracing is on (observability/tracing.py).
+TRACED_COMMANDS = {"api": "polaris-api", "gateway": "polaris-gateway", "worker": "polaris-worker"}
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+
+def _configure_logging(settings: Settings, command: str | None = None) -> None:
+    """Structured logs (JSON, or human-readable under ``polaris dev``: observability/logs.py)."""
+    from observability import logs, tracing
+
+    logs.configure(settings, stream=sys.stdout)
+    if command in TRACED_COMMANDS:
+        tracing.configure(settings, TRACED_COMMANDS[command])
 
 
 def _cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
@@ -350,7 +354,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if refusal is not None:
         print(f"polaris {args.command}: refusing to start: {refusal}", file=sys.stderr)
         return 2
-    _configure_logging(settings)
+    _configure_logging(settings, args.command)
     try:
         return COMMANDS[args.command](settings, args)
     except RuntimeError as exc:

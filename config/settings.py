@@ -93,6 +93,25 @@ class Settings(BaseSettings):
     env: Literal["dev", "test", "prod"] | None = None
     data_dir: Path = Path(".polaris")
     log_level: str = "INFO"
+    # -- Observability (docs/observability.md) ------------------------------------------------
+    # Log lines: ``json`` (one object a line) or ``console`` (human-readable). Unset: console
+    # under ``polaris dev`` (env dev), JSON everywhere else.
+    log_format: Literal["json", "console"] | None = None
+    # Prometheus /metrics and /healthz of each process, on a port of its own (never the public
+    # OCPP or API port). Unset: no metrics listener (compose sets them). 0: any free port.
+    metrics_host: str = "127.0.0.1"
+    api_metrics_port: int | None = None
+    gateway_metrics_port: int | None = None
+    worker_metrics_port: int | None = None
+    # The Temporal SDK's own Prometheus endpoint (its Rust core's metrics), one per process that
+    # runs a Temporal worker. Unset: off.
+    gateway_temporal_metrics_port: int | None = None
+    worker_temporal_metrics_port: int | None = None
+    # The worker's /healthz fails when its pollers were not seen by Temporal for this long.
+    worker_poll_stale_s: float = 120.0
+    # OpenTelemetry tracing: on when true, or when OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*
+    # name an exporter; the exporter itself is configured by the standard OTEL_* variables.
+    tracing: bool = False
 
     # PostgreSQL: a URL replaces the embedded server.
     database_url: str | None = None
@@ -681,6 +700,17 @@ def _p(*names: Process) -> frozenset[Process]:
 
 
 SETTING_READERS: dict[str, frozenset[Process]] = {
+    # Observability (docs/observability.md): every command configures its logs; the long-running
+    # processes serve metrics and export traces.
+    "log_format": _p("api", "worker", "gateway", "migrate", "cli", "dev"),
+    "metrics_host": _p("api", "worker", "gateway"),
+    "tracing": _p("api", "worker", "gateway"),
+    "api_metrics_port": _p("api"),
+    "gateway_metrics_port": _p("gateway"),
+    "gateway_temporal_metrics_port": _p("gateway"),
+    "worker_metrics_port": _p("worker"),
+    "worker_temporal_metrics_port": _p("worker"),
+    "worker_poll_stale_s": _p("worker"),
     # Reservations: the service checks windows and gives the workflow its timers.
     "reservation_lead_s": _API_CLI,
     "reservation_no_show_s": _API_CLI,

@@ -21,6 +21,7 @@ from temporalio.service import TLSConfig
 
 from config.payload_codec import EncryptionCodec, parse_keys
 from config.settings import Settings
+from observability.temporal import interceptors
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "data_converter": data_converter(settings),
         "tls": tls_config(settings),
         "api_key": api_key.get_secret_value() if api_key else None,
+        # Log context on every activity; the OpenTelemetry interceptor when tracing is on.
+        "interceptors": interceptors(),
     }
 
 

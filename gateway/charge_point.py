@@ -38,6 +38,7 @@ from gateway.local_auth import decide
 from gateway.log_redaction import TagRedactor
 from gateway.meter import REFUSED_PROBLEMS, parse_samples
 from gateway.stop_checks import read_stop
+from observability.metrics import JOURNAL_WRITE
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +117,18 @@ class GatewayContext:
 
 @contextlib.asynccontextmanager
 async def journal_guard(ctx: GatewayContext, what: str) -> AsyncIterator[None]:
-    """PostgreSQL trouble → OCPP InternalError, so the charger keeps the message and retries."""
+    """PostgreSQL trouble → OCPP InternalError, so the charger keeps the message and retries.
+
+    The block's duration is the journal latency of ``what`` (a histogram, failures included)."""
+    started = time.perf_counter()
     try:
         async with asyncio.timeout(ctx.db_timeout_s):
             yield
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("%s failed, answering InternalError: %r", what, exc)
         raise InternalError(details={"cause": f"{what} could not be journaled; retry"}) from exc
+    finally:
+        JOURNAL_WRITE.labels(what).observe(time.perf_counter() - started)
 
 
 class GatewayChargePoint(FrameGuardedChargePoint):

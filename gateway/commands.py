@@ -36,6 +36,7 @@ of the reason).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any, NoReturn
 
@@ -69,6 +70,8 @@ from domain.operations import (
     outcome_of_answer,
 )
 from gateway.registry import ChargerRegistry
+from observability.logs import bound
+from observability.metrics import COMMAND_ROUND_TRIP
 from workflows.messages import (
     ACTIVITY_SEND_CHARGER_COMMAND,
     ChargerCommandInput,
@@ -97,6 +100,22 @@ class ChargerCommands:
 
     @activity.defn(name=ACTIVITY_SEND_CHARGER_COMMAND)
     async def send_charger_command(self, input: ChargerCommandInput) -> ChargerCommandResult:
+        """The round trip is measured by action and outcome (``ok`` or the error's type)."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            with bound(charge_box_id=input.charge_box_id):
+                return await self._send_command(input)
+        except ApplicationError as exc:
+            outcome = exc.type or "error"
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            COMMAND_ROUND_TRIP.labels(input.action, outcome).observe(time.perf_counter() - started)
+
+    async def _send_command(self, input: ChargerCommandInput) -> ChargerCommandResult:
         info = activity.info()
         op_id = input.operation_id or derived_operation_id(info)
         row = await self._row(input, op_id, info)

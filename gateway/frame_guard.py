@@ -29,6 +29,9 @@ from config.settings import Settings
 from gateway.frame_limits import FrameRateLimiter, LogThrottle
 from gateway.frames import FrameProblem, UnusableAnswer, check_frame
 from gateway.log_redaction import TagRedactor
+from observability import tracing
+from observability.logs import bound
+from observability.metrics import FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class FrameGuardedChargePoint(OcppChargePoint):  # type: ignore[misc]
             clock=time.monotonic,
         )
         self._reports = LogThrottle(REPORT_INTERVAL_S, time.monotonic)
+        self._answered_with_error = False
 
     def on_frame(self) -> None:
         """Called for every frame before it is checked (the subclass notes the charger alive)."""
@@ -82,18 +86,48 @@ class FrameGuardedChargePoint(OcppChargePoint):  # type: ignore[misc]
         try:
             answer_id = check_frame(raw_msg, self.route_map)
         except FrameProblem as problem:
+            FRAMES.labels("unknown", "rejected").inc()
             self._poison(f"rejected with {problem.error.code}", raw_msg)
             await self._send(problem.call_error_json())
             return
         except UnusableAnswer as exc:
+            FRAMES.labels("answer", "dropped").inc()
             self._poison(f"dropped ({exc})", raw_msg)
             return
         if answer_id is not None:
             if answer_id not in self._awaiting:
+                FRAMES.labels("answer", "dropped").inc()
                 self._poison("dropped: answers no call in flight", raw_msg)
                 return
             self._awaiting.discard(answer_id)  # a second answer to the same call is dropped
+            FRAMES.labels("answer", "ok").inc()
         await super().route_message(raw_msg)
+
+    async def _handle_call(self, msg: Any) -> None:
+        # check_frame() let only known actions through: the label set is bounded.
+        self._answered_with_error = False
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        try:
+            # MeterValues and StopTransaction name their transaction: so do their log lines.
+            with (
+                bound(transaction_id=payload.get("transactionId")),
+                tracing.span(
+                    f"ocpp {msg.action}",
+                    attributes={"ocpp.action": msg.action, "ocpp.charge_box_id": self.id},
+                ),
+            ):
+                await super()._handle_call(msg)
+        except Exception:
+            self._answered_with_error = True
+            raise
+        finally:
+            FRAMES.labels(msg.action, "call_error" if self._answered_with_error else "ok").inc()
+
+    async def _send(self, message: str) -> None:
+        # The library answers a failed handler with a CallError itself: [4, ...].
+        if message.startswith("[4"):
+            self._answered_with_error = True
+        await super()._send(message)
 
     async def call(
         self,

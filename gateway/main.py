@@ -4,6 +4,10 @@
 :func:`run_gateway` runs one until cancelled (the caller turns SIGTERM into cancellation).
 Shutdown order: stop accepting and close charger sockets with 1001, drain the relay, stop the
 worker, close Temporal and PostgreSQL.
+
+``/metrics`` and ``/healthz`` are on ``POLARIS_GATEWAY_METRICS_PORT`` (never the public OCPP
+port): health is 503 while PostgreSQL does not answer or the command worker has stopped, and
+``degraded`` (still 200) while Temporal is unreachable — chargers are still answered then.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.worker import Worker
 from websockets.asyncio.server import Server, serve
@@ -33,8 +38,17 @@ from gateway.outbox_relay import OutboxRelay
 from gateway.registry import ChargerRegistry
 from gateway.server import SUBPROTOCOL, OcppServer
 from gateway.temporal_link import TemporalLink
+from observability import metrics
+from observability.http import ObservabilityServer
+from observability.temporal import install_sdk_metrics
 
 log = logging.getLogger(__name__)
+
+HEALTH_DB_TIMEOUT_S = 3.0
+_OUTBOX_LAG = text(
+    "SELECT count(*) AS n, EXTRACT(EPOCH FROM now() - min(created_at)) AS age "
+    "FROM gateway_outbox WHERE delivered_at IS NULL"
+)
 
 
 def utc_now() -> datetime:
@@ -77,7 +91,15 @@ class Gateway:
             tags=tags,
             limits=limits,
         )
-        self.ocpp = OcppServer(self.ctx, self.registry, self.health)
+        self.ocpp = OcppServer(self.ctx, self.registry)
+        self.observability: ObservabilityServer | None = None
+        if settings.gateway_metrics_port is not None:
+            self.observability = ObservabilityServer(
+                settings.metrics_host,
+                settings.gateway_metrics_port,
+                health=self.health,
+                refresh=[self.refresh_outbox_lag],
+            )
         self._drain_timeout = drain_timeout_s
         self._server: Server | None = None
         self._worker: Worker | None = None
@@ -89,16 +111,43 @@ class Gateway:
         assert self._server is not None, "gateway not started"
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
-    def health(self) -> dict[str, object]:
+    @property
+    def metrics_port(self) -> int:
+        assert self.observability is not None, "no POLARIS_GATEWAY_METRICS_PORT"
+        return self.observability.port
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """Healthy: PostgreSQL answers and the command worker runs (or still waits for
+        Temporal). Temporal down only degrades: the gateway journals and queues meanwhile."""
         temporal = self.link.client is not None
-        return {
-            "status": "ok" if temporal else "degraded",
+        try:
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            database = True
+        except Exception as exc:
+            log.warning("health: database is down: %r", exc)
+            database = False
+        worker = self._worker_task is not None and not self._worker_task.done()
+        ok = database and worker
+        status = "unhealthy" if not ok else "ok" if temporal else "degraded"
+        return ok, {
+            "status": status,
             "instance": self.settings.gateway_instance,
             "chargers_connected": len(self.registry),
+            "database": "ok" if database else "down",
             "temporal": "connected" if temporal else "unavailable",
+            "worker": "running" if worker else "stopped",
         }
 
+    async def refresh_outbox_lag(self) -> None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_OUTBOX_LAG)).one()
+        metrics.OUTBOX_UNDELIVERED.set(row.n)
+        metrics.OUTBOX_OLDEST_AGE.set(float(row.age or 0))
+
     async def start(self) -> None:
+        if self.observability is not None:
+            await self.observability.start()
         self.link.start()
         self.relay.start()
         self._worker_task = asyncio.create_task(self._run_worker(), name="gateway-worker")
@@ -145,6 +194,8 @@ class Gateway:
             self._worker_task.cancel()
             await asyncio.gather(self._worker_task, return_exceptions=True)
         await self.link.close()
+        if self.observability is not None:
+            await self.observability.stop()
         if self._own_engine:
             await self.engine.dispose()
 
@@ -163,6 +214,7 @@ class Gateway:
 
 async def run_gateway(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Serve until cancelled; cancellation is the graceful shutdown."""
+    install_sdk_metrics(settings.metrics_host, settings.gateway_temporal_metrics_port)
     gateway = Gateway(settings)
     try:
         await gateway.start()

@@ -3,7 +3,8 @@
 Row shape (``gateway_outbox.payload``)::
 
     {"session": {SessionInput fields: charge_box_id, connector_id, id_tag, origin},
-     "signal":  {the signal's fields except event_id, JSON-encoded}}
+     "signal":  {the signal's fields except event_id, JSON-encoded},
+     "trace":   {"traceparent": W3C trace context of the frame's span}   (only when tracing)}
 
 ``kind`` is the signal name (``transaction_started`` | ``meter_progress`` |
 ``transaction_stopped`` | ``connector_status``). The relay adds ``event_id`` = the row id when it
@@ -19,6 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import GatewayOutbox
+from observability.tracing import current_traceparent
 from workflows.messages import SessionInput
 
 
@@ -35,7 +37,14 @@ async def enqueue(
         signal_json = signal.model_dump(mode="json", exclude={"event_id"})
     else:
         signal_json = dict(signal)
-    payload = {"session": start.model_dump(mode="json", exclude_none=True), "signal": signal_json}
+    payload: dict[str, Any] = {
+        "session": start.model_dump(mode="json", exclude_none=True),
+        "signal": signal_json,
+    }
+    trace = current_traceparent()
+    if trace is not None:
+        # The relay continues this trace when it hands the row to Temporal.
+        payload["trace"] = trace
     row_id = await session.scalar(
         insert(GatewayOutbox)
         .values(workflow_id=workflow_id, kind=kind, payload=payload, attempts=0)

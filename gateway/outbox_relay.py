@@ -38,6 +38,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from config.settings import Settings
 from db.engine import SessionFactory
 from gateway.temporal_link import TemporalLink
+from observability import tracing
+from observability.metrics import OUTBOX_DELIVERIES
 from workflows.messages import (
     SESSION_WORKFLOW,
     SIGNAL_CONNECTOR_STATUS,
@@ -170,10 +172,20 @@ class OutboxRelay:
                 return False
             note: str | None = None
             try:
-                await self._signal(client, row.id, row.workflow_id, row.kind, row.payload)
+                # The frame's trace (stored in the row) continues here and, through the Temporal
+                # interceptor, into the workflow.
+                trace = row.payload.get("trace") if isinstance(row.payload, dict) else None
+                with tracing.span(
+                    f"outbox {row.kind}",
+                    parent=trace if isinstance(trace, dict) else None,
+                    attributes={"polaris.workflow_id": row.workflow_id, "outbox.id": row.id},
+                ):
+                    await self._signal(client, row.id, row.workflow_id, row.kind, row.payload)
             except WorkflowAlreadyStartedError:
                 note = "workflow already closed; event dropped"
+                OUTBOX_DELIVERIES.labels(row.kind, "dropped").inc()
             except Exception as exc:
+                OUTBOX_DELIVERIES.labels(row.kind, "failed").inc()
                 delay = min(self._max_backoff, 0.5 * 2 ** min(row.attempts, 10))
                 self._backoff[row.workflow_id] = time.monotonic() + delay
                 await s.execute(_FAILED, {"id": row.id, "error": repr(exc)[:2000]})
@@ -186,6 +198,8 @@ class OutboxRelay:
                 )
                 return not self._stopping
             await s.execute(_DELIVERED, {"id": row.id, "note": note})
+            if note is None:
+                OUTBOX_DELIVERIES.labels(row.kind, "delivered").inc()
             return True
 
     async def _signal(

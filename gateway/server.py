@@ -1,4 +1,4 @@
-"""The WebSocket shell: routing, the OCPP handshake rules, security profile 1, /healthz.
+"""The WebSocket shell: routing, the OCPP handshake rules, security profile 1.
 
 ``process_request`` runs before the WebSocket handshake completes, so every refusal is a plain
 HTTP answer: 404 for an unknown path or charger (an unknown charger is recorded as pending,
@@ -7,17 +7,16 @@ credentials (and, outside dev, for a charger that has none and no operator exemp
 decommissioned charger, 409 when a connection without credentials would displace an
 authenticated one, 429 while the client address or the chargeBoxId is locked out after wrong
 passwords, 503 when too many handshakes are being checked or PostgreSQL cannot say who the
-charger is.
+charger is. Health and metrics are not served here (this port is public): they are on the
+gateway's metrics port (``observability/http.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import math
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -36,6 +35,8 @@ from gateway.handshake_limits import HandshakeGuard, Outcome, Ticket, client_add
 from gateway.passwords import verify_password
 from gateway.pending import PendingRecorder
 from gateway.registry import Admission, ChargerRegistry
+from observability.logs import bind
+from observability.metrics import CHARGERS_CONNECTED, HANDSHAKE_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,16 @@ SUBPROTOCOL = "ocpp1.6"
 PATH_PREFIXES = ("/ocpp/", "/steve/websocket/CentralSystemService/")
 # Close code for a socket that lost the race against an authenticated connection.
 CLOSE_POLICY_VIOLATION = 1008
+# The reason label of polaris_gateway_handshake_failures_total, from the refusal's status.
+HANDSHAKE_REASONS: dict[int, str] = {
+    HTTPStatus.BAD_REQUEST: "subprotocol",
+    HTTPStatus.UNAUTHORIZED: "unauthorized",
+    HTTPStatus.FORBIDDEN: "decommissioned",
+    HTTPStatus.NOT_FOUND: "unknown_charger",
+    HTTPStatus.CONFLICT: "credentials_conflict",
+    HTTPStatus.TOO_MANY_REQUESTS: "locked_out",
+    HTTPStatus.SERVICE_UNAVAILABLE: "unavailable",
+}
 
 
 def charge_box_id_from_path(path: str) -> str | None:
@@ -84,15 +95,9 @@ def _retry_later(connection: ServerConnection, status: HTTPStatus, wait_s: float
 
 
 class OcppServer:
-    def __init__(
-        self,
-        ctx: GatewayContext,
-        registry: ChargerRegistry,
-        health: Callable[[], dict[str, object]],
-    ) -> None:
+    def __init__(self, ctx: GatewayContext, registry: ChargerRegistry) -> None:
         self.ctx = ctx
         self.registry = registry
-        self._health = health
         self.guard = HandshakeGuard(ctx.settings)
         # scrypt runs here, never on the loop's default executor: a flood of wrong passwords
         # then occupies a few threads instead of every thread the process has.
@@ -122,10 +127,14 @@ class OcppServer:
     async def process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        if request.path.split("?", 1)[0] == "/healthz":
-            response = connection.respond(HTTPStatus.OK, json.dumps(self._health()) + "\n")
-            response.headers["Content-Type"] = "application/json"
-            return response
+        response = await self._process_request(connection, request)
+        if response is not None:
+            HANDSHAKE_FAILURES.labels(HANDSHAKE_REASONS.get(response.status_code, "other")).inc()
+        return response
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         charge_box_id = charge_box_id_from_path(request.path)
         if charge_box_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not a charger endpoint\n")
@@ -314,6 +323,8 @@ class OcppServer:
         charge_box_id = charge_box_id_from_path(ws.request.path)
         assert charge_box_id is not None
         admission = self._admissions.pop(ws)
+        # Every line logged for this connection (its handlers, its tasks) names the charger.
+        bind(charge_box_id=charge_box_id)
         if not self.registry.may_replace(charge_box_id, admission):
             # An authenticated handshake for this charger finished while this one was checked.
             log.warning(
@@ -359,11 +370,13 @@ class OcppServer:
         except (SQLAlchemyError, OSError) as exc:
             log.error("%s: connection not recorded: %r", charge_box_id, exc)
         log.info("charger %s connected", charge_box_id)
+        CHARGERS_CONNECTED.inc()
         try:
             await cp.start()
         except ConnectionClosed:
             pass
         finally:
+            CHARGERS_CONNECTED.dec()
             await cp.close_background()
             if self.registry.remove(cp):
                 try:

@@ -125,9 +125,10 @@ def test_healthchecks_probe_the_documented_endpoints(
 
     assert "pg_isready" in probe("postgres")
     assert "/api/health" in probe("api")
-    assert "/healthz" in probe("gateway")
+    # The gateway's and the worker's health are on their metrics ports, never the OCPP port.
+    assert ":9102/healthz" in probe("gateway")
     assert "/healthz" in probe("auth")
-    assert "worker" in probe("worker")
+    assert ":9103/healthz" in probe("worker")
     assert "cluster health" in probe("temporal")
 
 
@@ -204,6 +205,14 @@ def test_dockerfiles_match_the_compose_file() -> None:
     assert re.search(r"^FROM python:3\.11-slim|^ARG PYTHON_IMAGE=python:3\.11-slim", app, re.M)
     assert "pip install ." in app
     assert 'ENTRYPOINT ["polaris"]' in app
+    # Every package pyproject.toml installs is copied into the build stage.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    include = re.search(r"^include = \[(.*)\]", pyproject, re.M)
+    assert include is not None
+    for package in re.findall(r'"(\w+)\*"', include[1]):
+        assert re.search(rf"^COPY {package} ", app, re.M), (
+            f"the Dockerfile does not copy {package}/"
+        )
     users = re.findall(r"^USER\s+(\S+)", app, re.M)
     assert users and not users[-1].startswith(("root", "0")), "the app image must not run as root"
 
@@ -308,7 +317,7 @@ PROCESS_OF_FILE = {
     "activities/auth_client.py": "shared",
     "activities/lago_client.py": "shared",
 }
-SHARED_DIRS = {"services", "db", "domain", "config"}
+SHARED_DIRS = {"services", "db", "domain", "config", "observability"}
 # Properties that fall back on another setting only when theirs is unset. Compose always sets
 # the primary one, so the fallback is not a read of the process that uses the property.
 FALLBACK_ONLY = {

@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,11 @@ class Platform:
     gateway_url: str
     task_queue: str
     sandbox: RunningSandbox
+    # http://127.0.0.1:<port>: each process's /metrics and /healthz.
+    gateway_metrics_url: str = ""
+    worker_metrics_url: str = ""
+    # The environment the processes run with (a test may start another process beside them).
+    env: dict[str, str] = field(default_factory=dict)
 
     def logs(self) -> str:
         return "\n".join(
@@ -72,6 +77,7 @@ def platform(
 ) -> Iterator[Platform]:
     tmp_path.chmod(0o755)
     temporal_port, gateway_port = free_port(), free_port()
+    gateway_metrics, worker_metrics = free_port(), free_port()
     task_queue = f"e2e-{uuid.uuid4().hex[:10]}"
     env = {
         "POLARIS_ENV": "test",
@@ -81,6 +87,8 @@ def platform(
         "POLARIS_TEMPORAL_TASK_QUEUE": task_queue,
         "POLARIS_GATEWAY_PORT": str(gateway_port),
         "POLARIS_GATEWAY_INSTANCE": task_queue,
+        "POLARIS_GATEWAY_METRICS_PORT": str(gateway_metrics),
+        "POLARIS_WORKER_METRICS_PORT": str(worker_metrics),
         "POLARIS_METER_SIGNAL_INTERVAL_S": "0",
         "POLARIS_LAGO_API_URL": lago_sandbox.url,
         "POLARIS_LAGO_API_KEY": API_KEY,
@@ -99,6 +107,9 @@ def platform(
         gateway_url=f"ws://127.0.0.1:{gateway_port}/ocpp",
         task_queue=task_queue,
         sandbox=lago_sandbox,
+        gateway_metrics_url=f"http://127.0.0.1:{gateway_metrics}",
+        worker_metrics_url=f"http://127.0.0.1:{worker_metrics}",
+        env=env,
     )
     started: list[ManagedProcess] = []
     try:

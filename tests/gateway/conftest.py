@@ -148,6 +148,8 @@ def gw_settings(base_settings: Settings, task_queue: str) -> Settings:
     return base_settings.model_copy(
         update={
             "gateway_port": 0,
+            # /metrics and /healthz on a port of their own (any free one).
+            "gateway_metrics_port": 0,
             "gateway_instance": uid("gw-").lower(),
             "temporal_task_queue": task_queue,
             "authorize_budget_s": 2.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -28,14 +29,22 @@ def test_password_hashes_are_salted_and_verified() -> None:
     assert not verify_password("s3cret", "garbage")
 
 
-async def test_healthz_answers_json(gateway: Gateway) -> None:
-    def fetch() -> tuple[int, dict[str, object]]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{gateway.port}/healthz", timeout=5) as r:
-            return r.status, json.loads(r.read())
+async def test_healthz_answers_json_on_the_metrics_port_only(gateway: Gateway) -> None:
+    def fetch(port: int) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
 
-    status, body = await asyncio.to_thread(fetch)
+    status, raw = await asyncio.to_thread(fetch, gateway.metrics_port)
+    body = json.loads(raw)
     assert status == 200
     assert body["status"] == "ok" and body["temporal"] == "connected"
+    assert body["database"] == "ok" and body["worker"] == "running"
+    # The public OCPP port serves no health (nor metrics): only charger endpoints.
+    status, _ = await asyncio.to_thread(fetch, gateway.port)
+    assert status == 404
 
 
 async def _refused(url: str, **kwargs: object) -> int:

@@ -281,9 +281,7 @@ async def test_fuzzed_frames_never_hurt_the_gateway_or_a_charging_session(
     # The process never died, and says it is healthy.
     assert platform.gateway.proc is not None and platform.gateway.proc.poll() is None
     async with httpx.AsyncClient() as http:
-        health = await http.get(
-            platform.gateway_url.replace("ws://", "http://").replace("/ocpp", "/healthz")
-        )
+        health = await http.get(f"{platform.gateway_metrics_url}/healthz")
     assert health.status_code == 200
 
     # The well-behaved charger charged throughout, and its session is billed exactly.
