@@ -72,7 +72,9 @@ def build_worker(
 ) -> Worker:
     """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
     ``task_queue`` is given (tests use a fresh queue each)."""
-    sessions = SessionActivities(session_factory)
+    sessions = SessionActivities(
+        session_factory, progress_event_interval_s=settings.session_progress_event_interval_s
+    )
     closures = SessionClosureActivities(session_factory)
     billing = BillingActivities(session_factory)
     lago = LagoBilling(settings, session_factory, plan_code=settings.lago_plan_code)
