@@ -388,7 +388,7 @@ _EVENT_COLUMNS = (
 
 
 async def _announce(
-    db: AsyncSession, before: Row[Any] | None, after: Row[Any], progress_interval_s: float
+    db: AsyncSession, before: Any, after: Row[Any], progress_interval_s: float
 ) -> None:
     """Record the platform events the read model write made true (domain/session_events.py)."""
     old = RowFacts(before.state, before.energy_wh, before.started_at) if before else None

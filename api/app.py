@@ -23,6 +23,7 @@ from api import (
     routes_scan,
     routes_sessions,
     routes_sites,
+    routes_stream,
     routes_users,
     webhooks_lago,
 )
@@ -49,6 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 yield
             finally:
+                hub = app.state.polaris.live_hub
+                if hub is not None:
+                    await hub.stop()
                 await engine.dispose()
 
     app = FastAPI(
@@ -77,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_local_lists,
         routes_firmware,
         routes_files,
+        routes_stream,
     ):
         app.include_router(family.router)
     return app
