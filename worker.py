@@ -21,6 +21,7 @@ from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities
+from activities.live import LiveActivities
 from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
 from activities.operations import OperationActivities
@@ -30,6 +31,11 @@ from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
+from workflows.charger_offline import (
+    CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
+    ChargerOfflineWatchWorkflow,
+    OfflineWatchInput,
+)
 from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
 from workflows.firmware import (
@@ -59,6 +65,7 @@ WORKFLOWS: list[type] = [
     FirmwareUpdateWorkflow,
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
+    ChargerOfflineWatchWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -88,6 +95,7 @@ def build_worker(
     local_lists = LocalListActivities(session_factory)
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
+    live = LiveActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -132,6 +140,7 @@ def build_worker(
             fw.record_campaign_progress,
             fw.prepare_diagnostics,
             fw.record_diagnostics_sent,
+            live.announce_offline_chargers,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -165,6 +174,20 @@ async def start_local_list_reconcile(client: Client, task_queue: str) -> None:
     )
 
 
+async def start_offline_watch(client: Client, settings: Settings, task_queue: str) -> None:
+    """Make sure the one charger-offline watch runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        ChargerOfflineWatchWorkflow.run,
+        OfflineWatchInput(
+            interval_s=settings.charger_offline_check_s,
+            silence_s=settings.heartbeat_interval_s * 3,
+        ),
+        id=CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     """Connect, run the worker until cancelled, then shut down gracefully."""
     client = await connect(settings)
@@ -182,6 +205,10 @@ async def run_worker(settings: Settings) -> None:
             await start_local_list_reconcile(client, settings.temporal_task_queue)
         except Exception:  # never fatal: the service layer starts it with its first wake-up
             log.exception("could not start the local-list reconciler")
+        try:
+            await start_offline_watch(client, settings, settings.temporal_task_queue)
+        except Exception:  # never fatal: charger.offline waits for the next worker start
+            log.exception("could not start the charger-offline watch")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()
