@@ -15,6 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.conftest import (  # noqa: F401  (fixtures re-exported for this folder)
+    charger_factory,
+    lago_billing,
+    lago_sandbox,
+    platform,
+    platform_env,
+)
 from tests.e2e.processes import ManagedProcess, polaris_process
 from tests.fixtures.auth import AuthService
 from tests.helpers import free_port
