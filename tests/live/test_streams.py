@@ -8,10 +8,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
+import psycopg
 from sqlalchemy import update
 
+from config.settings import libpq_url
 from db.engine import SessionFactory
-from db.events import record_event
+from db.events import EVENTS_CHANNEL, record_event
 from db.models import Charger, ChargingSession, PlatformEvent, Site
 from domain.events import (
     CHARGER_STATUS_CHANGED,
@@ -96,6 +98,7 @@ async def test_events_reach_clients_on_both_api_processes_and_drivers_see_only_t
     auth_service: AuthService,
     session_factory: SessionFactory,
     sse: OpenStream,
+    pg_url: str,
 ) -> None:
     a, b = two_apis
     admin = await person(auth_service, "live-admin", role="admin")
@@ -137,6 +140,23 @@ async def test_events_reach_clients_on_both_api_processes_and_drivers_see_only_t
         if event.data["type"].startswith("session."):
             assert event.data["id"] and event.event.startswith("session.")
     assert all(e.data["type"] != OPERATION_COMPLETED for e in alice_a.events)
+
+    # Each process's one listening connection is cut: it reconnects and catches up, and the
+    # clients (still connected) miss nothing.
+    async with await psycopg.AsyncConnection.connect(libpq_url(pg_url), autocommit=True) as pg:
+        cut = await (
+            await pg.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND query = %s",
+                (f"LISTEN {EVENTS_CHANNEL}",),
+            )
+        ).fetchone()
+    assert cut is not None and cut[0] >= 2
+    await emit(session_factory, SESSION_UPDATED, run, 7, user_id=alice.user_id)
+    await eventually(lambda: numbers(ops_a, run)[-1:] == [7], timeout=60)
+    await eventually(lambda: numbers(ops_b, run)[-1:] == [7], timeout=60)
+    await eventually(lambda: numbers(alice_a, run) == [1, 3, 6, 7], timeout=60)
 
 
 async def test_reconnecting_with_last_event_id_gets_exactly_the_missed_events(
