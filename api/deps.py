@@ -33,6 +33,7 @@ class AppState:
     live_hub: EventHub | None = None
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _live_hub_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def temporal(self) -> Client:
         """Connect lazily, so the API starts (and reports 'degraded') while Temporal is down."""

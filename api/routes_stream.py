@@ -43,12 +43,9 @@ router = APIRouter(prefix="/api/v1", tags=["live"])
 CHARGER_TYPES = frozenset({CHARGER_STATUS_CHANGED, CHARGER_CONNECTED, CHARGER_OFFLINE})
 RESET = "reset"
 
-_hub_lock = asyncio.Lock()
-
-
 async def hub_of(state: AppState) -> EventHub:
     """The process's hub, started on first use (stopped in the app's lifespan)."""
-    async with _hub_lock:
+    async with state._live_hub_lock:
         if state.live_hub is None:
             hub = EventHub(state.settings, state.sessions)
             await hub.start()

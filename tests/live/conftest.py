@@ -100,6 +100,12 @@ class SseClient:
     _task: asyncio.Task[None] | None = None
 
     async def _read(self) -> None:
+        try:
+            await self._consume()
+        finally:
+            self.ended = True  # the server closed the stream (cleanly or not), or we did
+
+    async def _consume(self) -> None:
         async with (
             httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None)) as client,
             client.stream("GET", self.url, headers=self.headers) as response,
@@ -107,7 +113,6 @@ class SseClient:
             self.status = response.status_code
             if response.status_code != 200:
                 await response.aread()
-                self.ended = True
                 return
             fields: dict[str, str] = {}
             async for line in response.aiter_lines():
@@ -126,7 +131,6 @@ class SseClient:
                 else:
                     name, _, value = line.partition(":")
                     fields[name] = value[1:] if value.startswith(" ") else value
-        self.ended = True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._read())

@@ -3,6 +3,7 @@ process, Last-Event-ID resumption, authorization, heartbeats."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -223,10 +224,10 @@ async def test_reconnecting_with_last_event_id_gets_exactly_the_missed_events(
     await eventually(lambda: numbers(stale, run) == [9], timeout=60)
 
 
-async def test_stream_authorization_and_bad_input(
-    two_apis: tuple[ApiProcess, ApiProcess], auth_service: AuthService
+async def test_stream_authorization_bad_input_and_a_clean_shutdown(
+    two_apis: tuple[ApiProcess, ApiProcess], auth_service: AuthService, sse: OpenStream
 ) -> None:
-    a, _ = two_apis
+    a, b = two_apis
     admin = await person(auth_service, "live-admin", role="admin")
     alice = await person(auth_service, "live-alice")
     async with httpx.AsyncClient(base_url=a.url, timeout=30) as client:
@@ -248,3 +249,15 @@ async def test_stream_authorization_and_bad_input(
             operation = spec["paths"][path]["get"]
             assert operation["summary"]
             assert "text/event-stream" in operation["responses"]["200"]["content"]
+
+    # SIGTERM with streams open: the streams end and the process exits cleanly.
+    open_streams = [
+        sse(f"{b.url}/api/v1/stream", admin.jwt),
+        sse(f"{b.url}/api/v1/me/stream", alice.jwt),
+    ]
+    await connected(*open_streams)
+    # (uvicorn re-raises the SIGTERM it handled once it has shut down: -15 after a clean stop)
+    assert b.process.kill(signal.SIGTERM, timeout=60) in (0, -signal.SIGTERM)
+    log = b.process.output()
+    assert "Application shutdown complete" in log, log[-3000:]
+    await eventually(lambda: all(s.ended for s in open_streams), timeout=60)
