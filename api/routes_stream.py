@@ -43,6 +43,7 @@ router = APIRouter(prefix="/api/v1", tags=["live"])
 CHARGER_TYPES = frozenset({CHARGER_STATUS_CHANGED, CHARGER_CONNECTED, CHARGER_OFFLINE})
 RESET = "reset"
 
+
 async def hub_of(state: AppState) -> EventHub:
     """The process's hub, started on first use (stopped in the app's lifespan)."""
     async with state._live_hub_lock:
