@@ -10,14 +10,18 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from activities.firmware import FirmwareActivities
 from activities.sessions import SessionActivities, SessionReadModel
 from api.errors import ApiError
 from api.live_hub import StreamEvent, Subscriber
 from api.routes_stream import StreamFilter, parse_types
+from config.settings import Settings
 from db.engine import SessionFactory
+from db.firmware_models import FirmwareCampaign, FirmwareFile
 from db.models import Charger, PlatformEvent
 from db.operations import finish_operation, insert_operation
 from domain.events import (
+    CAMPAIGN_PROGRESS,
     CHARGER_STATUS_CHANGED,
     OPERATION_COMPLETED,
     SESSION_BILLED,
@@ -26,6 +30,7 @@ from domain.events import (
     SESSION_UPDATED,
 )
 from domain.session_announcements import RowFacts, session_events
+from workflows.firmware_messages import CampaignProgress
 
 
 async def events_of(factory: SessionFactory, subject: str) -> list[PlatformEvent]:
@@ -195,3 +200,59 @@ def test_filters_and_a_slow_subscriber() -> None:
     for n in range(1, 10):
         slow.offer(_event(n))
     assert slow.closed and slow.overflowed
+
+
+async def test_campaign_progress_is_announced_when_it_changed(
+    base_settings: Settings, session_factory: SessionFactory
+) -> None:
+    firmware_id, campaign_id = str(uuid.uuid4()), str(uuid.uuid4())
+    async with session_factory.begin() as db:
+        db.add(
+            FirmwareFile(
+                id=firmware_id,
+                name="fw.bin",
+                version="1.2.3",
+                size_bytes=3,
+                sha256="0" * 64,
+                storage_path="fw.bin",
+                uploaded_by="user:admin",
+            )
+        )
+        await db.flush()
+        db.add(
+            FirmwareCampaign(
+                id=campaign_id,
+                firmware_id=firmware_id,
+                workflow_id=f"campaign-{campaign_id}",
+                chargers=["CB-1", "CB-2"],
+                wave_size=1,
+                pause_s=0,
+                max_failures=1,
+                wave_deadline_s=60,
+                created_by="user:admin",
+            )
+        )
+    activities = FirmwareActivities(base_settings, session_factory)
+
+    def progress(waves_done: int, succeeded: list[str], state: str = "running") -> CampaignProgress:
+        return CampaignProgress(
+            campaign_id=campaign_id,
+            state=state,
+            total=2,
+            waves_done=waves_done,
+            succeeded=succeeded,
+        )
+
+    for step in (
+        progress(0, []),
+        progress(1, ["CB-1"]),
+        progress(2, ["CB-1", "CB-2"], "completed"),
+    ):
+        for _ in range(2):  # a retried activity
+            await activities.record_campaign_progress(step)
+    events = await events_of(session_factory, campaign_id)
+    assert [(e.type, e.payload["waves_done"], e.payload["succeeded"]) for e in events] == [
+        (CAMPAIGN_PROGRESS, 1, 1),
+        (CAMPAIGN_PROGRESS, 2, 2),
+    ]
+    assert events[-1].payload["state"] == "completed" and events[-1].payload["total"] == 2
