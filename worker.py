@@ -31,10 +31,10 @@ from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
-from workflows.charger_offline import (
-    CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
-    ChargerOfflineWatchWorkflow,
-    OfflineWatchInput,
+from workflows.charger_offline_events import (
+    CHARGER_OFFLINE_EVENTS_WORKFLOW_ID,
+    ChargerOfflineEventsWorkflow,
+    OfflineEventsInput,
 )
 from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
@@ -65,7 +65,7 @@ WORKFLOWS: list[type] = [
     FirmwareUpdateWorkflow,
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
-    ChargerOfflineWatchWorkflow,
+    ChargerOfflineEventsWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -174,15 +174,15 @@ async def start_local_list_reconcile(client: Client, task_queue: str) -> None:
     )
 
 
-async def start_offline_watch(client: Client, settings: Settings, task_queue: str) -> None:
+async def start_offline_events(client: Client, settings: Settings, task_queue: str) -> None:
     """Make sure the one charger-offline watch runs (every worker asks; the first start wins)."""
     await client.start_workflow(
-        ChargerOfflineWatchWorkflow.run,
-        OfflineWatchInput(
+        ChargerOfflineEventsWorkflow.run,
+        OfflineEventsInput(
             interval_s=settings.charger_offline_check_s,
             silence_s=settings.heartbeat_interval_s * 3,
         ),
-        id=CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
+        id=CHARGER_OFFLINE_EVENTS_WORKFLOW_ID,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
@@ -206,7 +206,7 @@ async def run_worker(settings: Settings) -> None:
         except Exception:  # never fatal: the service layer starts it with its first wake-up
             log.exception("could not start the local-list reconciler")
         try:
-            await start_offline_watch(client, settings, settings.temporal_task_queue)
+            await start_offline_events(client, settings, settings.temporal_task_queue)
         except Exception:  # never fatal: charger.offline waits for the next worker start
             log.exception("could not start the charger-offline watch")
         log.info("worker polling %s", settings.temporal_task_queue)

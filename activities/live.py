@@ -11,7 +11,7 @@ from db.engine import SessionFactory
 from db.events import record_event
 from db.models import Charger
 from domain.events import CHARGER_OFFLINE
-from workflows.charger_offline import (
+from workflows.charger_offline_events import (
     ACTIVITY_ANNOUNCE_OFFLINE_CHARGERS,
     AnnounceOfflineInput,
     AnnounceOfflineResult,

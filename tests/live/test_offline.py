@@ -18,10 +18,10 @@ from db.models import Charger, PlatformEvent, Site
 from domain.events import CHARGER_OFFLINE
 from tests.helpers import eventually
 from worker import build_worker
-from workflows.charger_offline import (
+from workflows.charger_offline_events import (
     AnnounceOfflineInput,
-    ChargerOfflineWatchWorkflow,
-    OfflineWatchInput,
+    ChargerOfflineEventsWorkflow,
+    OfflineEventsInput,
 )
 
 
@@ -76,9 +76,9 @@ async def test_a_silent_charger_is_announced_once_per_offline_episode(
             ]
         )
     handle = await temporal_client.start_workflow(
-        ChargerOfflineWatchWorkflow.run,
-        OfflineWatchInput(interval_s=0.2, silence_s=60, iterations_per_run=5),
-        id=f"offline-watch-{tag}",
+        ChargerOfflineEventsWorkflow.run,
+        OfflineEventsInput(interval_s=0.2, silence_s=60, iterations_per_run=5),
+        id=f"offline-events-{tag}",
         task_queue=task_queue,
     )
     try:

@@ -1,8 +1,8 @@
-"""ChargerOfflineWatchWorkflow: announces chargers that went silent (``charger.offline``).
+"""ChargerOfflineEventsWorkflow: announces chargers that went silent (``charger.offline``).
 
 A charger is offline when it has not been seen for the heartbeat interval × 3 (the rule the
 driver's availability view uses too). One long-running instance (workflow id
-``charger-offline-watch``), started by every worker at startup with the ``USE_EXISTING``
+``charger-offline-events``), started by every worker at startup with the ``USE_EXISTING``
 conflict policy: every ``interval_s`` it runs ``announce_offline_chargers``, which marks each newly
 silent charger and records one event per offline episode in the same transaction (a new episode
 starts once the charger is seen again). It continues as new after ``iterations_per_run`` rounds.
@@ -21,12 +21,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-CHARGER_OFFLINE_WATCH_WORKFLOW = "ChargerOfflineWatch"
-CHARGER_OFFLINE_WATCH_WORKFLOW_ID = "charger-offline-watch"
+CHARGER_OFFLINE_EVENTS_WORKFLOW = "ChargerOfflineEvents"
+CHARGER_OFFLINE_EVENTS_WORKFLOW_ID = "charger-offline-events"
 ACTIVITY_ANNOUNCE_OFFLINE_CHARGERS = "announce_offline_chargers"
 
 
-class OfflineWatchInput(BaseModel):
+class OfflineEventsInput(BaseModel):
     interval_s: float = 60.0
     silence_s: float = 900.0  # heartbeat interval × 3
     iterations_per_run: int = 500
@@ -40,10 +40,10 @@ class AnnounceOfflineResult(BaseModel):
     charge_box_ids: list[str] = []
 
 
-@workflow.defn(name=CHARGER_OFFLINE_WATCH_WORKFLOW)
-class ChargerOfflineWatchWorkflow:
+@workflow.defn(name=CHARGER_OFFLINE_EVENTS_WORKFLOW)
+class ChargerOfflineEventsWorkflow:
     @workflow.run
-    async def run(self, params: OfflineWatchInput) -> None:
+    async def run(self, params: OfflineEventsInput) -> None:
         for _ in range(params.iterations_per_run):
             try:
                 await workflow.execute_activity(
@@ -68,10 +68,10 @@ class ChargerOfflineWatchWorkflow:
 
 __all__ = [
     "ACTIVITY_ANNOUNCE_OFFLINE_CHARGERS",
-    "CHARGER_OFFLINE_WATCH_WORKFLOW",
-    "CHARGER_OFFLINE_WATCH_WORKFLOW_ID",
+    "CHARGER_OFFLINE_EVENTS_WORKFLOW",
+    "CHARGER_OFFLINE_EVENTS_WORKFLOW_ID",
     "AnnounceOfflineInput",
     "AnnounceOfflineResult",
-    "ChargerOfflineWatchWorkflow",
-    "OfflineWatchInput",
+    "ChargerOfflineEventsWorkflow",
+    "OfflineEventsInput",
 ]
