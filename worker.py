@@ -24,13 +24,22 @@ from activities.lago_webhooks import LagoWebhookActivities
 from activities.live import LiveActivities
 from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
+from activities.notifications import NotificationActivities
 from activities.operations import OperationActivities
+from activities.reservations import ReservationActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
+from activities.site_load import SiteLoadActivities
+from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from config.temporal import connect
 from db.engine import SessionFactory, make_engine, make_session_factory
 from workflows.card_link import CardLinkWorkflow
+from workflows.charger_offline import (
+    CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
+    ChargerOfflineWatchInput,
+    ChargerOfflineWatchWorkflow,
+)
 from workflows.charger_offline_events import (
     CHARGER_OFFLINE_EVENTS_WORKFLOW_ID,
     ChargerOfflineEventsWorkflow,
@@ -51,6 +60,10 @@ from workflows.mail_delivery import (
     MailDeliveryInput,
     MailDeliveryWorkflow,
 )
+from workflows.reservation import ReservationWorkflow
+from workflows.site_load import SiteLoadWorkflow
+from workflows.webhook_messages import DispatcherInput, dispatcher_workflow_id
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatcherWorkflow
 
 log = logging.getLogger("polaris.worker")
 
@@ -65,6 +78,11 @@ WORKFLOWS: list[type] = [
     FirmwareUpdateWorkflow,
     FirmwareCampaignWorkflow,
     DiagnosticsRequestWorkflow,
+    ReservationWorkflow,
+    ChargerOfflineWatchWorkflow,
+    WebhookDispatcherWorkflow,
+    WebhookDeliveryWorkflow,
+    SiteLoadWorkflow,
     ChargerOfflineEventsWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -76,10 +94,12 @@ def build_worker(
     session_factory: SessionFactory,
     *,
     task_queue: str | None = None,
+    sessions: SessionActivities | None = None,
 ) -> Worker:
     """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
-    ``task_queue`` is given (tests use a fresh queue each)."""
-    sessions = SessionActivities(
+    ``task_queue`` is given (tests use a fresh queue each; ``sessions`` lets a test hold the
+    session activities at a chosen moment)."""
+    sessions = sessions or SessionActivities(
         session_factory, progress_event_interval_s=settings.session_progress_event_interval_s
     )
     closures = SessionClosureActivities(session_factory)
@@ -96,6 +116,10 @@ def build_worker(
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
     live = LiveActivities(session_factory)
+    reservations = ReservationActivities(session_factory)
+    inbox = NotificationActivities(settings, session_factory)
+    outgoing = WebhookActivities(settings, session_factory, client)
+    site_load = SiteLoadActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -140,6 +164,14 @@ def build_worker(
             fw.record_campaign_progress,
             fw.prepare_diagnostics,
             fw.record_diagnostics_sent,
+            reservations.load,
+            reservations.move,
+            inbox.notify_offline_chargers,
+            outgoing.dispatch_events,
+            outgoing.wait_for_events,
+            outgoing.attempt_delivery,
+            site_load.plan,
+            site_load.record,
             live.announce_offline_chargers,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -188,6 +220,30 @@ async def start_offline_events(client: Client, settings: Settings, task_queue: s
     )
 
 
+async def start_charger_offline_watch(
+    client: Client, task_queue: str, *, workflow_id: str = CHARGER_OFFLINE_WATCH_WORKFLOW_ID
+) -> None:
+    """Make sure the one charger-offline watch runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        ChargerOfflineWatchWorkflow.run,
+        ChargerOfflineWatchInput(),
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def start_webhook_dispatcher(client: Client, task_queue: str) -> None:
+    """Make sure the webhook dispatcher runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        WebhookDispatcherWorkflow.run,
+        DispatcherInput(),
+        id=dispatcher_workflow_id(),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     """Connect, run the worker until cancelled, then shut down gracefully."""
     client = await connect(settings)
@@ -209,6 +265,14 @@ async def run_worker(settings: Settings) -> None:
             await start_offline_events(client, settings, settings.temporal_task_queue)
         except Exception:  # never fatal: charger.offline waits for the next worker start
             log.exception("could not start the charger-offline watch")
+        try:
+            await start_charger_offline_watch(client, settings.temporal_task_queue)
+        except Exception:  # never fatal: the next worker start tries again
+            log.exception("could not start the charger-offline watch")
+        try:
+            await start_webhook_dispatcher(client, settings.temporal_task_queue)
+        except Exception:  # never fatal: creating an endpoint starts it too
+            log.exception("could not start the webhook dispatcher")
         log.info("worker polling %s", settings.temporal_task_queue)
         # Worker.run() shuts the worker down (gracefully) when this task is cancelled.
         await worker.run()

@@ -38,11 +38,11 @@ from db.billing_models import (
     WEBHOOK_SKIPPED,
     CircuitBreaker,
     LagoWebhookEvent,
-    Notification,
     SessionInvoice,
 )
 from db.engine import SessionFactory
 from db.models import BillingEvent
+from db.notifications import INVOICE_CREATED, notify, user_of_recipient
 from workflows.lago_webhook import (
     ACTIVITY_FAIL_LAGO_WEBHOOK,
     ACTIVITY_PROCESS_LAGO_WEBHOOK,
@@ -380,11 +380,15 @@ async def _invoice_created(db: AsyncSession, payload: dict[str, Any]) -> tuple[l
                 index_where=SessionInvoice.lago_invoice_id.is_not(None),
             )
         )
-    notified = await db.scalar(
-        insert(Notification)
-        .values(
-            user_public_id=customer_id,
-            kind="invoice.created",
+    # The customer's driver (a Lago customer id is a user's public id or their mapped id); an
+    # invoice of a customer no driver has any more tells nobody.
+    owner = await user_of_recipient(db, customer_id)
+    notified = None
+    if owner is not None:
+        notified = await notify(
+            db,
+            user_id=owner,
+            kind=INVOICE_CREATED,
             dedupe_key=f"invoice.created:{lago_id}",
             title=f"New invoice {invoice.get('number') or lago_id}",
             data={
@@ -395,9 +399,6 @@ async def _invoice_created(db: AsyncSession, payload: dict[str, Any]) -> tuple[l
                 "workflow_ids": sorted(workflow_ids),
             },
         )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(Notification.id)
-    )
     return sorted(workflow_ids), 0 if notified is None else 1
 
 

@@ -38,6 +38,7 @@ from db.models import (
     UserMapping,
     session_intents,
 )
+from db.notifications import notify_session_billed
 from db.tariffs import version_at
 from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
 from domain.pricing import TariffTerms
@@ -51,6 +52,9 @@ ACTIVITY_CHECK_CHARGER_LIVENESS = "check_charger_liveness"
 ACTIVITY_RESOLVE_CHARGER_ROUTE = "resolve_charger_route"
 ACTIVITY_LOAD_TARIFF = "load_tariff"
 ACTIVITY_RECORD_SESSION_INTENT = "record_session_intent"
+
+# The session's final billing line is recorded: its energy and cost are what the driver pays.
+BILLED_STATES = frozenset({Phase.BILLED.value, Phase.CLOSED.value})
 
 # Connector statuses that show a transaction is still running (OCPP 1.6 ChargePointStatus).
 CHARGING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
@@ -230,6 +234,9 @@ class SessionActivities:
             ).first()
             if after is not None:
                 await _announce(db, before, after, self._progress_interval_s)
+                owner = after.user_id
+                if owner is not None and input.state in BILLED_STATES and input.transaction_id:
+                    await notify_session_billed(db, owner, input)
 
     @activity.defn(name=ACTIVITY_CHECK_CHARGER_LIVENESS)
     async def check_charger_liveness(self, input: ChargerLivenessInput) -> ChargerLiveness:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,23 +16,28 @@ from api import (
     routes_billing,
     routes_cards,
     routes_chargers,
+    routes_driver,
     routes_files,
     routes_firmware,
     routes_kpis,
     routes_local_lists,
     routes_me,
+    routes_notifications,
     routes_operations,
+    routes_reservations,
     routes_scan,
     routes_sessions,
     routes_sites,
     routes_stream,
     routes_users,
+    routes_webhooks,
     webhooks_lago,
 )
 from api.auth_jwt import JwtVerifier
 from api.authz import require_live_admin
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.ratelimit import RateLimitHeaders, prune_rate_limits_forever
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
 
@@ -47,9 +54,14 @@ def create_app(settings: Settings) -> FastAPI:
                 http=http,
                 verifier=JwtVerifier.for_auth_service(settings.auth_base_url, http_client=http),
             )
+            # Full rate-limit buckets deleted now and then (api/ratelimit.py).
+            pruning = asyncio.create_task(prune_rate_limits_forever(engine))
             try:
                 yield
             finally:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
                 hub = app.state.polaris.live_hub
                 if hub is not None:
                     await hub.stop()
@@ -63,11 +75,15 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/api/docs",
     )
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     app.include_router(health.router)
     app.include_router(webhooks_lago.router)
     app.include_router(webhooks_lago.build_admin_router(require_live_admin))
     for family in (
         routes_me,
+        # Before routes_chargers: /api/v1/chargers/nearby is not a charge box id.
+        routes_driver,
+        routes_notifications,
         routes_operations,
         routes_cards,
         routes_users,
@@ -82,6 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
         routes_firmware,
         routes_files,
         routes_stream,
+        routes_reservations,
+        routes_webhooks,
     ):
         app.include_router(family.router)
     return app

@@ -57,7 +57,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         issues = exc.issues or None
-        return JSONResponse(envelope(exc.code, exc.message, issues), status_code=exc.status)
+        body = {**exc.extra, **envelope(exc.code, exc.message, issues)}
+        return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,61 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditLog, ChargingSession, EvCard, UserMapping
 
-ID_TAG_PATTERN = r"^[\x21-\x7e]{1,20}$"  # printable ASCII, OCPP 1.6 CiString20
+# The card views are the card service's own; re-exported for the identity routes.
+from services.cards import ID_TAG_PATTERN, CardOut, MappingOut
 
 
 class Page(BaseModel):
     limit: int
     offset: int
-
-
-class CardOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id_tag: str
-    parent_id_tag: str | None
-    label: str | None
-    is_active: bool
-    blocked: bool
-    expires_at: datetime | None
-    lost_at: datetime | None
-    max_concurrent_sessions: int
-    created_at: datetime | None
-    user_id: str | None = None
-    email: str | None = None
-    public_id: str | None = None
-
-    @classmethod
-    def of(cls, card: EvCard, mapping: UserMapping | None = None) -> CardOut:
-        out = cls.model_validate(card)
-        if mapping is None:
-            return out
-        return out.model_copy(
-            update={
-                "user_id": mapping.user_id,
-                "email": mapping.email,
-                "public_id": mapping.public_id,
-            }
-        )
-
-
-class MappingOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    user_id: str
-    public_id: str
-    email: str | None
-    id_tag: str
-    lago_customer_external_id: str | None
-    lago_subscription_external_id: str | None
-    billing_mode: str
-    is_active: bool
-    created_at: datetime | None
-
-    @classmethod
-    def of(cls, m: UserMapping) -> MappingOut:
-        return cls.model_validate(m)
 
 
 class SessionOut(BaseModel):

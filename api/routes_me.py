@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -15,8 +16,13 @@ from api.deps import AppState, State
 from api.identity_views import CardOut, owned_card, owned_cards
 from api.services import Services
 from db.audit import add_audit, write_audit
-from db.billing_models import Notification
+from db.billing_models import AUDIENCE_OPERATORS
+from db.events import record_event
 from db.models import ChargingSession
+from db.notifications import CARD_LOST as CARD_LOST_NOTICE
+from db.notifications import notify
+from domain.events import CARD_LOST
+from domain.ids import tag_fingerprint
 from domain.session import TRANSACTION_PHASES
 from services import local_lists
 from workflows.messages import UPDATE_REMOTE_STOP, RemoteStopInput, RemoteStopResult
@@ -25,7 +31,7 @@ log = logging.getLogger("polaris.api.me")
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
 
-OPERATORS = "operators"  # notifications.user_public_id for the operators' inbox
+OPERATORS = AUDIENCE_OPERATORS  # the operators' inbox (docs/notifications.md)
 
 
 class MeOut(BaseModel):
@@ -98,19 +104,29 @@ async def report_lost(id_tag: str, user: LiveUser, state: State, ctx: Services) 
                 source=user.source,
                 details={"user_id": user.user_id},
             )
-            db.add(
-                Notification(
-                    user_public_id=OPERATORS,
-                    kind="card.lost",
-                    dedupe_key=f"card-lost:{id_tag}:{int(now.timestamp())}",
-                    title=f"EV card {id_tag} was reported lost",
-                    data={
-                        "id_tag": id_tag,
-                        "user_id": user.user_id,
-                        "public_id": mapping.public_id,
-                        "email": mapping.email,
-                    },
-                )
+            await notify(
+                db,
+                audience="operators",
+                kind=CARD_LOST_NOTICE,
+                dedupe_key=f"card-lost:{id_tag}:{int(now.timestamp())}",
+                title=f"EV card {id_tag} was reported lost",
+                data={
+                    "id_tag": id_tag,
+                    "user_id": user.user_id,
+                    "public_id": mapping.public_id,
+                    "email": mapping.email,
+                },
+            )
+            lost: dict[str, Any] = {
+                "card_public_id": mapping.public_id,
+                "user_id": user.user_id,
+                "lost_at": now.isoformat().replace("+00:00", "Z"),
+            }
+            key = state.settings.log_tag_key
+            if key is not None:
+                lost["card"] = tag_fingerprint(id_tag, key.get_secret_value().encode())
+            await record_event(
+                db, CARD_LOST, lost, subject=f"card:{mapping.public_id}", user_id=user.user_id
             )
         running = (
             await db.scalars(

@@ -99,10 +99,11 @@ def _no_such_code() -> ApiError:
     return ApiError(404, "NOT_FOUND", "no charger has this scan code")
 
 
-def _qr_arm_limit(request: Request, response: Response) -> None:
+async def _qr_arm_limit(request: Request, response: Response) -> None:
     """Per client address, before anything is looked up (so it answers alike for any charger)."""
     settings = get_state(request).settings
-    rate_limit("scan-login", settings.scan_arms_per_client_per_minute, 60)(request, response)
+    limit = rate_limit("scan-login", settings.scan_arms_per_client_per_minute, 60)
+    await limit(request, response)
 
 
 async def _db_now(db: AsyncSession) -> datetime:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Select
 
-from api.authz import AdminUser, CurrentUser, LiveAdmin, Principal, not_found_unless
+from api.authz import AdminUser, CurrentUser, LiveAdmin, Principal
 from api.deps import State
 from api.errors import ApiError, NotFound
 from api.identity_views import SessionOut, owned_sessions
@@ -55,14 +55,7 @@ async def my_sessions(
     return [SessionOut.of(row) for row in rows]
 
 
-@router.get("/me/sessions/{workflow_id}", response_model=SessionOut)
-async def my_session(workflow_id: str, user: CurrentUser, state: State) -> SessionOut:
-    query = owned_sessions(user.user_id).where(ChargingSession.workflow_id == workflow_id)
-    async with state.sessions() as db:
-        row = await db.scalar(query)
-    not_found_unless(row, "session")
-    assert row is not None
-    return SessionOut.of(row)
+# GET /me/sessions/{workflow_id} (one of my sessions, in detail) is in api/routes_driver.py.
 
 
 @router.get("/sessions", response_model=list[SessionOut])

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from api.authz import AdminUser, LiveAdmin
 from api.routes_chargers import actor_of
 from api.services import Services
-from services import sites, tariffs
+from services import site_load, sites, tariffs
 
 router = APIRouter(prefix="/api/v1", tags=["sites", "tariffs"])
 
@@ -36,6 +36,38 @@ async def set_site(
     site: str, body: sites.SitePatch, admin: LiveAdmin, ctx: Services
 ) -> dict[str, Any]:
     return await sites.set_site(ctx, actor_of(admin), site, body)
+
+
+@router.patch(
+    "/sites/{site}/load-limit",
+    response_model=site_load.SiteLoadView,
+    summary="Set the site's power limit (kW, or A per phase)",
+)
+async def set_load_limit(
+    site: str, body: site_load.LoadLimitInput, admin: LiveAdmin, ctx: Services
+) -> site_load.SiteLoadView:
+    """The site's ``SiteLoad`` workflow divides it among the active sessions and pushes the
+    charging profiles (docs/load-management.md)."""
+    return await site_load.set_load_limit(ctx, actor_of(admin), site, body)
+
+
+@router.delete(
+    "/sites/{site}/load-limit",
+    response_model=site_load.SiteLoadView,
+    summary="Remove the site's power limit",
+)
+async def clear_load_limit(site: str, admin: LiveAdmin, ctx: Services) -> site_load.SiteLoadView:
+    """The profiles set on connected chargers are cleared."""
+    return await site_load.clear_load_limit(ctx, actor_of(admin), site)
+
+
+@router.get(
+    "/sites/{site}/load",
+    response_model=site_load.SiteLoadView,
+    summary="The site's limit and each active session's current limit",
+)
+async def show_site_load(site: str, _: AdminUser, ctx: Services) -> site_load.SiteLoadView:
+    return await site_load.site_load(ctx, site)
 
 
 @router.post("/tariffs", status_code=201)

@@ -56,9 +56,11 @@ def _show(view: dict[str, Any]) -> None:
                 if session
                 else "no session"
             )
+            plug = c.get("connector_type") or "plug not set"
+            power = f", {c['max_power_w']} W max" if c.get("max_power_w") else ""
             print(
                 f"  {c['connector_id']}: {c['status']} {c['error_code']} "
-                f"since {c['since'] or '-'}; {running}"
+                f"since {c['since'] or '-'}; {running} ({plug}{power})"
             )
     if auth["warning"]:
         _warn(f"charger {view['charge_box_id']} {auth['warning']}")
@@ -119,6 +121,21 @@ async def _show_cmd(ctx: ServiceContext, actor: Actor, args: argparse.Namespace)
     return 0
 
 
+def _connector_changes(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--connector-type 1=CCS2 --connector-max-power-w 1=150000`` (each repeatable; an empty
+    value clears) as the patch's per-connector changes."""
+    changes: dict[str, dict[str, Any]] = {}
+    for option, key in (
+        ("connector_type", "connector_type"),
+        ("connector_max_power_w", "max_power_w"),
+    ):
+        for item in getattr(args, option, None) or []:
+            connector, _, value = item.partition("=")
+            entry = changes.setdefault(connector.strip(), {"connector_id": connector.strip()})
+            entry[key] = value.strip() or None
+    return list(changes.values())
+
+
 async def _set(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
     fields = given(
         args,
@@ -131,6 +148,9 @@ async def _set(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> i
         },
         clearing=True,
     )
+    connectors = _connector_changes(args)
+    if connectors:
+        fields["connectors"] = connectors
     patch = parse(chargers.ChargerPatch, fields)
     result = await chargers.set_charger(ctx, actor, args.charge_box_id, patch)
     for warning in result["warnings"]:
@@ -221,6 +241,18 @@ def add_chargers_commands(sub: Any) -> Any:
         help="let it connect WITHOUT a password (dangerous: anyone can speak for it)",
     )
     change.add_argument("--label", type=optional, help='("" clears it)')
+    change.add_argument(
+        "--connector-type",
+        action="append",
+        metavar="N=TYPE",
+        help="a connector's plug (Type1 Type2 CCS1 CCS2 CHAdeMO Schuko NACS GBT; N= clears)",
+    )
+    change.add_argument(
+        "--connector-max-power-w",
+        action="append",
+        metavar="N=WATTS",
+        help="a connector's maximum power (N= clears: the charger's max_power_w)",
+    )
     change.set_defaults(handler=_set)
 
     password = with_json(

@@ -20,11 +20,14 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from cli.cards import add_cards_commands
 from cli.chargers import add_chargers_commands
+from cli.notifications import add_notifications_commands
 from cli.operations import add_operation_commands, add_operations_log_commands
 from cli.setup_commands import add_setup_commands
 from cli.sites import add_sites_commands
 from cli.tariffs import add_tariffs_commands
+from cli.webhooks import add_webhooks_commands
 from config.settings import Settings, load_settings
 from config.startup import DEV_COMMAND, startup_refusal
 
@@ -93,6 +96,12 @@ def _cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_sessions_command(settings, args))
 
 
+def _cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.notifications import run_notifications_command
+
+    return asyncio.run(run_notifications_command(settings, args))
+
+
 def _cmd_kpis(settings: Settings, args: argparse.Namespace) -> int:
     from cli.kpis import run_kpis_command
 
@@ -106,7 +115,7 @@ def _cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
-    """``chargers``, ``sites``, ``tariffs``: each subcommand carries its own handler."""
+    """``chargers``, ``sites``, ``tariffs``, ``cards``: each subcommand carries its own handler."""
     from cli.fleet_common import run_handler
 
     return run_handler(settings, args)
@@ -214,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     kpis = sub.add_parser("kpis", help="the network at a glance (energy, sessions, chargers)")
     kpis.add_argument("--tz", help="IANA time zone for today/this month (default: the operator's)")
     kpis.add_argument("--json", action="store_true")
+    add_notifications_commands(sub)
     scan = sub.add_parser("scan", help="scan-to-login at chargers")
     scan_sub = scan.add_subparsers(dest="scan_command", required=True)
     rotate = scan_sub.add_parser(
@@ -228,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sites_commands(sub)
     add_setup_commands(sub)
     add_tariffs_commands(sub)
+    add_cards_commands(sub)
+    add_webhooks_commands(sub)
     local_list = sub.add_parser("local-list", help="chargers' local authorization lists")
     local_list_sub = local_list.add_subparsers(dest="local_list_command", required=True)
     ll_show = local_list_sub.add_parser("show", help="a charger's acknowledged list and sync")
@@ -243,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one charger: wait this long for the round to finish (0: do not wait)",
     )
     ll_sync.add_argument("--json", action="store_true")
+    from cli.reservations import add_reservation_commands
+
+    add_reservation_commands(sub)
     from cli.firmware_parser import add_parsers as add_firmware_parsers
 
     add_firmware_parsers(sub)
@@ -262,13 +277,17 @@ COMMANDS = {
     "chargers": _cmd_fleet,
     "sites": _cmd_fleet,
     "tariffs": _cmd_fleet,
+    "cards": _cmd_fleet,
+    "webhooks": _cmd_fleet,
     "admin": _cmd_fleet,
     "billing": _cmd_fleet,
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
+    "notifications": _cmd_notifications,
     "local-list": _cmd_local_list,
     "firmware": _cmd_firmware,
     "diagnostics": _cmd_diagnostics,
+    "reservations": _cmd_fleet,
 }
 
 

@@ -21,6 +21,8 @@ EXIT_CODES = {
     "CHARGER_OFFLINE": 3,
     "UNAVAILABLE": 7,
 }
+# A more precise code of the same kind (``CARD_EXISTS`` is a conflict) exits as its kind does.
+_EXIT_BY_STATUS = {422: 2, 400: 2, 404: 4, 409: 5, 403: 6, 503: 7}
 
 
 def emit_json(value: Any) -> None:
@@ -63,12 +65,12 @@ def fail(exc: ServiceError, *, as_json: bool = False) -> int:
     """Report a service error (stderr; with ``--json`` also the error document on stdout) and
     return the exit code."""
     if as_json:
-        emit_json({"error": exc.code, "message": exc.message, "issues": exc.issues})
+        emit_json({**exc.extra, "error": exc.code, "message": exc.message, "issues": exc.issues})
     print(f"error: {exc.message}", file=sys.stderr)
     for issue in exc.issues:
         where = ".".join(str(p) for p in issue.get("path", [])) or "-"
         print(f"  {where}: {issue.get('message', '')}", file=sys.stderr)
-    return EXIT_CODES.get(exc.code, 1)
+    return EXIT_CODES.get(exc.code) or _EXIT_BY_STATUS.get(exc.status, 1)
 
 
 def _cell(value: Any) -> str:

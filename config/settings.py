@@ -284,6 +284,42 @@ class Settings(BaseSettings):
     # Seconds an operation waits for the charger's gateway to pick it up; past it the gateway is
     # taken for down and the operation ends charger_offline.
     operation_pickup_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # The operators' inbox gets a "charger offline" notification once a charger has not been
+    # heard from for this many minutes (once per offline episode; docs/notifications.md).
+    notify_charger_offline_after_min: int = Field(default=15, ge=1, le=10080)
+
+    # -- Reservations (services/reservations.py; docs/reservations.md) -------------------------
+    # ReserveNow goes to the charger this long before a reservation starts.
+    reservation_lead_s: float = Field(default=300.0, ge=0, le=3600)
+    # A reservation nobody started charging on expires this long after its start (at most at
+    # its end), freeing the connector.
+    reservation_no_show_s: float = Field(default=900.0, gt=0)
+    # How far ahead a driver may reserve, and the longest reservation.
+    reservation_max_ahead_s: int = Field(default=7 * 24 * 3600, gt=0)
+    reservation_max_duration_s: int = Field(default=4 * 3600, ge=600)
+    # A charger offline when ReserveNow is due is tried again this often until the start.
+    reservation_offline_retry_s: float = Field(default=30.0, gt=0)
+
+    # -- Outgoing webhooks (services/webhooks.py; docs/webhooks.md) ------------------------------
+    # Endpoints may point at loopback, private and link-local addresses (checked when the URL is
+    # set and again, after DNS, before every attempt). Off in production: SSRF.
+    webhooks_allow_private_targets: bool = False
+    # Seconds one POST may take (connect + answer) before the attempt counts as failed.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Retries: exponential backoff from the first delay, doubling, capped, until the delays add
+    # up to the give-up time (at least a day in production); then the delivery has failed.
+    webhook_retry_first_delay_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_delay_s: float = Field(default=3600.0, gt=0)
+    webhook_retry_give_up_after_s: float = Field(default=86400.0, gt=0)
+    # An endpoint is disabled (and its owner notified) after this many failed deliveries in a
+    # row, or after failing every attempt for this many hours.
+    webhook_disable_after_failures: int = Field(default=10, ge=1)
+    webhook_disable_after_hours: float = Field(default=72.0, gt=0)
+    # Hours the old secret keeps signing (a second signature) after a rotation.
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+    # The dispatcher listens for new events and also looks every this many seconds (at most 20:
+    # its wait heartbeats as often, within a 30 s heartbeat timeout).
+    webhook_dispatch_poll_s: float = Field(default=1.0, gt=0, le=20)
 
     # Filled from runtime.json by load_settings(); not meant to be set by hand.
     embedded: list[str] = Field(default_factory=list)

@@ -9,10 +9,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    String,
+    Text,
+    event,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
-from db.models import Base
+from db.models import Base, UserMapping
 
 # Statuses of an inbound webhook row.
 WEBHOOK_PENDING = "pending"
@@ -21,6 +35,10 @@ WEBHOOK_FAILED = "failed"
 WEBHOOK_SKIPPED = "skipped"
 
 BREAKER_LAGO_WEBHOOKS = "lago_webhooks"
+
+# Who a notification is for.
+AUDIENCE_USER = "user"
+AUDIENCE_OPERATORS = "operators"
 
 
 class SessionInvoice(Base):
@@ -105,21 +123,85 @@ class CircuitBreaker(Base):
 
 
 class Notification(Base):
-    """Something to tell a driver (the user with this public id); ``dedupe_key`` makes it once."""
+    """One row of an inbox (docs/notifications.md): a driver's (``audience='user'``, ``user_id``
+    = the BetterAuth user id) or the operators' shared inbox (``audience='operators'``).
+
+    ``dedupe_key`` makes it once: writers go through :func:`db.notifications.notify`, an insert
+    that does nothing when the key exists, so an activity retried or replayed writes one row.
+    A driver's read and archive marks are ``read_at``/``archived_at`` here; each operator's are
+    rows of :class:`NotificationMark`. ``user_public_id`` is the column of the first version
+    (the driver's public id, or ``operators``), kept for rows and writers from before.
+    """
 
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    user_public_id: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[str] = mapped_column(String(16), server_default=AUDIENCE_USER)
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    user_public_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
     title: Mapped[str] = mapped_column(String(300))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     read_at: Mapped[datetime | None] = mapped_column()
-    __table_args__ = (Index("ix_notifications_user_public_id", "user_public_id", "created_at"),)
+    archived_at: Mapped[datetime | None] = mapped_column()
+    __table_args__ = (
+        CheckConstraint("audience IN ('user', 'operators')", name="audience"),
+        CheckConstraint("audience = 'user' OR user_id IS NULL", name="operators_have_no_user"),
+        Index("ix_notifications_user_id", "user_id", "id"),
+        Index("ix_notifications_audience", "audience", "id"),
+    )
+
+
+class NotificationMark(Base):
+    """One operator's read/archive mark on a notification of the shared operators' inbox."""
+
+    __tablename__ = "notification_marks"
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    read_at: Mapped[datetime | None] = mapped_column()
+    archived_at: Mapped[datetime | None] = mapped_column()
+    __table_args__ = (Index("ix_notification_marks_user_id", "user_id", "notification_id"),)
+
+
+def user_of_recipient_sql(recipient: str) -> Select[str]:
+    """The BetterAuth user id behind a user id, a public id or a Lago customer id."""
+    return (
+        select(UserMapping.user_id)
+        .where(
+            or_(
+                UserMapping.user_id == recipient,
+                UserMapping.public_id == recipient,
+                UserMapping.lago_customer_external_id == recipient,
+            )
+        )
+        .order_by(UserMapping.is_active.desc(), UserMapping.id.desc())
+        .limit(1)
+    )
+
+
+@event.listens_for(Notification, "before_insert")
+def _normalise_first_version_rows(
+    _mapper: Mapper[Notification], connection: Connection, row: Notification
+) -> None:
+    """ORM inserts of the first version's shape (``user_public_id`` only) land in an inbox."""
+    if row.user_id is not None or row.audience is not None:
+        return
+    if row.user_public_id == AUDIENCE_OPERATORS:
+        row.audience = AUDIENCE_OPERATORS
+        return
+    row.audience = AUDIENCE_USER
+    if row.user_public_id:
+        row.user_id = connection.execute(
+            user_of_recipient_sql(row.user_public_id)
+        ).scalar_one_or_none()
 
 
 __all__ = [
+    "AUDIENCE_OPERATORS",
+    "AUDIENCE_USER",
     "BREAKER_LAGO_WEBHOOKS",
     "WEBHOOK_FAILED",
     "WEBHOOK_PENDING",
@@ -128,5 +210,7 @@ __all__ = [
     "CircuitBreaker",
     "LagoWebhookEvent",
     "Notification",
+    "NotificationMark",
     "SessionInvoice",
+    "user_of_recipient_sql",
 ]

@@ -194,6 +194,15 @@ class Connector(Base):
     vendor_error_code: Mapped[str | None] = mapped_column(String(50))
     status_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # What drivers see (set by operators, docs/drivers.md): the plug (domain/availability.py
+    # CONNECTOR_TYPES) and the most this connector delivers (NULL: the charger's max_power_w).
+    connector_type: Mapped[str | None] = mapped_column(String(16))
+    max_power_w: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (
+        CheckConstraint(
+            "max_power_w IS NULL OR max_power_w > 0", name="connector_max_power_positive"
+        ),
+    )
 
 
 class EvCard(Base):

@@ -189,7 +189,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         # Nothing stored → InternalError: the charger boots again later rather than believing
         # it was registered.
         async with journal_guard(self.ctx, "BootNotification"):
-            await journal.record_boot(
+            queued = await journal.record_boot(
                 self.ctx.sf,
                 self.charge_box_id,
                 vendor=charge_point_vendor,
@@ -199,6 +199,8 @@ class GatewayChargePoint(FrameGuardedChargePoint):
                 firmware_version=kwargs.get("firmware_version"),
                 now=now,
             )
+        if queued:
+            self.ctx.wake_relay()
         return call_result.BootNotification(
             current_time=ocpp_time(now),
             interval=self.ctx.settings.heartbeat_interval_s,

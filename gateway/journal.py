@@ -12,7 +12,7 @@ from db.engine import SessionFactory
 from db.events import record_event
 from db.models import AuditLog, Charger, Connector, Transaction
 from domain.events import CHARGER_CONNECTED, CHARGER_STATUS_CHANGED
-from gateway import local_list_trigger
+from gateway import load_trigger, local_list_trigger
 from gateway.closures import close_after_reboot
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_CONNECTOR_STATUS, ConnectorStatus, SessionInput
@@ -86,7 +86,9 @@ async def set_connected(
             site_id=_site_of(charge_box_id),
         )
         # A local-list sync (or ClearCache) that waited for this charger to come back.
-        return await local_list_trigger.enqueue_if_pending(s, charge_box_id)
+        queued = await local_list_trigger.enqueue_if_pending(s, charge_box_id)
+        # Its site's load plan counts it as reachable again.
+        return await load_trigger.enqueue_if_limited(s, charge_box_id, "connected") or queued
 
 
 def _site_of(charge_box_id: str) -> ScalarSelect[int | None]:
@@ -167,7 +169,8 @@ async def record_boot(
     serial_number: str | None,
     firmware_version: str | None,
     now: datetime,
-) -> None:
+) -> bool:
+    """Record the boot; True when an outbox row was queued with it (wake the relay)."""
     async with sf.begin() as s:
         await s.execute(
             update(Charger)
@@ -182,6 +185,8 @@ async def record_boot(
                 registration_status="Accepted",
             )
         )
+        # A booted charger may have lost its profiles: its TxDefaultProfile is sent again.
+        return await load_trigger.enqueue_if_limited(s, charge_box_id, "booted")
 
 
 async def record_status(

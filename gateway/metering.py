@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Charger, MeterSample, Transaction
 from domain.energy import MeterLimits, implausible_energy
+from gateway import load_trigger
 from gateway.meter import (
     BILLING_REGISTER,
     Sample,
@@ -188,7 +189,22 @@ async def record_in(
             )
         ).scalar_one_or_none()
         transaction_id = tx.id if tx is not None else None
-    return await store_samples(
+    events = 0
+    # A charger offering less than its site's plan gave it: the plan shares the rest.
+    if (
+        tx is not None
+        and tx.stopped_at is None
+        and connector_id > 0
+        and await load_trigger.record_offered(
+            s,
+            charge_box_id=charge_box_id,
+            connector_id=connector_id,
+            transaction_id=tx.id,
+            samples=samples,
+        )
+    ):
+        events += 1
+    return events + await store_samples(
         s,
         charge_box_id=charge_box_id,
         connector_id=connector_id,

@@ -16,7 +16,7 @@ resurrect a finished session: when the workflow is closed they are marked delive
 
 A row whose payload names its workflow (``{"workflow": {"type", "input"}, "signal": {...}}``) is
 delivered as a signal-with-start of that type with that input (``kind`` is the signal), whatever
-the type: the local-list connect trigger uses it.
+the type: the local-list connect trigger and the site load trigger use it.
 """
 
 from __future__ import annotations

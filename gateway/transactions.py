@@ -14,11 +14,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from db.engine import SessionFactory
 from db.models import OrphanStop, Transaction, UserMapping, session_intents
 from domain.energy import MeterLimits
-from gateway import intents
+from gateway import intents, load_trigger
 from gateway.closures import close_for_new_transaction
 from gateway.local_auth import decide
 from gateway.metering import store_samples
 from gateway.outbox import enqueue
+from gateway.reservation_join import enqueue_join
 from gateway.stop_checks import EdgeStop, VettedStop, vet_stop
 from workflows.messages import (
     SIGNAL_TRANSACTION_STARTED,
@@ -159,6 +160,19 @@ async def start_transaction(
                 user_id=owner,
             ),
         )
+        # A start that uses a reservation tells that reservation's workflow (same transaction).
+        await enqueue_join(
+            s,
+            charge_box_id=charge_box_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            reservation_id=reservation_id,
+            started_at=started_at,
+            transaction_id=tx_id,
+            session_workflow_id=workflow_id,
+        )
+        # A site with a power limit divides it again (its SiteLoad workflow).
+        await load_trigger.enqueue_if_limited(s, charge_box_id, "started")
     return StartOutcome(
         int(tx_id), workflow_id, status, True, decision.parent_id_tag, decision.expiry_date
     )
@@ -270,4 +284,5 @@ async def stop_transaction(
                 flags=vetted.flags,
             ),
         )
+        await load_trigger.enqueue_if_limited(s, charge_box_id, "stopped")
     return StopOutcome("stopped", row.workflow_id)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.audit import add_audit
 from db.models import Charger, Connector, PendingCharger, Site, Tariff, Transaction
+from domain.availability import ConnectorType
 from gateway.passwords import hash_password
 from services.actor import Actor
 from services.context import ServiceContext
@@ -76,8 +77,20 @@ class NewCharger(BaseModel):
     label: str | None = Field(default=None, max_length=200)
 
 
+class ConnectorPatch(BaseModel):
+    """What drivers see of one connector: its plug and the most it delivers (null: the
+    charger's ``max_power_w``). Fields left out are kept; null clears."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connector_id: int = Field(ge=1, le=MAX_CONNECTORS)
+    connector_type: ConnectorType | None = None
+    max_power_w: int | None = Field(default=None, gt=0, le=10_000_000)
+
+
 class ChargerPatch(BaseModel):
-    """Fields left out are kept; ``site``, ``tariff`` or ``label`` given as null are cleared."""
+    """Fields left out are kept; ``site``, ``tariff`` or ``label`` given as null are cleared.
+    ``connectors``: per-connector changes (:class:`ConnectorPatch`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,6 +99,7 @@ class ChargerPatch(BaseModel):
     max_power_w: int | None = Field(default=None, gt=0, le=10_000_000)
     allow_unauthenticated: bool | None = None
     label: str | None = Field(default=None, max_length=200)
+    connectors: list[ConnectorPatch] | None = Field(default=None, max_length=MAX_CONNECTORS)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -174,6 +188,8 @@ async def _connectors(db: AsyncSession, charge_box_id: str) -> list[dict[str, An
                 "error_code": c.error_code,
                 "info": c.info,
                 "vendor_error_code": c.vendor_error_code,
+                "connector_type": c.connector_type,
+                "max_power_w": c.max_power_w,
                 "since": c.status_at,
                 "session": None
                 if tx is None
@@ -325,6 +341,8 @@ async def set_charger(
                 if key in changes:
                     before[key] = getattr(charger, key)
                     setattr(charger, key, changes[key])
+            if patch.connectors:
+                before["connectors"] = await _set_connectors(db, charge_box_id, patch.connectors)
             if changes.get("allow_unauthenticated"):
                 warnings.append(ALLOW_UNAUTHENTICATED_WARNING)
                 log.warning(
@@ -341,6 +359,26 @@ async def set_charger(
         async with db.begin():
             view = await _view(db, await _charger_or_404(db, charge_box_id))
     return {"charger": view, "warnings": warnings}
+
+
+async def _set_connectors(
+    db: AsyncSession, charge_box_id: str, patches: list[ConnectorPatch]
+) -> list[dict[str, Any]]:
+    """Apply per-connector changes; answers what they were before (for the audit row)."""
+    before = []
+    for p in patches:
+        connector = await db.get(Connector, (charge_box_id, p.connector_id))
+        if connector is None:
+            raise invalid(
+                "connectors", f"charger {charge_box_id!r} has no connector {p.connector_id}"
+            )
+        given_fields = p.model_dump(exclude_unset=True, exclude={"connector_id"})
+        before.append(
+            {"connector_id": p.connector_id, **{k: getattr(connector, k) for k in given_fields}}
+        )
+        for key, value in given_fields.items():
+            setattr(connector, key, value)
+    return before
 
 
 async def decommission_charger(
@@ -443,6 +481,7 @@ __all__ = [
     "ALLOW_UNAUTHENTICATED_WARNING",
     "CHARGER_AUTH_WARNINGS",
     "ChargerPatch",
+    "ConnectorPatch",
     "NewCharger",
     "add_charger",
     "charger_authentication",

@@ -10,10 +10,18 @@ class ServiceError(Exception):
     status = 400
     code = "BAD_REQUEST"
 
-    def __init__(self, message: str, *, issues: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        issues: list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.issues = issues or []
+        # More top-level fields of the error document (e.g. a 409's suggested_slots).
+        self.extra = extra or {}
 
 
 class InvalidInput(ServiceError):

@@ -157,7 +157,33 @@ async def show_site(ctx: ServiceContext, ref: str | int) -> dict[str, Any]:
         ).all()
     out = site_dict(site, len(chargers))
     out["charge_box_ids"] = list(chargers)
+    out["load"] = await _load_summary(ctx, site.id)
     return out
+
+
+async def _load_summary(ctx: ServiceContext, site_id: int) -> dict[str, Any] | None:
+    """The site's power limit and each active session's current limit (None: no limit)."""
+    from services.site_load import site_load  # it reads sites through this module
+
+    view = await site_load(ctx, site_id)
+    if view.limit is None:
+        return None
+    return {
+        "unit": view.limit.unit,
+        "site_limit": view.limit.site_limit,
+        "allocated": view.allocated,
+        "sessions": [
+            {
+                "charge_box_id": s.charge_box_id,
+                "connector_id": s.connector_id,
+                "transaction_id": s.transaction_id,
+                "limit": s.limit,
+                "acknowledged_limit": s.acknowledged_limit,
+                "paused": s.paused,
+            }
+            for s in view.sessions
+        ],
+    }
 
 
 async def set_site(

@@ -130,7 +130,7 @@ async def temporal_client(temporal_address: str) -> Client:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER,
-        test_server_exe_path=str(test_server_binary()),
+        test_server_existing_path=str(test_server_binary()),
     )
     try:
         yield env

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -107,3 +109,11 @@ def process_secrets() -> dict[str, str]:
         "POLARIS_LAGO_API_KEY": secrets.token_urlsafe(24),
         "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
     }
+
+
+async def reset_rate_limits(factory: async_sessionmaker[AsyncSession]) -> None:
+    """Empty the shared rate limits (api_rate_limits): a test's fresh API app starts with full
+    buckets, as a fresh process did when the limits lived in memory. Tests run one at a time
+    on their own database, so this touches no other test's counting."""
+    async with factory.begin() as db:
+        await db.execute(text("DELETE FROM api_rate_limits"))

@@ -10,9 +10,13 @@ from sqlalchemy import create_engine
 
 import db.billing_models
 import db.firmware_models
-import db.operation_models  # noqa: F401  (registers the operations tables)
+import db.operation_models
+import db.ratelimits
+import db.reservation_models
+import db.webhook_models  # noqa: F401  (registers the operations and webhook tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)
+from db.load_models import SiteLoadLimit  # noqa: F401  (registers the load tables)
 from db.local_list_models import ChargerLocalList  # noqa: F401  (registers the table)
 from db.migrate import MIGRATIONS_DIR
 from db.models import Base

@@ -252,25 +252,36 @@ class ChargingSessionWorkflow(
             await self._write_read_model()
 
     async def _write_read_model(self) -> None:
-        row = sup.read_model_of(
-            workflow.info().workflow_id,
-            self._state,
-            self._invoice,
-            with_flags=workflow.patched(billing.FLAGS_PATCH),
-        )
-        if row == self._persisted:
-            return
-        try:
-            await workflow.execute_activity_method(
-                SessionActivities.upsert_session_read_model,
-                row,
-                start_to_close_timeout=sup.DB_TIMEOUT,
-                retry_policy=sup.DB_RETRY,
+        while True:
+            row = sup.read_model_of(
+                workflow.info().workflow_id,
+                self._state,
+                self._invoice,
+                with_flags=workflow.patched(billing.FLAGS_PATCH),
             )
-        except ActivityError as err:
-            if not self._data_error(err):
-                raise
-        self._persisted = row
+            if row == self._persisted:
+                return
+            try:
+                await workflow.execute_activity_method(
+                    SessionActivities.upsert_session_read_model,
+                    row,
+                    start_to_close_timeout=sup.DB_TIMEOUT,
+                    retry_policy=sup.DB_RETRY,
+                )
+            except ActivityError as err:
+                if not self._data_error(err):
+                    raise
+            self._persisted = row
+            # A signal handled while the activity ran changed the state after ``row`` was
+            # taken, and the loop's next wait counts that signal as already heard: write again
+            # now, or the read model lags until the next signal. Executions recorded before
+            # this patch replay with one write. A stream of signals never holds off
+            # continue-as-new: the loop's head writes again once the new run starts.
+            if (
+                not workflow.patched(sup.READ_MODEL_CATCH_UP_PATCH)
+                or self._should_continue_as_new()
+            ):
+                return
 
     # -- effects ------------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ from domain.session import (
 )
 from workflows import messages as msg
 
+# The read model is written again when a signal changed the session during its write.
+READ_MODEL_CATCH_UP_PATCH = "session-read-model-catch-up-v1"
+
 # PostgreSQL activities: retried until the database is back (a session must always finish);
 # each attempt is short.
 DB_TIMEOUT = timedelta(seconds=15)

@@ -235,7 +235,7 @@ async def test_invoice_created_links_sessions_notifies_and_replays(
         ).all()
         notes = (
             await db.scalars(
-                select(Notification).where(Notification.user_public_id == driver.public_id)
+                select(Notification).where(Notification.user_id == f"user-{driver.public_id}")
             )
         ).all()
     assert sorted(linked) == sorted(workflows)
@@ -254,7 +254,7 @@ async def test_invoice_created_links_sessions_notifies_and_replays(
     async with session_factory() as db:
         notes_after = (
             await db.scalars(
-                select(Notification).where(Notification.user_public_id == driver.public_id)
+                select(Notification).where(Notification.user_id == f"user-{driver.public_id}")
             )
         ).all()
     assert len(notes_after) == 1  # a replay never notifies twice

@@ -92,6 +92,24 @@ async def test_fleet_commands_answer_json_and_their_charger_connects(
     assert changed.returncode == 0, changed.stderr
     assert "WARNING" in changed.stderr and "ANYONE" in changed.stderr
     assert "tariff: -" in changed.stdout
+    plugs = await ok_json(
+        gw_settings,
+        "chargers", "set", cb, "--connector-type", "1=CCS2", "--connector-max-power-w",
+        "1=150000", "--connector-type", "2=Type2",
+    )  # fmt: skip
+    by_id = {c["connector_id"]: c for c in plugs["charger"]["connectors"]}
+    assert (by_id[1]["connector_type"], by_id[1]["max_power_w"]) == ("CCS2", 150000)
+    assert (by_id[2]["connector_type"], by_id[2]["max_power_w"]) == ("Type2", None)
+    cleared = await ok_json(gw_settings, "chargers", "set", cb, "--connector-max-power-w", "1=")
+    by_id = {c["connector_id"]: c for c in cleared["charger"]["connectors"]}
+    assert (by_id[1]["connector_type"], by_id[1]["max_power_w"]) == ("CCS2", None)
+    shown_plugs = await polaris(gw_settings, "chargers", "show", cb)
+    assert "(CCS2)" in shown_plugs.stdout and "(Type2)" in shown_plugs.stdout
+    wrong_plug = await polaris(
+        gw_settings, "chargers", "set", cb, "--connector-type", "1=Type9", "--json"
+    )
+    assert wrong_plug.returncode == 2
+    assert json.loads(wrong_plug.stdout)["error"] == "VALIDATION_FAILED"
     rotated = await ok_json(gw_settings, "chargers", "password", cb)
     assert rotated["pending"] is True and rotated["password"] != password
     versioned = await ok_json(gw_settings, "tariffs", "version", code, "--kwh-minor", "35")

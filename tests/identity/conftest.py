@@ -24,7 +24,7 @@ from db.engine import SessionFactory
 from db.models import EvCard, UserMapping
 from sandbox.lago.config import SandboxConfig
 from tests.fixtures.auth import AuthService, create_user_and_sign_in, ensure_user
-from tests.helpers import eventually
+from tests.helpers import eventually, reset_rate_limits
 from tests.sandbox.conftest import RunningSandbox, start_sandbox
 from worker import build_worker
 
@@ -98,6 +98,7 @@ async def api(
     temporal_client: Client,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real API app (every router, the real authorization layer) over ASGI."""
+    await reset_rate_limits(session_factory)
     app = create_app(identity_settings)
     async with httpx.AsyncClient(timeout=30.0) as http:
         state = AppState(

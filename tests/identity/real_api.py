@@ -21,6 +21,7 @@ from api.auth_jwt import JwtVerifier
 from api.deps import AppState
 from config.settings import Settings
 from db.engine import SessionFactory
+from tests.helpers import reset_rate_limits
 
 
 @dataclass
@@ -43,6 +44,7 @@ async def real_api(
     *,
     peer: str = "203.0.113.7",
 ) -> AsyncIterator[RealApi]:
+    await reset_rate_limits(session_factory)
     app = create_app(settings)
     async with httpx.AsyncClient(timeout=30.0) as http:
         state = AppState(

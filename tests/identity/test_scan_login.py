@@ -37,7 +37,7 @@ from db.scan_secrets import rotate_scan_secret
 from gateway.main import Gateway
 from tests.fixtures.auth import AuthService
 from tests.gateway.conftest import charger_session, seed_charger
-from tests.helpers import process_secrets
+from tests.helpers import process_secrets, reset_rate_limits
 from tests.identity.conftest import person, seed_card
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,6 +67,7 @@ async def api_from(
     temporal_client: Client,
 ) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     """One real API app; ``api_from(address)`` is a client calling it from that address."""
+    await reset_rate_limits(session_factory)
     app = create_app(identity_settings)
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))

@@ -406,7 +406,11 @@ async def test_continue_as_new_keeps_state(
         )
     status = await eventually(lambda: _register_is(handle, 100 + 41 * 10))
     assert status.meter_start_wh == 100
-    assert (await handle.describe()).run_id != first_run
+
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != first_run
+
+    await eventually(continued, message="a new run after continue-as-new")
     # An event seen by the first run is still recognised after continue-as-new.
     await handle.signal(ChargingSessionWorkflow.transaction_started, started(1, tx + 1, cb, tag, 7))
     await handle.signal(

@@ -1,7 +1,7 @@
 """chargers.offline_reported_at: one charger.offline event per offline episode.
 
 Revision ID: 0021_live
-Revises: 0018_platform_events
+Revises: 0023_site_load
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_live"
-down_revision = "0018_platform_events"
+down_revision = "0023_site_load"
 branch_labels = None
 depends_on = None
 
