@@ -436,17 +436,18 @@ def session_payload(row: Row[Any], *, previous_state: str | None) -> dict[str, A
     """The flat payload of every ``session.*`` event (never the card's id tag)."""
     return {
         "session_id": row.workflow_id,
+        "user_id": row.user_id,
         "state": row.state,
         "previous_state": previous_state,
         "charge_box_id": row.charge_box_id,
         "connector_id": row.connector_id,
         "transaction_id": row.transaction_id,
         "energy_wh": row.energy_wh,
-        "cost_minor": row.cost_minor,
+        "amount_minor": row.cost_minor,
         "currency": row.currency,
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
-        "end_reason": row.end_reason,
+        "stop_reason": row.end_reason,
         "lago_invoice_id": row.lago_invoice_id,
     }
 

@@ -80,7 +80,7 @@ async def set_connected(
         await record_event(
             s,
             CHARGER_CONNECTED,
-            {"charge_box_id": charge_box_id, "gateway_instance": instance, "at": now.isoformat()},
+            {"charge_box_id": charge_box_id, "gateway": instance, "at": now.isoformat()},
             subject=charge_box_id,
             charge_box_id=charge_box_id,
             site_id=_site_of(charge_box_id),

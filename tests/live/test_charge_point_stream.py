@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import pytest
 from ocpp.v16 import call
 from sqlalchemy import update
@@ -23,6 +24,7 @@ from domain.events import (
     SESSION_STOPPED,
     SESSION_UPDATED,
 )
+from domain.webhook_schemas import DATA_SCHEMAS
 from tests.e2e.conftest import Platform, SimulatedCharger, now_iso, seed_charger
 from tests.fixtures.auth import AuthService
 from tests.helpers import eventually
@@ -164,6 +166,10 @@ async def test_a_charge_point_session_reaches_the_driver_and_operator_streams(
         stopped = next(p for t, p in of_charger(mine, charge_box_id) if t == SESSION_STOPPED)
         assert stopped["energy_wh"] == 1_500 and stopped["transaction_id"] == tx
         assert "id_tag" not in stopped
+        # Every payload is what the webhooks' catalogue (docs/webhooks.md) describes.
+        for event in ops.events + mine.events:
+            if event.event in DATA_SCHEMAS:
+                jsonschema.validate(event.data["payload"], DATA_SCHEMAS[event.event])
         # The operator saw the same session events, in the same order.
         await eventually(lambda: session_types(ops) == session_types(mine), timeout=60)
     finally:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import jsonschema
 import pytest
 from sqlalchemy import select, update
 from temporalio.client import Client
@@ -16,6 +17,7 @@ from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import Charger, PlatformEvent, Site
 from domain.events import CHARGER_OFFLINE
+from domain.webhook_schemas import DATA_SCHEMAS
 from tests.helpers import eventually
 from worker import build_worker
 from workflows.charger_offline_events import (
@@ -87,6 +89,7 @@ async def test_a_silent_charger_is_announced_once_per_offline_episode(
         assert first[0].site_id == site.id and first[0].subject == silent
         assert first[0].payload["charge_box_id"] == silent
         assert first[0].payload["silent_for_s"] >= 7200 - 5
+        jsonschema.validate(first[0].payload, DATA_SCHEMAS[CHARGER_OFFLINE])
         # The same episode is never announced again, whoever asks (a retry, another worker).
         again = await LiveActivities(session_factory).announce_offline_chargers(
             AnnounceOfflineInput(silence_s=60)

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import jsonschema
 import pytest
 from sqlalchemy import select
 
@@ -30,6 +31,7 @@ from domain.events import (
     SESSION_UPDATED,
 )
 from domain.session_announcements import RowFacts, session_events
+from domain.webhook_schemas import DATA_SCHEMAS
 from workflows.firmware_messages import CampaignProgress
 
 
@@ -102,6 +104,8 @@ async def test_session_writes_announce_each_change_once_even_when_retried(
     assert events[2].payload["energy_wh"] == 200
     assert events[3].payload["state"] == "stopped" and events[3].payload["energy_wh"] == 300
     assert all("SECRETTAG1" not in str(e.payload) for e in events)
+    for event in events:  # the webhooks' catalogue (docs/webhooks.md) describes them
+        jsonschema.validate(event.payload, DATA_SCHEMAS[event.type])
 
 
 async def test_an_operation_is_announced_once_when_it_becomes_final(
@@ -142,6 +146,7 @@ async def test_an_operation_is_announced_once_when_it_becomes_final(
     assert "s3cret" not in str(event.payload)
     (refused,) = await events_of(session_factory, offline_id)
     assert refused.payload["status"] == "charger_offline"
+    jsonschema.validate(event.payload, DATA_SCHEMAS[OPERATION_COMPLETED])
 
 
 def test_session_event_rules() -> None:
@@ -251,8 +256,10 @@ async def test_campaign_progress_is_announced_when_it_changed(
         for _ in range(2):  # a retried activity
             await activities.record_campaign_progress(step)
     events = await events_of(session_factory, campaign_id)
-    assert [(e.type, e.payload["waves_done"], e.payload["succeeded"]) for e in events] == [
+    assert [(e.type, e.payload["waves_done"], e.payload["installed"]) for e in events] == [
         (CAMPAIGN_PROGRESS, 1, 1),
         (CAMPAIGN_PROGRESS, 2, 2),
     ]
-    assert events[-1].payload["state"] == "completed" and events[-1].payload["total"] == 2
+    assert events[-1].payload["status"] == "completed" and events[-1].payload["total"] == 2
+    for event in events:
+        jsonschema.validate(event.payload, DATA_SCHEMAS[event.type])
