@@ -27,6 +27,7 @@ from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities, breaker_state
+from activities.live import LiveActivities
 from activities.local_lists import LocalListActivities, LocalListDispatch
 from activities.mail import MailActivities
 from activities.notifications import NotificationActivities
@@ -50,6 +51,11 @@ from workflows.charger_offline import (
     CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
     ChargerOfflineWatchInput,
     ChargerOfflineWatchWorkflow,
+)
+from workflows.charger_offline_events import (
+    CHARGER_OFFLINE_EVENTS_WORKFLOW_ID,
+    ChargerOfflineEventsWorkflow,
+    OfflineEventsInput,
 )
 from workflows.charger_operation import ChargerOperationWorkflow
 from workflows.charging_session import ChargingSessionWorkflow
@@ -91,6 +97,7 @@ WORKFLOWS: list[type] = [
     WebhookDeliveryWorkflow,
     SiteLoadWorkflow,
     RetentionWorkflow,
+    ChargerOfflineEventsWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -106,7 +113,9 @@ def build_worker(
     """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
     ``task_queue`` is given (tests use a fresh queue each; ``sessions`` lets a test hold the
     session activities at a chosen moment)."""
-    sessions = sessions or SessionActivities(session_factory)
+    sessions = sessions or SessionActivities(
+        session_factory, progress_event_interval_s=settings.session_progress_event_interval_s
+    )
     closures = SessionClosureActivities(session_factory)
     billing = BillingActivities(session_factory)
     lago = LagoBilling(settings, session_factory, plan_code=settings.lago_plan_code)
@@ -120,6 +129,7 @@ def build_worker(
     local_lists = LocalListActivities(session_factory)
     local_list_dispatch = LocalListDispatch(client, session_factory)
     fw = FirmwareActivities(settings, session_factory)
+    live = LiveActivities(session_factory)
     reservations = ReservationActivities(session_factory)
     inbox = NotificationActivities(settings, session_factory)
     outgoing = WebhookActivities(settings, session_factory, client)
@@ -178,6 +188,7 @@ def build_worker(
             site_load.plan,
             site_load.record,
             retention.prune,
+            live.announce_offline_chargers,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -206,6 +217,20 @@ async def start_local_list_reconcile(client: Client, task_queue: str) -> None:
         LocalListReconcileWorkflow.run,
         LocalListReconcileInput(),
         id=reconcile_workflow_id(task_queue),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def start_offline_events(client: Client, settings: Settings, task_queue: str) -> None:
+    """Make sure the one charger-offline watch runs (every worker asks; the first start wins)."""
+    await client.start_workflow(
+        ChargerOfflineEventsWorkflow.run,
+        OfflineEventsInput(
+            interval_s=settings.charger_offline_check_s,
+            silence_s=settings.heartbeat_interval_s * 3,
+        ),
+        id=CHARGER_OFFLINE_EVENTS_WORKFLOW_ID,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
@@ -276,6 +301,10 @@ async def run_worker(settings: Settings, *, ready: asyncio.Event | None = None) 
             await start_local_list_reconcile(client, settings.temporal_task_queue)
         except Exception:  # never fatal: the service layer starts it with its first wake-up
             log.exception("could not start the local-list reconciler")
+        try:
+            await start_offline_events(client, settings, settings.temporal_task_queue)
+        except Exception:  # never fatal: charger.offline waits for the next worker start
+            log.exception("could not start the charger-offline watch")
         try:
             await start_charger_offline_watch(client, settings.temporal_task_queue)
         except Exception:  # never fatal: the next worker start tries again

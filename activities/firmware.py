@@ -10,15 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import cast, func, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config.settings import Settings
 from db.engine import SessionFactory
+from db.events import record_event
 from db.firmware_models import DiagnosticsUpload, FirmwareCampaign, FirmwareFile, FirmwareUpdate
 from db.models import Charger
+from domain.events import CAMPAIGN_PROGRESS
 from services.files import new_token, token_digest
 from workflows.firmware_messages import (
     ACTIVITY_FIRMWARE_UPDATE_STATES,
@@ -103,18 +105,46 @@ class FirmwareActivities:
 
     @activity.defn(name=ACTIVITY_RECORD_CAMPAIGN_PROGRESS)
     async def record_campaign_progress(self, input: CampaignProgress) -> None:
+        """Store the campaign's progress and announce it (``firmware_campaign.progress``) when it
+        changed: a retried attempt finds the row as it left it and announces nothing."""
+        values = {
+            "state": input.state,
+            "waves_done": input.waves_done,
+            "succeeded": input.succeeded,
+            "failed": input.failed,
+            "halted_reason": input.halted_reason,
+        }
+        c = FirmwareCampaign
+        changed = or_(
+            c.state.is_distinct_from(input.state),
+            c.waves_done.is_distinct_from(input.waves_done),
+            c.succeeded.is_distinct_from(cast(input.succeeded, JSONB)),
+            c.failed.is_distinct_from(cast(input.failed, JSONB)),
+            c.halted_reason.is_distinct_from(input.halted_reason),
+        )
         async with self._sessions.begin() as db:
-            await db.execute(
-                update(FirmwareCampaign)
-                .where(FirmwareCampaign.id == input.campaign_id)
-                .values(
-                    state=input.state,
-                    waves_done=input.waves_done,
-                    succeeded=input.succeeded,
-                    failed=input.failed,
-                    halted_reason=input.halted_reason,
-                    updated_at=func.now(),
-                )
+            updated = await db.scalar(
+                update(c)
+                .where(c.id == input.campaign_id, changed)
+                .values(**values, updated_at=func.now())
+                .returning(c.id)
+            )
+            if updated is None:
+                return
+            await record_event(
+                db,
+                CAMPAIGN_PROGRESS,
+                {
+                    "campaign_id": input.campaign_id,
+                    "status": input.state,
+                    "total": input.total,
+                    "installed": len(input.succeeded),
+                    "failed": len(input.failed),
+                    "waves_done": input.waves_done,
+                    "current_wave": input.current_wave,
+                    "halted_reason": input.halted_reason,
+                },
+                subject=input.campaign_id,
             )
 
     @activity.defn(name=ACTIVITY_PREPARE_DIAGNOSTICS)

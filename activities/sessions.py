@@ -12,10 +12,10 @@ workflow id. Domain refusals become non-retryable ``ApplicationError``s with a `
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import Row, and_, func, select, text, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,11 +25,13 @@ from temporalio.exceptions import ApplicationError
 from activities.db_errors import data_errors_are_final
 from db.card_sessions import lock_card, other_open_sessions
 from db.engine import SessionFactory
+from db.events import record_event
 from db.models import (
     Charger,
     ChargingSession,
     Connector,
     EvCard,
+    PlatformEvent,
     Tariff,
     TariffVersion,
     Transaction,
@@ -41,6 +43,7 @@ from db.tariffs import version_at
 from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
 from domain.pricing import TariffTerms
 from domain.session import Phase
+from domain.session_announcements import RowFacts, session_events
 from workflows.messages import PreAuthorizeResult, SessionSummary
 
 ACTIVITY_PRE_AUTHORIZE_CARD = "pre_authorize_card"
@@ -124,8 +127,12 @@ class RecordSessionIntentResult(BaseModel):
 
 
 class SessionActivities:
-    def __init__(self, session_factory: SessionFactory) -> None:
+    def __init__(
+        self, session_factory: SessionFactory, *, progress_event_interval_s: float = 10.0
+    ) -> None:
         self._sessions = session_factory
+        # At most one ``session.updated`` for meter progress alone per session per interval.
+        self._progress_interval_s = progress_event_interval_s
 
     @activity.defn(name=ACTIVITY_PRE_AUTHORIZE_CARD)
     async def pre_authorize_card(self, input: PreAuthorizeCardInput) -> PreAuthorizeCardResult:
@@ -205,11 +212,31 @@ class SessionActivities:
             ),
         )
         async with self._sessions() as db, db.begin():
-            owner = (
-                await db.execute(statement.returning(ChargingSession.user_id))
-            ).scalar_one_or_none()
-            if owner is not None and input.state in BILLED_STATES and input.transaction_id:
-                await notify_session_billed(db, owner, input)
+            # Serialise with a retried attempt of this write, so exactly one of them sees the
+            # change (and announces it).
+            await db.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"session-read-model:{input.workflow_id}"},
+            )
+            before = (
+                await db.execute(
+                    select(
+                        ChargingSession.state,
+                        ChargingSession.energy_wh,
+                        ChargingSession.started_at,
+                    ).where(ChargingSession.workflow_id == input.workflow_id)
+                )
+            ).first()
+            after = (
+                await db.execute(
+                    statement.returning(*[getattr(ChargingSession, k) for k in _EVENT_COLUMNS])
+                )
+            ).first()
+            if after is not None:
+                await _announce(db, before, after, self._progress_interval_s)
+                owner = after.user_id
+                if owner is not None and input.state in BILLED_STATES and input.transaction_id:
+                    await notify_session_billed(db, owner, input)
 
     @activity.defn(name=ACTIVITY_CHECK_CHARGER_LIVENESS)
     async def check_charger_liveness(self, input: ChargerLivenessInput) -> ChargerLiveness:
@@ -348,6 +375,81 @@ class SessionActivities:
             session_fee_min_energy_wh=version.session_fee_min_energy_wh,
             session_fee_min_duration_s=version.session_fee_min_duration_s,
         )
+
+
+_EVENT_COLUMNS = (
+    "workflow_id",
+    "state",
+    "charge_box_id",
+    "connector_id",
+    "transaction_id",
+    "user_id",
+    "energy_wh",
+    "cost_minor",
+    "currency",
+    "started_at",
+    "stopped_at",
+    "end_reason",
+    "lago_invoice_id",
+)
+
+
+async def _announce(
+    db: AsyncSession, before: Any, after: Row[Any], progress_interval_s: float
+) -> None:
+    """Record the platform events the read model write made true (domain/session_events.py)."""
+    old = RowFacts(before.state, before.energy_wh, before.started_at) if before else None
+    new = RowFacts(after.state, after.energy_wh, after.started_at)
+    progress_due = True
+    if old is not None and old.state == new.state and old.energy_wh != new.energy_wh:
+        # Meter progress alone: throttled by the last event of this session.
+        last = await db.scalar(
+            select(PlatformEvent.occurred_at)
+            .where(
+                PlatformEvent.charge_box_id == after.charge_box_id,
+                PlatformEvent.subject == after.workflow_id,
+            )
+            .order_by(PlatformEvent.id.desc())
+            .limit(1)
+        )
+        progress_due = (
+            last is None or (datetime.now(UTC) - last).total_seconds() >= progress_interval_s
+        )
+    types = session_events(old, new, progress_due=progress_due)
+    if not types:
+        return
+    payload = session_payload(after, previous_state=old.state if old else None)
+    site = select(Charger.site_id).where(Charger.charge_box_id == after.charge_box_id)
+    for type in types:
+        await record_event(
+            db,
+            type,
+            payload,
+            subject=after.workflow_id,
+            charge_box_id=after.charge_box_id,
+            site_id=site.scalar_subquery(),
+            user_id=after.user_id,
+        )
+
+
+def session_payload(row: Row[Any], *, previous_state: str | None) -> dict[str, Any]:
+    """The flat payload of every ``session.*`` event (never the card's id tag)."""
+    return {
+        "session_id": row.workflow_id,
+        "user_id": row.user_id,
+        "state": row.state,
+        "previous_state": previous_state,
+        "charge_box_id": row.charge_box_id,
+        "connector_id": row.connector_id,
+        "transaction_id": row.transaction_id,
+        "energy_wh": row.energy_wh,
+        "amount_minor": row.cost_minor,
+        "currency": row.currency,
+        "started_at": row.started_at.isoformat() if row.started_at else None,
+        "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
+        "stop_reason": row.end_reason,
+        "lago_invoice_id": row.lago_invoice_id,
+    }
 
 
 async def _recorded_version(db: AsyncSession, workflow_id: str) -> TariffVersion | None:

@@ -29,6 +29,7 @@ from api import (
     routes_scan,
     routes_sessions,
     routes_sites,
+    routes_stream,
     routes_users,
     routes_webhooks,
     webhooks_lago,
@@ -78,6 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
                 pruning.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruning
+                hub = app.state.polaris.live_hub
+                if hub is not None:
+                    await hub.stop()
                 if metrics is not None:
                     await metrics.stop()
                 await engine.dispose()
@@ -117,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_local_lists,
         routes_firmware,
         routes_files,
+        routes_stream,
         routes_reservations,
         routes_webhooks,
         routes_codec,

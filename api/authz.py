@@ -46,6 +46,8 @@ class Principal:
     session_id: str | None
     impersonated_by: str | None
     source: str | None
+    # When the bearer token expires (epoch seconds): long-lived responses (live streams) end then.
+    expires_at: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -94,6 +96,7 @@ def _principal(claims: Claims, request: Request, state: AppState) -> Principal:
         session_id=session_id if isinstance(session_id, str) else None,
         impersonated_by=impersonated_by if isinstance(impersonated_by, str) else None,
         source=client_address(request, state.settings),
+        expires_at=claims.exp,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client
 
 from api.auth_jwt import JwtVerifier
+from api.live_hub import EventHub
 from api.live_sessions import LiveSessionCache
 from config.settings import Settings
 from config.temporal import connect
@@ -28,8 +29,11 @@ class AppState:
     verifier: JwtVerifier | None = None
     # Recent live session checks for admin reads (api/authz.py); made on first use.
     live_sessions: LiveSessionCache | None = None
+    # The process's live event listener (api/live_hub.py); started by the first stream.
+    live_hub: EventHub | None = None
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _live_hub_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def temporal(self) -> Client:
         """Connect lazily, so the API starts (and reports 'degraded') while Temporal is down."""

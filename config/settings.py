@@ -158,6 +158,24 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # -- Live streams and platform events (docs/live.md) ----------------------------------------
+    # A comment line on every open stream this often, so proxies and clients see it is alive.
+    stream_heartbeat_s: float = Field(default=15.0, gt=0)
+    # Events buffered per connected client; a client that falls this far behind is disconnected
+    # (it reconnects with Last-Event-ID and catches up from the database).
+    stream_queue_size: int = Field(default=1000, ge=1)
+    # Last-Event-ID replay: at most this many missed events, none older than the age; beyond
+    # either, the client gets a ``reset`` event and refetches.
+    stream_replay_max: int = Field(default=1000, ge=1)
+    stream_replay_max_age_s: float = Field(default=3600.0, gt=0)
+    # An id still missing while later ones are committed is waited for this long (a transaction
+    # committing late) before the stream moves past it (a rolled-back one never fills it).
+    stream_gap_grace_s: float = Field(default=2.0, ge=0)
+    # At most one session.updated for meter progress alone per session per this many seconds.
+    session_progress_event_interval_s: float = Field(default=10.0, ge=0)
+    # How often the worker looks for chargers silent for heartbeat_interval_s x 3.
+    charger_offline_check_s: float = Field(default=60.0, gt=0)
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 9000
     gateway_instance: str = "gw-1"
@@ -700,6 +718,15 @@ def _p(*names: Process) -> frozenset[Process]:
 
 
 SETTING_READERS: dict[str, frozenset[Process]] = {
+    # Live streams (docs/live.md): the API serves them; the worker records session progress and
+    # charger.offline events.
+    "stream_heartbeat_s": _p("api"),
+    "stream_queue_size": _p("api"),
+    "stream_replay_max": _p("api"),
+    "stream_replay_max_age_s": _p("api"),
+    "stream_gap_grace_s": _p("api"),
+    "session_progress_event_interval_s": _p("worker"),
+    "charger_offline_check_s": _p("worker"),
     # Observability (docs/observability.md): every command configures its logs; the long-running
     # processes serve metrics and export traces.
     "log_format": _p("api", "worker", "gateway", "migrate", "cli", "dev"),

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Text, cast, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from db.models import PlatformEvent
 from domain.events import EVENT_TYPES
@@ -28,30 +30,34 @@ async def record_event(
     *,
     subject: str | None = None,
     charge_box_id: str | None = None,
-    site_id: int | None = None,
+    site_id: int | ScalarSelect[Any] | ColumnElement[Any] | None = None,
     user_id: str | None = None,
 ) -> int:
     """Add the event to the caller's transaction; returns its id. ``user_id``: the driver whose
-    data it is (their stream and webhooks see it); ``charge_box_id``/``site_id``: where."""
+    data it is (their stream and webhooks see it); ``charge_box_id``/``site_id``: where
+    (``site_id`` may be a scalar subquery, e.g. the charger's site, resolved in the same
+    statement).
+
+    One round trip: the insert and the ``pg_notify`` are one statement (the gateway records
+    events in its journal transaction, on its hot path).
+    """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r} (add it to domain/events.py)")
-    event_id: int = (
-        await db.execute(
-            insert(PlatformEvent)
-            .values(
-                type=type,
-                payload=payload,
-                subject=subject,
-                charge_box_id=charge_box_id,
-                site_id=site_id,
-                user_id=user_id,
-            )
-            .returning(PlatformEvent.id)
+    inserted = (
+        insert(PlatformEvent)
+        .values(
+            type=type,
+            payload=payload,
+            subject=subject,
+            charge_box_id=charge_box_id,
+            site_id=site_id,
+            user_id=user_id,
         )
-    ).scalar_one()
-    await db.execute(
-        text("SELECT pg_notify(:channel, :id)"), {"channel": EVENTS_CHANNEL, "id": str(event_id)}
+        .returning(PlatformEvent.id)
+        .cte("inserted")
     )
+    announce = select(inserted.c.id, func.pg_notify(EVENTS_CHANNEL, cast(inserted.c.id, Text)))
+    event_id: int = (await db.execute(announce)).scalars().one()
     return event_id
 
 

@@ -162,6 +162,9 @@ class Charger(Base):
     password_rotated_at: Mapped[datetime | None] = mapped_column()
     # Decommissioned: kept with its history, refused by the gateway, hidden from lists.
     decommissioned_at: Mapped[datetime | None] = mapped_column()
+    # When charger.offline was last announced for it: a new episode starts once the charger is
+    # seen after that (activities/live.py).
+    offline_reported_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (CheckConstraint("max_power_w > 0", name="max_power_positive"),)
 

@@ -13,7 +13,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import SessionFactory
+from db.events import record_event
+from db.models import Charger
 from db.operation_models import ChargerConfiguration, ChargerOperation, ChargerOperationSecret
+from domain.events import OPERATION_COMPLETED
 from domain.operations import (
     FINAL_STATUSES,
     can_advance,
@@ -61,6 +64,16 @@ async def insert_operation(
     )
     if created is not None and secrets and not final:
         db.add(ChargerOperationSecret(operation_id=operation_id, fields=secrets))
+    if created is not None and final:
+        await _announce(
+            db,
+            operation_id=operation_id,
+            charge_box_id=charge_box_id,
+            action=action,
+            status=status,
+            error=error,
+            requested_by=requested_by,
+        )
     return created is not None
 
 
@@ -120,9 +133,50 @@ async def finish_operation(
             )
             if row.action == "GetConfiguration" and status == "answered" and response:
                 await _keep_configuration(db, row, now)
+            if status in FINAL_STATUSES:
+                await _announce(
+                    db,
+                    operation_id=row.id,
+                    charge_box_id=row.charge_box_id,
+                    action=row.action,
+                    status=status,
+                    error=row.error,
+                    requested_by=row.requested_by,
+                )
         await db.flush()
         db.expunge(row)
         return row
+
+
+async def _announce(
+    db: AsyncSession,
+    *,
+    operation_id: str,
+    charge_box_id: str,
+    action: str,
+    status: str,
+    error: str | None,
+    requested_by: str,
+) -> None:
+    """``operation.completed``, in the transaction that made the row final (once: a final row
+    never advances again)."""
+    await record_event(
+        db,
+        OPERATION_COMPLETED,
+        {
+            "operation_id": operation_id,
+            "charge_box_id": charge_box_id,
+            "action": action,
+            "status": status,
+            "error": error[:500] if error else None,
+            "requested_by": requested_by,
+        },
+        subject=operation_id,
+        charge_box_id=charge_box_id,
+        site_id=select(Charger.site_id)
+        .where(Charger.charge_box_id == charge_box_id)
+        .scalar_subquery(),
+    )
 
 
 async def _locked(db: AsyncSession, operation_id: str) -> ChargerOperation | None:

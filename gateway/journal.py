@@ -6,9 +6,12 @@ from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from db.engine import SessionFactory
+from db.events import record_event
 from db.models import AuditLog, Charger, Connector, Transaction
+from domain.events import CHARGER_CONNECTED, CHARGER_STATUS_CHANGED
 from gateway import load_trigger, local_list_trigger
 from gateway.closures import close_after_reboot
 from gateway.outbox import enqueue
@@ -74,10 +77,23 @@ async def set_connected(
             .where(Charger.charge_box_id == charge_box_id)
             .values(connected=True, gateway_instance=instance, last_seen_at=now)
         )
+        await record_event(
+            s,
+            CHARGER_CONNECTED,
+            {"charge_box_id": charge_box_id, "gateway": instance, "at": now.isoformat()},
+            subject=charge_box_id,
+            charge_box_id=charge_box_id,
+            site_id=_site_of(charge_box_id),
+        )
         # A local-list sync (or ClearCache) that waited for this charger to come back.
         queued = await local_list_trigger.enqueue_if_pending(s, charge_box_id)
         # Its site's load plan counts it as reachable again.
         return await load_trigger.enqueue_if_limited(s, charge_box_id, "connected") or queued
+
+
+def _site_of(charge_box_id: str) -> ScalarSelect[int | None]:
+    """The charger's site, resolved inside the event's own insert (no extra round trip)."""
+    return select(Charger.site_id).where(Charger.charge_box_id == charge_box_id).scalar_subquery()
 
 
 async def set_disconnected(sf: SessionFactory, charge_box_id: str, instance: str) -> None:
@@ -197,14 +213,31 @@ async def record_status(
         stmt = pg_insert(Connector).values(
             charge_box_id=charge_box_id, connector_id=connector_id, **values
         )
-        # A queued, older status never overwrites a newer one.
-        await s.execute(
+        # A queued, older status never overwrites a newer one (nor is it announced).
+        applied = await s.scalar(
             stmt.on_conflict_do_update(
                 index_elements=[Connector.charge_box_id, Connector.connector_id],
                 set_={**values, "updated_at": func.now()},
                 where=(Connector.status_at.is_(None)) | (Connector.status_at <= status_at),
-            )
+            ).returning(Connector.connector_id)
         )
+        if applied is not None:
+            await record_event(
+                s,
+                CHARGER_STATUS_CHANGED,
+                {
+                    "charge_box_id": charge_box_id,
+                    "connector_id": connector_id,
+                    "status": status,
+                    "error_code": error_code,
+                    "info": info,
+                    "vendor_error_code": vendor_error_code,
+                    "at": status_at.isoformat(),
+                },
+                subject=charge_box_id,
+                charge_box_id=charge_box_id,
+                site_id=_site_of(charge_box_id),
+            )
         if connector_id == 0:
             return False
         if await close_after_reboot(

@@ -57,5 +57,10 @@ async def real_api(
         state._temporal = temporal_client  # None: connect lazily, as the app does
         app.state.polaris = state
         transport = httpx.ASGITransport(app=app, client=(peer, 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield RealApi(client, app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                yield RealApi(client, app)
+        finally:
+            # The lifespan does this in a served app: the live streams' listener (docs/live.md).
+            if state.live_hub is not None:
+                await state.live_hub.stop()

@@ -38,6 +38,7 @@ from db.engine import SessionFactory
 from db.models import Charger, ChargingSession, EvCard, UserMapping
 from db.notifications import notify
 from db.reservation_models import Reservation
+from tests.asgi_stream import request_then_disconnect
 from tests.fixtures.auth import AuthService
 from tests.identity.conftest import Person, person
 from tests.identity.real_api import RealApi
@@ -91,6 +92,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
     ("DELETE", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
     ("GET", "/api/v1/reservations"): OPERATOR,
+    ("GET", "/api/v1/me/stream"): DRIVER,
+    ("GET", "/api/v1/stream"): OPERATOR,
     ("GET", "/api/v1/sites/{site}/load"): OPERATOR,
     ("PATCH", "/api/v1/sites/{site}/load-limit"): OPERATOR,
     ("DELETE", "/api/v1/sites/{site}/load-limit"): OPERATOR,
@@ -255,10 +258,17 @@ def url_of(path: str, values: dict[str, str] | None = None) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: {**NOWHERE, **(values or {})}[m[1]], path)
 
 
+# Live streams (docs/live.md) never end on their own: asked as a client that goes away at once.
+STREAMS = frozenset({"/api/v1/me/stream", "/api/v1/stream"})
+
+
 async def call(
     client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str]
 ) -> httpx.Response:
     body = None if method in SAFE or method == "DELETE" else {}
+    if url.split("?")[0] in STREAMS:
+        app = getattr(client._transport, "app")  # noqa: B009  (the in-process ASGI app)
+        return await request_then_disconnect(app, method, url, headers, body)
     return await client.request(method, url, json=body, headers=headers)
 
 
