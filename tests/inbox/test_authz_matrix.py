@@ -92,6 +92,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
     ("DELETE", "/api/v1/me/reservations/{reservation_id}"): owned("reservation"),
     ("GET", "/api/v1/reservations"): OPERATOR,
+    ("GET", "/api/v1/billing/unsent"): OPERATOR,
+    ("POST", "/api/v1/billing/unsent/resend"): OPERATOR,
+    # The Temporal UI's codec server: a live admin's JWT (or the separate codec token).
+    ("POST", "/api/codec/decode"): OPERATOR,
+    ("POST", "/api/codec/encode"): OPERATOR,
     ("GET", "/api/v1/me/stream"): DRIVER,
     ("GET", "/api/v1/stream"): OPERATOR,
     ("GET", "/api/v1/sites/{site}/load"): OPERATOR,
@@ -197,8 +202,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
 
 # Served outside the matrix: documentation, health, inbound webhooks (signed by their sender),
 # files fetched by chargers with expiring tokens in the path.
+# The codec's CORS preflight answers browsers before any credential (docs/selfhosting.md).
 OUT_OF_SCOPE = re.compile(
     r"^/api/(openapi\.json|docs|health)$|^/api/webhook/|^/files/|^/docs|^/redoc"
+    r"|^/api/codec/\{action\}$"
 )
 
 # Path parameters that exist nowhere (an owned route's own parameter is filled per driver).
