@@ -23,6 +23,7 @@ from websockets.typing import Subprotocol
 
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
+from gateway import subscribers as _subscribers  # noqa: F401  (subscriptions register on import)
 from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
 from gateway.charge_point import GatewayContext
 from gateway.commands import ChargerCommands
