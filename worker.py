@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import text
 from temporalio.client import Client
@@ -22,6 +23,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
+from activities.by_class import activities_of, activity_name  # noqa: F401  (re-exported)
 from activities.firmware import FirmwareActivities
 from activities.identity import IdentityActivities
 from activities.invoice_links import InvoiceLinkActivities
@@ -102,17 +104,14 @@ WORKFLOWS: list[type] = [
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
-def build_worker(
+def worker_activities(
     client: Client,
     settings: Settings,
     session_factory: SessionFactory,
     *,
-    task_queue: str | None = None,
     sessions: SessionActivities | None = None,
-) -> Worker:
-    """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
-    ``task_queue`` is given (tests use a fresh queue each; ``sessions`` lets a test hold the
-    session activities at a chosen moment)."""
+) -> list[Callable[..., Any]]:
+    """Every activity the worker runs: all ``@activity.defn`` methods of its activity classes."""
     sessions = sessions or SessionActivities(
         session_factory, progress_event_interval_s=settings.session_progress_event_interval_s
     )
@@ -135,61 +134,44 @@ def build_worker(
     outgoing = WebhookActivities(settings, session_factory, client)
     site_load = SiteLoadActivities(session_factory)
     retention = RetentionActivities(session_factory)
+    return activities_of(
+        sessions,
+        closures,
+        billing,
+        lago,
+        webhooks,
+        invoice_links,
+        identity,
+        mail,
+        operations,
+        local_lists,
+        local_list_dispatch,
+        fw,
+        reservations,
+        inbox,
+        outgoing,
+        site_load,
+        retention,
+        live,
+    )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    session_factory: SessionFactory,
+    *,
+    task_queue: str | None = None,
+    sessions: SessionActivities | None = None,
+) -> Worker:
+    """A worker for all workflows and activities, on ``settings.temporal_task_queue`` unless
+    ``task_queue`` is given (tests use a fresh queue each; ``sessions`` lets a test hold the
+    session activities at a chosen moment)."""
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=WORKFLOWS,
-        activities=[
-            sessions.pre_authorize_card,
-            sessions.upsert_session_read_model,
-            sessions.check_charger_liveness,
-            sessions.resolve_charger_route,
-            sessions.load_tariff,
-            sessions.record_session_intent,
-            closures.record_session_closure,
-            billing.record_billing_events,
-            lago.ensure_billable_metric,
-            lago.upsert_customer,
-            lago.ensure_subscription,
-            lago.send_usage_events,
-            lago.create_session_invoice,
-            webhooks.process_webhook_event,
-            webhooks.fail_webhook_event,
-            invoice_links.link_invoice_to_sessions,
-            identity.prepare_card_link,
-            identity.provision_user,
-            identity.delete_provisioned_user,
-            identity.invite_user,
-            identity.write_mapping,
-            identity.revert_mapping,
-            identity.lago_terminate_subscription,
-            identity.lago_discard_customer,
-            mail.deliver_pending_mail,
-            operations.finish_charger_operation,
-            local_lists.prepare,
-            local_lists.record_config,
-            local_lists.plan,
-            local_lists.record_accepted,
-            local_lists.finish,
-            local_lists.record_clear_cache,
-            local_list_dispatch.dispatch,
-            fw.prepare_firmware_update,
-            fw.record_firmware_sent,
-            fw.firmware_update_states,
-            fw.record_campaign_progress,
-            fw.prepare_diagnostics,
-            fw.record_diagnostics_sent,
-            reservations.load,
-            reservations.move,
-            inbox.notify_offline_chargers,
-            outgoing.dispatch_events,
-            outgoing.wait_for_events,
-            outgoing.attempt_delivery,
-            site_load.plan,
-            site_load.record,
-            retention.prune,
-            live.announce_offline_chargers,
-        ],
+        activities=worker_activities(client, settings, session_factory, sessions=sessions),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 

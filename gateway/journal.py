@@ -6,13 +6,14 @@ from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from db.engine import SessionFactory
 from db.events import record_event
 from db.models import AuditLog, Charger, Connector, Transaction
 from domain.events import CHARGER_CONNECTED, CHARGER_STATUS_CHANGED
-from gateway import load_trigger, local_list_trigger
+from gateway import event_routes, load_trigger, local_list_trigger
 from gateway.closures import close_after_reboot
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_CONNECTOR_STATUS, ConnectorStatus, SessionInput
@@ -258,7 +259,14 @@ async def record_status(
             )
         ).first()
         if open_tx is None:
-            return False
+            return await _publish_status_after_stop(
+                s,
+                charge_box_id=charge_box_id,
+                connector_id=connector_id,
+                status=status,
+                error_code=error_code,
+                status_at=status_at,
+            )
         await enqueue(
             s,
             workflow_id=open_tx.workflow_id,
@@ -278,3 +286,43 @@ async def record_status(
             ),
         )
     return True
+
+
+async def _publish_status_after_stop(
+    s: AsyncSession,
+    *,
+    charge_box_id: str,
+    connector_id: int,
+    status: str,
+    error_code: str,
+    status_at: datetime,
+) -> bool:
+    """A status on a connector with no open transaction goes to the workflows subscribed to
+    ``connector_status_after_stop`` (never to a ChargingSession: no phantom sessions). Without
+    subscribers this costs nothing; with some, one indexed read of the connector's last
+    transaction. True when a row was queued."""
+    if not event_routes.subscribers(event_routes.CONNECTOR_STATUS_AFTER_STOP):
+        return False
+    last = (
+        await s.execute(
+            select(Transaction.id, Transaction.workflow_id, Transaction.stopped_at)
+            .where(
+                Transaction.charge_box_id == charge_box_id,
+                Transaction.connector_id == connector_id,
+            )
+            .order_by(Transaction.id.desc())
+            .limit(1)
+        )
+    ).first()
+    event: dict[str, object] = {
+        "charge_box_id": charge_box_id,
+        "connector_id": connector_id,
+        "status": status,
+        "error_code": error_code,
+        "at": status_at.isoformat(),
+        "transaction_id": last.id if last else None,
+        "session_workflow_id": last.workflow_id if last else None,
+        "stopped_at": last.stopped_at.isoformat() if last and last.stopped_at else None,
+    }
+    written = await event_routes.publish(s, event_routes.CONNECTOR_STATUS_AFTER_STOP, event)
+    return written > 0

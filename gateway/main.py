@@ -26,8 +26,10 @@ from temporalio.worker import Worker
 from websockets.asyncio.server import Server, serve
 from websockets.typing import Subprotocol
 
+from activities.by_class import activities_of
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
+from gateway import subscribers as _subscribers  # noqa: F401  (subscriptions register on import)
 from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
 from gateway.charge_point import GatewayContext
 from gateway.commands import ChargerCommands
@@ -172,7 +174,7 @@ class Gateway:
         self._worker = Worker(
             client,
             task_queue=self.settings.gateway_task_queue,
-            activities=[self.commands.send_charger_command],
+            activities=activities_of(self.commands),
         )
         await self._worker.run()
 

@@ -7,8 +7,10 @@ Row shape (``gateway_outbox.payload``)::
      "trace":   {"traceparent": W3C trace context of the frame's span}   (only when tracing)}
 
 ``kind`` is the signal name (``transaction_started`` | ``meter_progress`` |
-``transaction_stopped`` | ``connector_status``). The relay adds ``event_id`` = the row id when it
-delivers, so a redelivered signal is recognised by the workflow.
+``transaction_stopped`` | ``connector_status`` | ``transaction_closed``); the relay delivers
+each kind by its route in ``gateway/event_routes.py``, and adds ``event_id`` = the row id, so a
+redelivered signal is recognised by the workflow. Workflows other than the session subscribe to
+charger events there (``event_routes.subscribe``) instead of writing rows here.
 """
 
 from __future__ import annotations

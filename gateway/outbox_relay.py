@@ -1,4 +1,5 @@
-"""The outbox relay: gateway_outbox rows → signal-with-start on the session workflows.
+"""The outbox relay: gateway_outbox rows → signal-with-start on the workflow each row's kind is
+routed to (``gateway/event_routes.py``; the relay itself knows no workflow).
 
 Order is kept per workflow (a row is only claimed when no older undelivered row of the same
 workflow exists) and work runs in parallel across workflows (``concurrency`` delivery loops).
@@ -10,13 +11,16 @@ Failures (Temporal down, timeouts) increment ``attempts``, record ``last_error``
 workflow off exponentially in this process; nothing is lost. Inserts wake the relay through
 :meth:`OutboxRelay.wake`; a poll is the fallback (and covers rows written by other processes).
 
-``transaction_started`` and ``transaction_stopped`` may (re)start a closed workflow id: a start or
-a late stop must always reach a workflow. ``meter_progress`` and ``connector_status`` must never
-resurrect a finished session: when the workflow is closed they are marked delivered with a note.
+A route with ``may_restart`` (``transaction_started``, ``transaction_stopped``, the generic
+kinds) may (re)start a closed workflow id: a start or a late stop must always reach a workflow.
+The others (``meter_progress``, ``connector_status``…) must never resurrect a finished workflow:
+when it is closed they are marked delivered with a note.
 
-A row whose payload names its workflow (``{"workflow": {"type", "input"}, "signal": {...}}``) is
-delivered as a signal-with-start of that type with that input (``kind`` is the signal), whatever
-the type: the local-list connect trigger and the site load trigger use it.
+A kind with no route is never claimed: it was written by a newer gateway during a rolling
+upgrade, and this relay does not guess what it means (it would otherwise start a phantom
+workflow). The row waits — with its workflow's later rows behind it — for a gateway that knows
+it; :meth:`OutboxRelay.unknown_backlog` reports such rows (count and age per kind) and the relay
+logs each unknown kind once.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import String, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from temporalio.client import Client
@@ -37,40 +41,19 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from config.settings import Settings
 from db.engine import SessionFactory
+from gateway import event_routes
 from gateway.temporal_link import TemporalLink
 from observability import tracing
 from observability.metrics import OUTBOX_DELIVERIES
-from workflows.messages import (
-    SESSION_WORKFLOW,
-    SIGNAL_CONNECTOR_STATUS,
-    SIGNAL_METER_PROGRESS,
-    SIGNAL_TRANSACTION_CLOSED,
-    SIGNAL_TRANSACTION_STARTED,
-    SIGNAL_TRANSACTION_STOPPED,
-    ConnectorStatus,
-    MeterProgress,
-    SessionInput,
-    TransactionClosed,
-    TransactionStarted,
-    TransactionStopped,
-)
 
 log = logging.getLogger(__name__)
-
-SIGNAL_MODELS: dict[str, type[BaseModel]] = {
-    SIGNAL_TRANSACTION_STARTED: TransactionStarted,
-    SIGNAL_METER_PROGRESS: MeterProgress,
-    SIGNAL_TRANSACTION_STOPPED: TransactionStopped,
-    SIGNAL_CONNECTOR_STATUS: ConnectorStatus,
-    SIGNAL_TRANSACTION_CLOSED: TransactionClosed,
-}
-MAY_RESTART = frozenset({SIGNAL_TRANSACTION_STARTED, SIGNAL_TRANSACTION_STOPPED})
 
 _CLAIM = text(
     """
     SELECT o.id, o.workflow_id, o.kind, o.payload, o.attempts
     FROM gateway_outbox o
     WHERE o.delivered_at IS NULL
+      AND o.kind = ANY(:known)
       AND NOT (o.workflow_id = ANY(:skip))
       AND NOT EXISTS (
         SELECT 1 FROM gateway_outbox p
@@ -79,7 +62,28 @@ _CLAIM = text(
     LIMIT 1
     FOR UPDATE SKIP LOCKED
     """
-).bindparams(bindparam("skip", type_=ARRAY(String)))
+).bindparams(bindparam("skip", type_=ARRAY(String)), bindparam("known", type_=ARRAY(String)))
+
+_UNKNOWN = text(
+    """
+    SELECT kind, count(*) AS rows, min(created_at) AS oldest,
+           EXTRACT(EPOCH FROM now() - min(created_at)) AS age_s
+    FROM gateway_outbox
+    WHERE delivered_at IS NULL AND NOT (kind = ANY(:known))
+    GROUP BY kind
+    ORDER BY kind
+    """
+).bindparams(bindparam("known", type_=ARRAY(String)))
+
+
+@dataclass(frozen=True)
+class UnknownKind:
+    """Undelivered rows of a kind this gateway has no route for."""
+
+    kind: str
+    rows: int
+    age_s: float
+
 
 _DELIVERED = text(
     "UPDATE gateway_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = :note "
@@ -88,12 +92,6 @@ _DELIVERED = text(
 _FAILED = text(
     "UPDATE gateway_outbox SET attempts = attempts + 1, last_error = :error WHERE id = :id"
 )
-
-
-def signal_arg(kind: str, row_id: int, payload: dict[str, Any]) -> BaseModel | dict[str, Any]:
-    fields = {**payload.get("signal", {}), "event_id": row_id}
-    model = SIGNAL_MODELS.get(kind)
-    return model.model_validate(fields) if model else fields
 
 
 class OutboxRelay:
@@ -119,6 +117,9 @@ class OutboxRelay:
         self._stopping = False
         self._backoff: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._unknown_logged: set[str] = set()
+        self._unknown_checked = 0.0
+        self.unknown_check_interval_s = 60.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -156,6 +157,7 @@ class OutboxRelay:
                 continue
             if self._stopping:
                 return
+            await self._check_unknown()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
 
@@ -167,7 +169,11 @@ class OutboxRelay:
 
     async def _deliver_one(self, client: Client) -> bool:
         async with self._sf.begin() as s:
-            row = (await s.execute(_CLAIM, {"skip": self._skip_list()})).first()
+            row = (
+                await s.execute(
+                    _CLAIM, {"skip": self._skip_list(), "known": event_routes.known_kinds()}
+                )
+            ).first()
             if row is None:
                 return False
             note: str | None = None
@@ -202,38 +208,54 @@ class OutboxRelay:
                 OUTBOX_DELIVERIES.labels(row.kind, "delivered").inc()
             return True
 
+    async def unknown_backlog(self) -> list[UnknownKind]:
+        """Undelivered rows whose kind this gateway cannot route (count and age per kind)."""
+        async with self._sf() as s:
+            rows = (await s.execute(_UNKNOWN, {"known": event_routes.known_kinds()})).all()
+        return [UnknownKind(r.kind, int(r.rows), float(r.age_s)) for r in rows]
+
+    async def _check_unknown(self) -> None:
+        """Now and then, while idle: log each unknown kind once (they are left for a newer
+        gateway, never guessed at)."""
+        now = time.monotonic()
+        if self._unknown_checked and now - self._unknown_checked < self.unknown_check_interval_s:
+            return
+        self._unknown_checked = now
+        try:
+            backlog = await self.unknown_backlog()
+        except Exception as exc:
+            log.warning("outbox relay cannot read the unknown-kind backlog: %r", exc)
+            return
+        for unknown in backlog:
+            if unknown.kind in self._unknown_logged:
+                continue
+            self._unknown_logged.add(unknown.kind)
+            log.warning(
+                "outbox kind %r has no route in this gateway: %d row(s) left for a newer "
+                "gateway (oldest %.0fs); upgrade the gateways (docs/upgrading.md)",
+                unknown.kind,
+                unknown.rows,
+                unknown.age_s,
+            )
+
     async def _signal(
         self, client: Client, row_id: int, workflow_id: str, kind: str, payload: dict[str, Any]
     ) -> None:
-        generic = payload.get("workflow")
-        if isinstance(generic, dict):
-            # A row that names its workflow (type and input): signal-with-start it as told. The
-            # relay knows nothing of it (``gateway/local_list_trigger.py`` writes such rows).
-            await client.start_workflow(
-                str(generic["type"]),
-                generic.get("input", {}),
-                id=workflow_id,
-                task_queue=self._settings.temporal_task_queue,
-                start_signal=kind,
-                start_signal_args=[{**payload.get("signal", {}), "event_id": row_id}],
-                rpc_timeout=self._rpc_timeout,
-            )
-            return
-        start = SessionInput.model_validate(
-            {**payload.get("session", {}), **self._settings.session_timers()}
-        )
+        route = event_routes.route_for(kind)
+        if route is None:  # the claim only takes known kinds; a route removed meanwhile
+            raise LookupError(f"no route for outbox kind {kind!r}")
         policy = (
             WorkflowIDReusePolicy.ALLOW_DUPLICATE
-            if kind in MAY_RESTART
+            if route.may_restart
             else WorkflowIDReusePolicy.REJECT_DUPLICATE
         )
         await client.start_workflow(
-            SESSION_WORKFLOW,
-            start,
+            route.workflow_type,
+            route.start_input(payload, self._settings),
             id=workflow_id,
             task_queue=self._settings.temporal_task_queue,
-            start_signal=kind,
-            start_signal_args=[signal_arg(kind, row_id, payload)],
+            start_signal=route.signal,
+            start_signal_args=[route.signal_arg(row_id, payload)],
             id_reuse_policy=policy,
             rpc_timeout=self._rpc_timeout,
         )

@@ -25,7 +25,7 @@ HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 
 
 async def _record(stack: Stack, workflow_id: str, name: str) -> None:
-    """``POLARIS_RECORD_HISTORIES=1`` keeps the history for tests/firmware/test_replay.py."""
+    """``POLARIS_RECORD_HISTORIES=1`` keeps the history for tests/workflows/test_replay.py."""
     if os.environ.get("POLARIS_RECORD_HISTORIES"):
         client = await stack.ctx.temporal()
         history = await client.get_workflow_handle(workflow_id).fetch_history()

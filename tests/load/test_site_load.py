@@ -192,7 +192,7 @@ async def test_offered_limits_offline_chargers_and_reboots_in_amps(
     stack: Stack, ctx: ServiceContext, session_factory: SessionFactory
 ) -> None:
     """With ``POLARIS_RECORD_HISTORIES=1`` it also records ``tests/histories/site_load_v1.json``
-    (replayed by ``tests/load/test_replay.py``)."""
+    (replayed by ``tests/workflows/test_replay.py``)."""
     x, y = [await seed_charger(session_factory) for _ in range(2)]
     site_id = await seed_site(session_factory, {x: 22_080, y: 22_080})  # 32 A on 3 × 230 V
     await site_load.set_load_limit(

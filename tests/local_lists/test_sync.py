@@ -129,7 +129,7 @@ async def test_version_mismatch_and_a_disagreeing_charger_get_a_full_update(
     temporal_client: Client,
 ) -> None:
     """With ``POLARIS_RECORD_HISTORIES=1`` it also records ``tests/histories/local_list_sync_v1
-    .json`` (replayed by ``tests/local_lists/test_replay.py``)."""
+    .json`` (replayed by ``tests/workflows/test_replay.py``)."""
     cb = await seed_charger(session_factory)
     async with charge_point(stack, cb) as cp:
         tag = await seed_card(session_factory, prefix="LM")

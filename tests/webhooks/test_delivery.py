@@ -39,7 +39,7 @@ async def test_a_failing_then_slow_receiver_gets_the_event_once_recovered(
     temporal_client: Client,
 ) -> None:
     """With ``POLARIS_RECORD_HISTORIES=1`` it also records ``tests/histories/webhook_delivery_v1
-    .json`` and ``webhook_dispatcher_v1.json`` (replayed by ``tests/webhooks/test_replay.py``)."""
+    .json`` and ``webhook_dispatcher_v1.json`` (replayed by ``tests/workflows/test_replay.py``)."""
     async with receiver(script=["fail", "timeout"]) as rx:
         created = await webhooks.create_endpoint(
             wh_ctx,
