@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.audit import add_audit
@@ -47,6 +47,11 @@ log = logging.getLogger("polaris.services.reservations")
 
 MIN_DURATION = timedelta(minutes=10)
 EXCLUSION_VIOLATION = "23P01"
+# Two drivers inserting overlapping rows at once can each wait on the other's exclusion check;
+# PostgreSQL then aborts one of them with a deadlock. That one lost the race: it tries again and
+# meets the winner's row as an ordinary overlap.
+DEADLOCK_DETECTED = "40P01"
+INSERT_ATTEMPTS = 3
 SIGNAL_TIMEOUT = timedelta(seconds=5)
 
 
@@ -236,6 +241,27 @@ async def _insert(
     wanted: Window,
 ) -> Reservation | None:
     """The new row, or None when the database refused an overlap on this connector."""
+    for attempt in range(1, INSERT_ATTEMPTS + 1):
+        try:
+            return await _insert_once(ctx, actor, user_id, id_tag, body, connector_id, wanted)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != DEADLOCK_DETECTED or (
+                attempt == INSERT_ATTEMPTS
+            ):
+                raise
+            log.info("reservation insert on %s lost a race; trying again", body.charge_box_id)
+    raise AssertionError("unreachable")
+
+
+async def _insert_once(
+    ctx: ServiceContext,
+    actor: Actor,
+    user_id: str,
+    id_tag: str,
+    body: ReservationIn,
+    connector_id: int,
+    wanted: Window,
+) -> Reservation | None:
     reservation_id = str(uuid.uuid4())
     row = Reservation(
         id=reservation_id,

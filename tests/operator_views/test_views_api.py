@@ -19,9 +19,9 @@ from temporalio.worker import Worker
 
 from config.settings import Settings
 from db.engine import SessionFactory
-from db.models import MeterSample, Transaction
+from db.models import ChargingSession, MeterSample, Transaction
 from tests.fixtures.auth import AuthService
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 from tests.identity.conftest import person
 from tests.identity.real_api import real_api
 from tests.sandbox.conftest import RunningSandbox
@@ -90,6 +90,15 @@ async def run_long_session(
     _, handle = await tap(client, task_queue, cb, tag, continue_as_new_after_events=30)
     tx = tx_id()
     await handle.signal(ChargingSessionWorkflow.transaction_started, started(1, tx, cb, tag, 1000))
+
+    # The read model coalesces changes that arrive together: let "charging" be written before
+    # the meter values and the stop arrive, so the timeline has it as a state of its own.
+    async def charging() -> bool:
+        async with factory() as db:
+            row = await db.get(ChargingSession, handle.id)
+        return row is not None and row.state == "charging"
+
+    await eventually(charging, message="the session charging in the read model")
     for i in range(2, 32):
         await handle.signal(
             ChargingSessionWorkflow.meter_progress,
