@@ -115,8 +115,9 @@ async def test_force_close_of_a_charger_that_refuses_remote_stop_with_an_entered
     handle = temporal_client.get_workflow_handle(workflow_id)
 
     async def charging() -> bool:
+        # The 5200 Wh reading has reached the workflow: the operator closes after it, not before.
         row = await session_row(sf, workflow_id)
-        return row is not None and row.state == "charging"
+        return row is not None and row.state == "charging" and row.energy_wh == 200
 
     await eventually(charging, timeout=30)
     stop = await handle.execute_update(
