@@ -17,7 +17,7 @@ import pytest
 import structlog
 
 from config.settings import Settings
-from gateway.log_redaction import LIBRARY_LOGGER, TagRedactor
+from gateway.log_redaction import LIBRARY_LOGGER, TagRedactor, guard_library_logger
 from observability.logs import bind, bound, configure, configure_logging, log_format
 
 
@@ -78,7 +78,9 @@ async def test_stdlib_lines_are_json_with_the_context_of_their_task(captured: io
 def test_id_tags_are_still_redacted_in_json_lines(captured: io.StringIO) -> None:
     redactor = TagRedactor(b"k" * 32)
     library = logging.getLogger(LIBRARY_LOGGER)
-    library.addFilter(redactor)
+    # As a gateway installs it: this redactor replaces one an earlier gateway of the test run
+    # left on the library's logger (the fixture puts the logger back afterwards).
+    guard_library_logger(redactor)
     library.setLevel(logging.INFO)
     secret = "SECRETTAG123"
     library.info('receive message [2,"1","Authorize",{"idTag":"%s"}]', secret)
