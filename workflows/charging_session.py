@@ -276,10 +276,13 @@ class ChargingSessionWorkflow(
             # taken, and the loop's next wait counts that signal as already heard: write again
             # now, or the read model lags until the next signal. Executions recorded before
             # this patch replay with one write. A stream of signals never holds off
-            # continue-as-new: the loop's head writes again once the new run starts.
+            # continue-as-new, and a change that brought effects (a bill, a closure record) is
+            # written by the loop's head after they ran, as before: the read model never shows
+            # a state whose effects have not happened yet.
             if (
                 not workflow.patched(sup.READ_MODEL_CATCH_UP_PATCH)
                 or self._should_continue_as_new()
+                or self._pending
             ):
                 return
 
