@@ -29,6 +29,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.policies import DATABASE_RETRY
+
 with workflow.unsafe.imports_passed_through():
     from activities.local_lists import (
         CONFIG_KEYS,
@@ -57,11 +59,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 DB_TIMEOUT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
+DB_RETRY = DATABASE_RETRY
 # A charger's answer (or its silence) is an answer, not a transient failure; ChargerOffline is
 # retried a little (the charger may be reconnecting), then the round ends as offline.
 COMMAND_START_TIMEOUT = timedelta(seconds=30)

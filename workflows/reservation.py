@@ -27,6 +27,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.policies import DATABASE_RETRY
+
 with workflow.unsafe.imports_passed_through():
     from activities.reservations import (
         MoveInput,
@@ -56,11 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 DB_TIMEOUT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
+DB_RETRY = DATABASE_RETRY
 # The charger's answer (or silence) is an answer; an offline charger is retried by the
 # workflow's own loop (until the start), not by the activity's retry policy.
 COMMAND_START_TIMEOUT = timedelta(seconds=30)

@@ -26,6 +26,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.policies import DATABASE_RETRY
+
 with workflow.unsafe.imports_passed_through():
     from workflows import messages as msg
     from workflows.site_load_messages import (
@@ -44,11 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 DB_TIMEOUT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
+DB_RETRY = DATABASE_RETRY
 COMMAND_START_TIMEOUT = timedelta(seconds=30)
 COMMAND_CLOSE_TIMEOUT = timedelta(seconds=45)
 COMMAND_TIMEOUT_S = 30.0

@@ -25,6 +25,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.policies import DATABASE_RETRY
+
 with workflow.unsafe.imports_passed_through():
     from domain.webhooks import RetrySchedule
     from workflows.webhook_messages import (
@@ -44,12 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # PostgreSQL or Temporal hiccups: the activity is retried; an HTTP failure is not an error.
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=0,
-)
+DB_RETRY = DATABASE_RETRY
 
 
 @workflow.defn(name=WEBHOOK_DISPATCHER_WORKFLOW)
