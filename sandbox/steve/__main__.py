@@ -1,0 +1,3 @@
+from sandbox.steve.server import main
+
+main()
