@@ -88,7 +88,7 @@ def error_body(status: int, message: str, path: str) -> dict[str, Any]:
     }
 
 
-# -- the ASGI layers ------------------------------------------------------------------------------
+# -- the ASGI layers --------------------------------------------------------------------------
 
 
 class SteveMiddleware:
@@ -105,8 +105,12 @@ class SteveMiddleware:
             await self.app(scope, receive, send)
             return
         if not self._authorized(scope):
-            await _send_json(send, 401, error_body(401, "Full authentication is required", path),
-                             [(b"www-authenticate", b'Basic realm="SteVe"')])
+            await _send_json(
+                send,
+                401,
+                error_body(401, "Full authentication is required", path),
+                [(b"www-authenticate", b'Basic realm="SteVe"')],
+            )
             return
         op = self.s.contract.find(scope["method"], path)
         if op is None:
@@ -180,7 +184,10 @@ async def _send_raw(send: Any, status: int, body: bytes, headers: list[Any]) -> 
 
 async def _send_json(send: Any, status: int, body: Any, extra: list[Any] | None = None) -> None:
     await _send_raw(
-        send, status, json.dumps(body).encode(), [(b"content-type", b"application/json"), *(extra or [])]
+        send,
+        status,
+        json.dumps(body).encode(),
+        [(b"content-type", b"application/json"), *(extra or [])],
     )
 
 
@@ -194,7 +201,7 @@ def body_of(request: Request) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-# -- ocppTags ---------------------------------------------------------------------------------------
+# -- ocppTags ---------------------------------------------------------------------------------
 
 
 def _flag(value: str | None, actual: bool) -> bool:
@@ -285,7 +292,7 @@ async def expire_tag(request: Request) -> Response:
     return JSONResponse(st.tag_overview(tag))
 
 
-# -- transactions -----------------------------------------------------------------------------------
+# -- transactions -----------------------------------------------------------------------------
 
 
 async def list_transactions(request: Request) -> Response:
@@ -303,13 +310,13 @@ async def list_transactions(request: Request) -> Response:
     horizon = {"TODAY": 1, "LAST_10": 10, "LAST_30": 30, "LAST_90": 90}.get(period)
     out = []
     for tx in sorted(st.transactions.values(), key=lambda t: t.id):
-        if pks and tx.id not in pks or boxes and tx.charge_box_id not in boxes:
+        if (pks and tx.id not in pks) or (boxes and tx.charge_box_id not in boxes):
             continue
         if tags and tx.id_tag not in tags:
             continue
         if q.get("connectorId") and int(q["connectorId"]) != tx.connector_id:
             continue
-        if kind == "ACTIVE" and not tx.active or kind == "STOPPED" and tx.active:
+        if (kind == "ACTIVE" and not tx.active) or (kind == "STOPPED" and tx.active):
             continue
         if horizon is not None and tx.started_at < now() - timedelta(days=horizon):
             continue
@@ -334,7 +341,8 @@ async def get_transaction(request: Request) -> Response:
         v
         for v in tx.values
         if not energy_only
-        or (v.get("measurand") or "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+        or (v.get("measurand") or "Energy.Active.Import.Register")
+        == "Energy.Active.Import.Register"
     ]
     return JSONResponse({"transaction": st.transaction_json(tx), "values": values})
 
@@ -348,7 +356,7 @@ async def stop_transaction(request: Request) -> Response:
     return Response(status_code=200)
 
 
-# -- operations -------------------------------------------------------------------------------------
+# -- operations -------------------------------------------------------------------------------
 
 
 def _eligible(st: SteveState, id_tag: str) -> None:
@@ -419,7 +427,8 @@ def _profile(st: SteveState, pk: int) -> dict[str, Any]:
     profile = st.charging_profiles.get(pk)
     if profile is None:
         raise ApiError(422, f"Charging profile {pk} does not exist")
-    return json.loads(json.dumps(profile))
+    copied: dict[str, Any] = json.loads(json.dumps(profile))
+    return copied
 
 
 async def operation(request: Request) -> Response:
@@ -479,7 +488,7 @@ def _snake(payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# -- the OCPP endpoint and the sandbox extras --------------------------------------------------------
+# -- the OCPP endpoint and the sandbox extras -------------------------------------------------
 
 
 async def central_system(ws: WebSocket) -> None:

@@ -9,7 +9,8 @@ operations (``app.py``) reach a charger through :meth:`SteveStation.call`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
@@ -20,6 +21,12 @@ from websockets.exceptions import ConnectionClosed
 from sandbox.steve.state import SteveState, iso, now, parse_iso
 
 log = logging.getLogger("sandbox.steve.ocpp")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles(action: Action) -> Callable[[F], F]:
+    return cast(Callable[[F], F], on(action))
 
 
 class StarletteSocket:
@@ -50,28 +57,30 @@ class SteveStation(ChargePoint):  # type: ignore[misc]
         self.frames.append(raw_msg)
         await super().route_message(raw_msg)
 
-    @on(Action.boot_notification)
+    @handles(Action.boot_notification)
     async def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_: Any) -> Any:
         box = self.state.box(self.id)
         box.vendor, box.model = charge_point_vendor, charge_point_model
         self.state.boots.append((self.id, now()))
-        return call_result.BootNotification(current_time=iso(now()), interval=300, status="Accepted")
+        return call_result.BootNotification(
+            current_time=iso(now()), interval=300, status="Accepted"
+        )
 
-    @on(Action.heartbeat)
+    @handles(Action.heartbeat)
     async def on_heartbeat(self, **_: Any) -> Any:
         self.state.box(self.id).last_heartbeat = now()
         return call_result.Heartbeat(current_time=iso(now()))
 
-    @on(Action.status_notification)
+    @handles(Action.status_notification)
     async def on_status(self, connector_id: int, error_code: str, status: str, **_: Any) -> Any:
         self.state.box(self.id).statuses[connector_id] = status
         return call_result.StatusNotification()
 
-    @on(Action.authorize)
+    @handles(Action.authorize)
     async def on_authorize(self, id_tag: str, **_: Any) -> Any:
         return call_result.Authorize(id_tag_info=self.state.id_tag_info(id_tag))
 
-    @on(Action.start_transaction)
+    @handles(Action.start_transaction)
     async def on_start(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs: Any
     ) -> Any:
@@ -87,7 +96,7 @@ class SteveStation(ChargePoint):  # type: ignore[misc]
             self.state.reservations[reservation_id]["status"] = "Used"
         return call_result.StartTransaction(transaction_id=tx.id, id_tag_info=info)
 
-    @on(Action.meter_values)
+    @handles(Action.meter_values)
     async def on_meter_values(
         self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> Any:
@@ -96,7 +105,7 @@ class SteveStation(ChargePoint):  # type: ignore[misc]
             tx.values.extend(_flatten(meter_value))
         return call_result.MeterValues()
 
-    @on(Action.stop_transaction)
+    @handles(Action.stop_transaction)
     async def on_stop(
         self, meter_stop: int, timestamp: str, transaction_id: int, **kwargs: Any
     ) -> Any:
@@ -112,15 +121,15 @@ class SteveStation(ChargePoint):  # type: ignore[misc]
             info["status"] = "Accepted"
         return call_result.StopTransaction(id_tag_info=info)
 
-    @on(Action.data_transfer)
+    @handles(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
         return call_result.DataTransfer(status="UnknownVendorId")
 
-    @on(Action.diagnostics_status_notification)
+    @handles(Action.diagnostics_status_notification)
     async def on_diag(self, status: str, **_: Any) -> Any:
         return call_result.DiagnosticsStatusNotification()
 
-    @on(Action.firmware_status_notification)
+    @handles(Action.firmware_status_notification)
     async def on_fw(self, status: str, **_: Any) -> Any:
         return call_result.FirmwareStatusNotification()
 

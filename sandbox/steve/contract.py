@@ -49,8 +49,11 @@ class Operation:
 def _absolutize(node: Any) -> Any:
     if isinstance(node, dict):
         return {
-            k: (DOCUMENT_URI + v if k == "$ref" and isinstance(v, str) and v.startswith("#") else
-                _absolutize(v))
+            k: (
+                DOCUMENT_URI + v
+                if k == "$ref" and isinstance(v, str) and v.startswith("#")
+                else _absolutize(v)
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):
@@ -60,7 +63,9 @@ def _absolutize(node: Any) -> Any:
 
 def _regex(template: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^}]+\})", template)
-    return re.compile("^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$")
+    return re.compile(
+        "^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$"
+    )
 
 
 def apply_errata(document: dict[str, Any]) -> list[str]:

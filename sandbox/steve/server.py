@@ -93,6 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SteveConfig, str, int
 
 def main(argv: Sequence[str] | None = None) -> None:
     config, host, port = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("sandbox.steve").info("SteVe stand-in on http://%s:%d/steve", host, port)
     asyncio.run(serve(config, host, port))
