@@ -250,6 +250,20 @@ class Settings(BaseSettings):
     lago_webhook_breaker_threshold: int = 5
     sandbox_port: int = 3100
 
+    # -- SteVe (docs/steve.md) ---------------------------------------------------------------
+    # SteVe's REST API with its context path (http://steve:8180/steve); unset: no SteVe.
+    steve_api_url: str | None = None
+    steve_api_user: str = "polaris"
+    steve_api_password: SecretStr | None = None
+    steve_api_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    # SteVe's OCPP endpoint (ws://steve:8180/steve/websocket/CentralSystemService): set, the
+    # gateway relays every charger to it (relay mode).
+    steve_ocpp_url: str | None = None
+    # How long a relayed charger message waits for SteVe's answer before SteVe counts as down.
+    steve_relay_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # The upstream socket reconnects with backoff doubling from 1 s up to this.
+    steve_relay_backoff_max_s: float = Field(default=60.0, ge=1, le=3600)
+
     # Mail relay (activities/mail.py): smtp://user:password@host:587?starttls=true, or
     # smtps://… for TLS from the start. Unset: mail is kept in the outbox and logged, not sent.
     smtp_url: SecretStr | None = None
@@ -854,6 +868,13 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "retention_platform_events_days": _p("worker"),
     "retention_batch_size": _p("worker"),
     "retention_cron": _p("worker"),
+    "steve_api_url": _p("gateway", "worker"),
+    "steve_api_user": _p("gateway", "worker"),
+    "steve_api_password": _p("gateway", "worker"),
+    "steve_api_timeout_s": _p("gateway", "worker"),
+    "steve_ocpp_url": _p("gateway"),
+    "steve_relay_timeout_s": _p("gateway"),
+    "steve_relay_backoff_max_s": _p("gateway"),
     "operation_allowlist": _API_CLI,
     "operation_pickup_timeout_s": _API_CLI,
 }

@@ -70,6 +70,7 @@ from domain.operations import (
     outcome_of_answer,
 )
 from gateway.registry import ChargerRegistry
+from gateway.steve_commands import SteveCommandRoute
 from observability.logs import bound
 from observability.metrics import COMMAND_ROUND_TRIP
 from workflows.messages import (
@@ -94,9 +95,16 @@ def _last_attempt(info: activity.Info) -> bool:
 
 
 class ChargerCommands:
-    def __init__(self, registry: ChargerRegistry, sessions: SessionFactory) -> None:
+    def __init__(
+        self,
+        registry: ChargerRegistry,
+        sessions: SessionFactory,
+        steve: SteveCommandRoute | None = None,
+    ) -> None:
         self._registry = registry
         self._sessions = sessions
+        # SteVe relay mode: the commands SteVe's REST API carries go that way.
+        self._steve = steve
 
     @activity.defn(name=ACTIVITY_SEND_CHARGER_COMMAND)
     async def send_charger_command(self, input: ChargerCommandInput) -> ChargerCommandResult:
@@ -141,6 +149,8 @@ class ChargerCommands:
             payload = merge_secrets(payload, await operation_secrets(self._sessions, op_id))
             if has_redacted_secret(input.action, payload):
                 await self._fail(op_id, "the operation's secret value is gone", "BadCommand")
+        if self._steve is not None and self._steve.handles(input.action, payload):
+            return await self._steve.send(input, op_id, payload)
         request = await self._request(input, op_id, payload)
         await mark_sent(self._sessions, op_id)
         try:

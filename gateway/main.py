@@ -39,6 +39,7 @@ from gateway.metering import ProgressThrottle
 from gateway.outbox_relay import OutboxRelay
 from gateway.registry import ChargerRegistry
 from gateway.server import SUBPROTOCOL, OcppServer
+from gateway.steve_commands import SteveCommandRoute
 from gateway.temporal_link import TemporalLink
 from observability import metrics
 from observability.http import ObservabilityServer
@@ -77,7 +78,8 @@ class Gateway:
             self.sf, self.link, settings, poll_interval_s=relay_poll_interval_s
         )
         self.registry = ChargerRegistry()
-        self.commands = ChargerCommands(self.registry, self.sf)
+        self.steve_commands = SteveCommandRoute.from_settings(settings, self.sf)
+        self.commands = ChargerCommands(self.registry, self.sf, self.steve_commands)
         throttle = ProgressThrottle(settings.meter_signal_interval_s, time.monotonic)
         tags = TagRedactor.from_settings(settings)
         guard_library_logger(tags)
@@ -196,6 +198,8 @@ class Gateway:
             self._worker_task.cancel()
             await asyncio.gather(self._worker_task, return_exceptions=True)
         await self.link.close()
+        if self.steve_commands is not None:
+            await self.steve_commands.aclose()
         if self.observability is not None:
             await self.observability.stop()
         if self._own_engine:

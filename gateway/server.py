@@ -30,11 +30,12 @@ from websockets.http11 import Request, Response
 
 from db.models import Charger
 from gateway import journal
-from gateway.charge_point import GatewayChargePoint, GatewayContext
+from gateway.charge_point import GatewayContext
 from gateway.handshake_limits import HandshakeGuard, Outcome, Ticket, client_address
 from gateway.passwords import verify_password
 from gateway.pending import PendingRecorder
 from gateway.registry import Admission, ChargerRegistry
+from gateway.steve_relay import charge_point_factory
 from observability.logs import bind
 from observability.metrics import CHARGERS_CONNECTED, HANDSHAKE_FAILURES
 
@@ -112,6 +113,8 @@ class OcppServer:
         )
         # How each admitted connection got in, from process_request to handle.
         self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
+        # What serves a connection: GatewayChargePoint, or a SteVe relay (gateway/steve_relay.py).
+        self.charge_point_class = charge_point_factory(ctx)
 
     def close(self) -> None:
         self.hash_pool.shutdown(wait=False, cancel_futures=True)
@@ -340,7 +343,7 @@ class OcppServer:
             )
             await ws.close(CLOSE_POLICY_VIOLATION, "charger is connected with credentials")
             return
-        cp = GatewayChargePoint(charge_box_id, ws, self.ctx)
+        cp = self.charge_point_class(charge_box_id, ws, self.ctx)
         old = self.registry.put(cp, admission)
         if not admission.authenticated:
             log.warning(

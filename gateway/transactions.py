@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
@@ -68,7 +68,12 @@ async def start_transaction(
     started_at: datetime,
     reservation_id: int | None,
     now: datetime,
+    transaction_id: int | None = None,
+    upstream_status: str | None = None,
 ) -> StartOutcome:
+    """``transaction_id``: the id another central system gave this start (SteVe relay mode,
+    ``gateway/steve_relay.py``) instead of one from our sequence; ``upstream_status`` its
+    authorization answer, which may only tighten ours."""
     async with sf.begin() as s:
         identity = (
             Transaction.charge_box_id == charge_box_id,
@@ -110,12 +115,15 @@ async def start_transaction(
         status: AuthorizationStatus = decision.status
         if intent is not None:
             status = tighter(status, intent.auth_status)
+        if upstream_status is not None:
+            status = tighter(status, upstream_status)
         owner = await s.scalar(
             select(UserMapping.user_id).where(UserMapping.id_tag == id_tag, UserMapping.is_active)
         )
         tx_id = await s.scalar(
             pg_insert(Transaction)
             .values(
+                **({"id": transaction_id} if transaction_id is not None else {}),
                 charge_box_id=charge_box_id,
                 connector_id=connector_id,
                 id_tag=id_tag,
@@ -131,6 +139,15 @@ async def start_transaction(
         )
         if tx_id is None:
             raise RuntimeError("concurrent identical StartTransaction; the charger will retry")
+        if transaction_id is not None:
+            # Our own ids continue above every id another central system gave us.
+            await s.execute(
+                text(
+                    "SELECT setval('transaction_id_seq', GREATEST(:id, "
+                    "(SELECT last_value FROM transaction_id_seq)))"
+                ),
+                {"id": transaction_id},
+            )
         if intent is not None:
             await s.execute(
                 update(session_intents)
