@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the session fixtures are imported, and requested by name)
 """Relay mode end to end: real gateway, real worker and Temporal, the Lago sandbox, the SteVe
 stand-in upstream, and real ``ocpp`` charge points talking to the gateway.
 
@@ -16,6 +17,7 @@ import pytest
 from ocpp.exceptions import InternalError
 from ocpp.v16 import call
 from sqlalchemy import text
+from temporalio.client import Client
 
 from activities.steve import SteveClient
 from config.settings import Settings
@@ -24,8 +26,11 @@ from gateway.main import Gateway
 from sandbox.steve.app import SteveConfig, SteveStandIn
 from sandbox.steve.server import RunningSteve
 from sandbox.steve.state import SteveState
+from services import operations
+from services.context import ServiceContext
 from tests.gateway.conftest import seed_card
 from tests.helpers import eventually
+from tests.operations.conftest import ADMIN
 from tests.sessions.conftest import (  # noqa: F401  (fixtures)
     LAGO_KEY,
     Station,
@@ -189,3 +194,37 @@ async def test_steve_commands_reach_the_charger_through_the_relay(
     assert st.cp is not None
     assert st.cp.remote_stops == [tx]
     assert st.cp.remote_starts == [{"id_tag": tag, "connector_id": 2}]
+
+
+async def test_workflow_commands_go_through_steves_rest_api_into_the_operations_log(
+    stack: Gateway,
+    stations: list[Station],
+    session_factory: SessionFactory,
+    relayed_steve: RunningSteve,
+    stack_settings: Settings,
+    temporal_client: Client,
+) -> None:
+    sf = session_factory
+    cb = await priced_charger(sf)
+    tag = await seed_card(sf)
+    relayed_steve.standin.state.add_tag(tag)
+    st = station(stack, stations, cb)
+    await st.boot()
+    await wait_for(lambda: cb in relayed_steve.standin.stations)
+
+    async def temporal() -> Client:
+        return temporal_client
+
+    ctx = ServiceContext(settings=stack_settings, sessions=sf, temporal=temporal)
+    answer = await operations.request_operation(
+        ctx, ADMIN, cb, "RemoteStartTransaction", {"idTag": tag, "connectorId": 1}
+    )
+    assert (answer["status"], answer["response"]) == ("answered", {"status": "Accepted"})
+    assert st.cp is not None and st.cp.remote_starts == [{"id_tag": tag, "connector_id": 1}]
+    checked = relayed_steve.standin.contract_log.checked
+    assert checked[("POST /api/v1/operations/RemoteStartTransaction", 200)] == 1
+    # SteVe refuses a card it does not know: the operation fails with SteVe's reason.
+    refused = await operations.request_operation(
+        ctx, ADMIN, cb, "RemoteStartTransaction", {"idTag": "NOT-IN-STEVE"}
+    )
+    assert refused["status"] == "failed" and "not eligible" in refused["error"]
