@@ -67,10 +67,12 @@ class GatewayChargePoint201(GatewayChargePoint):
         super().__init__(charge_box_id, connection, ctx)
         # Only this class's handlers: the 1.6 ones it inherits answer nothing in 2.0.1.
         self.route_map = {
-            action: route
-            for action, route in self.route_map.items()
-            if "_on_action" in route
-            and route["_on_action"].__qualname__.startswith(f"{GatewayChargePoint201.__name__}.")
+            fn._on_action: {
+                "_on_action": getattr(self, name),
+                "_skip_schema_validation": fn._skip_schema_validation,
+            }
+            for name, fn in vars(GatewayChargePoint201).items()
+            if hasattr(fn, "_on_action")
         }
         self._request: dict[str, Any] = {}
         # The status of the last BootNotification answered on this connection.
@@ -127,7 +129,7 @@ class GatewayChargePoint201(GatewayChargePoint):
     # -- provisioning ------------------------------------------------------------------
 
     @handles(Action.boot_notification)
-    async def on_boot_notification(self, **kwargs: Any) -> call_result.BootNotification:
+    async def on201_boot_notification(self, **kwargs: Any) -> call_result.BootNotification:
         now = self.ctx.clock()
         station = self._request["chargingStation"]
         async with journal_guard(self.ctx, "BootNotification"):
@@ -155,11 +157,11 @@ class GatewayChargePoint201(GatewayChargePoint):
         )
 
     @handles(Action.heartbeat)
-    async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
+    async def on201_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
         return call_result.Heartbeat(current_time=ocpp_time(self.ctx.clock()))
 
     @handles(Action.status_notification)
-    async def on_status_notification(self, **kwargs: Any) -> call_result.StatusNotification:
+    async def on201_status_notification(self, **kwargs: Any) -> call_result.StatusNotification:
         now = self.ctx.clock()
         req = self._request
         within(req["evseId"], "evseId", low=0, high=INT32_MAX)
@@ -181,7 +183,7 @@ class GatewayChargePoint201(GatewayChargePoint):
         return call_result.StatusNotification()
 
     @handles(Action.notify_event)
-    async def on_notify_event(self, **kwargs: Any) -> call_result.NotifyEvent:
+    async def on201_notify_event(self, **kwargs: Any) -> call_result.NotifyEvent:
         for item in self._request.get("eventData", []):
             variable = item.get("variable", {}).get("name")
             component = item.get("component", {}).get("name")
@@ -196,7 +198,7 @@ class GatewayChargePoint201(GatewayChargePoint):
         return call_result.NotifyEvent()
 
     @handles(Action.security_event_notification)
-    async def on_security_event_notification(
+    async def on201_security_event_notification(
         self, **kwargs: Any
     ) -> call_result.SecurityEventNotification:
         req = self._request
@@ -215,7 +217,7 @@ class GatewayChargePoint201(GatewayChargePoint):
         return call_result.SecurityEventNotification()
 
     @handles(Action.firmware_status_notification)
-    async def on_firmware_status_notification(
+    async def on201_firmware_status_notification(
         self, **kwargs: Any
     ) -> call_result.FirmwareStatusNotification:
         status = self._request["status"]
@@ -227,7 +229,9 @@ class GatewayChargePoint201(GatewayChargePoint):
         return call_result.FirmwareStatusNotification()
 
     @handles(Action.log_status_notification)
-    async def on_log_status_notification(self, **kwargs: Any) -> call_result.LogStatusNotification:
+    async def on201_log_status_notification(
+        self, **kwargs: Any
+    ) -> call_result.LogStatusNotification:
         status = self._request["status"]
         log.info("%s: log upload %s", self.id, status)
         async with journal_guard(self.ctx, "LogStatusNotification"):
@@ -237,13 +241,13 @@ class GatewayChargePoint201(GatewayChargePoint):
         return call_result.LogStatusNotification()
 
     @handles(Action.data_transfer)
-    async def on_data_transfer(self, **kwargs: Any) -> call_result.DataTransfer:
+    async def on201_data_transfer(self, **kwargs: Any) -> call_result.DataTransfer:
         if self._request["vendorId"] not in KNOWN_VENDORS:
             return call_result.DataTransfer(status="UnknownVendorId")
         return call_result.DataTransfer(status="UnknownMessageId")
 
     @handles(Action.meter_values)
-    async def on_meter_values(self, **kwargs: Any) -> call_result.MeterValues:
+    async def on201_meter_values(self, **kwargs: Any) -> call_result.MeterValues:
         """Clock-aligned values (evseId 0 = the grid meter): stored, never billed from (they
         name no transaction; transaction values come in TransactionEvent)."""
         req = self._request
@@ -273,7 +277,7 @@ class GatewayChargePoint201(GatewayChargePoint):
     # -- authorization and transactions -----------------------------------------------
 
     @handles(Action.authorize)
-    async def on_authorize(self, **kwargs: Any) -> call_result.Authorize:
+    async def on201_authorize(self, **kwargs: Any) -> call_result.Authorize:
         id_token = self._request["idToken"]
         async with journal_guard(self.ctx, "Authorize"):
             async with self.ctx.sf.begin() as s:
@@ -286,7 +290,7 @@ class GatewayChargePoint201(GatewayChargePoint):
         return call_result.Authorize(id_token_info=info)
 
     @handles(Action.transaction_event)
-    async def on_transaction_event(self, **kwargs: Any) -> call_result.TransactionEvent:
+    async def on201_transaction_event(self, **kwargs: Any) -> call_result.TransactionEvent:
         req = self._request
         now = self.ctx.clock()
         info = req["transactionInfo"]

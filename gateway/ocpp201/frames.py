@@ -62,14 +62,14 @@ _UID = re.compile(r'^\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.){0,36})"')
 _ANSWER_START = re.compile(r"^\s*\[\s*[34]\s*,")
 
 
-class RpcFrameworkError(OCPPError):
+class RpcFrameworkError(OCPPError):  # type: ignore[misc]
     """2.0.1: the frame is not a valid RPC message (not JSON, wrong shape, id unreadable)."""
 
     code = "RpcFrameworkError"
     default_description = "Payload is not a valid RPC request"
 
 
-class MessageTypeNotSupportedError(OCPPError):
+class MessageTypeNotSupportedError(OCPPError):  # type: ignore[misc]
     """2.0.1: a MessageTypeId the receiver does not know."""
 
     code = "MessageTypeNotSupported"
@@ -119,12 +119,14 @@ class CheckedCall:
 _FORMATS = FormatChecker(formats=())
 
 
-@_FORMATS.checks("date-time", raises=ValueError)
 def _is_date_time(value: object) -> bool:
     if not isinstance(value, str):
         return True
     parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     return parsed is not None
+
+
+_FORMATS.checks("date-time", raises=ValueError)(_is_date_time)
 
 
 @cache
