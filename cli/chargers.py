@@ -24,6 +24,7 @@ LIST_COLUMNS = (
     "site",
     "tariff",
     "connected",
+    "ocpp_version",
     "gateway_instance",
     "last_seen_at",
     "auth",

@@ -90,6 +90,9 @@ async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | N
             "stop_flags": list(t.stop_flags or []),
             "closed_at": iso(t.closed_at),
             "closed_reason": t.closed_reason,
+            # OCPP 2.0.1: the charger's own transaction id (NULL version = 1.6).
+            "ocpp_version": t.ocpp_version or "1.6",
+            "ocpp_transaction_id": t.ocpp_transaction_id,
         }
         for t in await session_transactions(db, row.workflow_id)
     ]
@@ -145,6 +148,9 @@ def print_story(story: dict[str, Any]) -> None:
         print(f"WARNING      charger {story['charge_box_id']} {warning}")
     print(f"idTag        {story['id_tag'] or '-'}")
     print(f"transaction  {story['transaction_id'] or '-'}")
+    for t in story.get("transactions", []):
+        if t.get("ocpp_transaction_id"):
+            print(f"             OCPP {t['ocpp_version']} transactionId {t['ocpp_transaction_id']}")
     print(f"energy       {story['energy_wh']} Wh")
     print(f"cost         {format_money(story['cost_minor'], story['currency'])}")
     tariff = story.get("tariff")

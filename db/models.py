@@ -165,6 +165,11 @@ class Charger(Base):
     # When charger.offline was last announced for it: a new episode starts once the charger is
     # seen after that (activities/live.py).
     offline_reported_at: Mapped[datetime | None] = mapped_column()
+    # The OCPP version the charger's last connection negotiated ("1.6" | "2.0.1"), informational:
+    # each connection chooses its own (migration 0026_ocpp201).
+    ocpp_version: Mapped[str | None] = mapped_column(String(16))
+    # OCPP 2.0.1 start button (idToken type NoAuthorization): accepted as a free vend when true.
+    free_vend: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (CheckConstraint("max_power_w > 0", name="max_power_positive"),)
 
@@ -215,6 +220,8 @@ class EvCard(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     max_concurrent_sessions: Mapped[int] = mapped_column(Integer, default=1)
     lost_at: Mapped[datetime | None] = mapped_column()
+    # OCPP 2.0.1 idToken type (ISO14443, eMAID, Central …); NULL matches any type (1.6 cards).
+    token_type: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (CheckConstraint("id_tag <> parent_id_tag", name="not_own_parent"),)
 
@@ -278,8 +285,19 @@ class Transaction(Base):
     # range or implausible, a timestamp far from now): the flags, and the stop as it was sent.
     stop_flags: Mapped[list[str] | None] = mapped_column(JSONB)
     stop_payload: Mapped[dict[str, Any] | None] = mapped_column()
+    # OCPP 2.0.1: the charger chooses its own transaction id (a string, unique per charger); our
+    # integer id stays the session's. NULL version = 1.6 (migration 0026_ocpp201).
+    ocpp_version: Mapped[str | None] = mapped_column(String(8))
+    ocpp_transaction_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (
+        Index(
+            "uq_transactions_ocpp_transaction_id",
+            "charge_box_id",
+            "ocpp_transaction_id",
+            unique=True,
+            postgresql_where="ocpp_transaction_id IS NOT NULL",
+        ),
         # A charger that resends StartTransaction (no answer seen) gets the same transaction id.
         UniqueConstraint(
             "charge_box_id",

@@ -144,6 +144,14 @@ class ChargerCommands:
             else:
                 await note_error(self._sessions, op_id, f"attempt {info.attempt}: {message}")
             raise ApplicationError(message, type="ChargerOffline")
+        version = getattr(cp, "ocpp_version", "1.6")
+        if version != "1.6":
+            # Commands are not yet translated for OCPP 2.0.1 (docs/gateway.md, "OCPP 2.0.1").
+            await self._fail(
+                op_id,
+                f"{input.action} is not yet supported on an OCPP {version} connection",
+                "BadCommand",
+            )
         payload = dict(input.payload)
         if has_redacted_secret(input.action, payload):
             payload = merge_secrets(payload, await operation_secrets(self._sessions, op_id))

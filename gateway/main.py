@@ -36,9 +36,10 @@ from gateway.commands import ChargerCommands
 from gateway.group_commit import MeterValuesBatcher
 from gateway.log_redaction import TagRedactor, guard_library_logger
 from gateway.metering import ProgressThrottle
+from gateway.negotiation import SUPPORTED, select_subprotocol
 from gateway.outbox_relay import OutboxRelay
 from gateway.registry import ChargerRegistry
-from gateway.server import SUBPROTOCOL, OcppServer
+from gateway.server import OcppServer
 from gateway.steve_commands import SteveCommandRoute
 from gateway.temporal_link import TemporalLink
 from observability import metrics
@@ -160,7 +161,9 @@ class Gateway:
             self.settings.gateway_host,
             self.settings.gateway_port,
             process_request=self.ocpp.process_request,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            subprotocols=[Subprotocol(p) for p in SUPPORTED],
+            # The charger's order of preference decides, not this list's (negotiation.py).
+            select_subprotocol=select_subprotocol,
             # A bigger message closes the connection with 1009 before it is buffered whole.
             max_size=self.settings.gateway_max_frame_bytes,
         )

@@ -2,7 +2,8 @@
 
 ``process_request`` runs before the WebSocket handshake completes, so every refusal is a plain
 HTTP answer: 404 for an unknown path or charger (an unknown charger is recorded as pending,
-``gateway/pending.py``), 400 without the ``ocpp1.6`` subprotocol, 401 for missing or wrong
+``gateway/pending.py``), 400 without the ``ocpp1.6`` or ``ocpp2.0.1`` subprotocol (the version is
+chosen per connection in the charger's order: ``gateway/negotiation.py``), 401 for missing or wrong
 credentials (and, outside dev, for a charger that has none and no operator exemption), 403 for a
 decommissioned charger, 409 when a connection without credentials would displace an
 authenticated one, 429 while the client address or the chargeBoxId is locked out after wrong
@@ -32,6 +33,9 @@ from db.models import Charger
 from gateway import journal
 from gateway.charge_point import GatewayContext
 from gateway.handshake_limits import HandshakeGuard, Outcome, Ticket, client_address
+from gateway.negotiation import OCPP201, SUPPORTED, VERSION_OF, choose, offered_in
+from gateway.ocpp201.charge_point import GatewayChargePoint201
+from gateway.ocpp201.journal import record_version
 from gateway.passwords import verify_password
 from gateway.pending import PendingRecorder
 from gateway.registry import Admission, ChargerRegistry
@@ -141,14 +145,9 @@ class OcppServer:
         charge_box_id = charge_box_id_from_path(request.path)
         if charge_box_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not a charger endpoint\n")
-        offered = {
-            p.strip()
-            for h in request.headers.get_all("Sec-WebSocket-Protocol")
-            for p in h.split(",")
-        }
-        if SUBPROTOCOL not in offered:
+        if choose(offered_in(request.headers.get_all("Sec-WebSocket-Protocol"))) is None:
             return connection.respond(
-                HTTPStatus.BAD_REQUEST, f"Subprotocol {SUBPROTOCOL} required\n"
+                HTTPStatus.BAD_REQUEST, f"Subprotocol {' or '.join(SUPPORTED)} required\n"
             )
         peer = self._peer(connection, request)
         # Admission and the cap are decided before the first await, so a burst of concurrent
@@ -343,7 +342,11 @@ class OcppServer:
             )
             await ws.close(CLOSE_POLICY_VIOLATION, "charger is connected with credentials")
             return
-        cp = self.charge_point_class(charge_box_id, ws, self.ctx)
+        # The class follows what THIS connection negotiated, never the charger row.
+        protocol = ws.subprotocol or SUBPROTOCOL
+        # 2.0.1 connections are served here; SteVe (a relay when configured) speaks 1.6 only.
+        charge_point = GatewayChargePoint201 if protocol == OCPP201 else self.charge_point_class
+        cp = charge_point(charge_box_id, ws, self.ctx)
         old = self.registry.put(cp, admission)
         if not admission.authenticated:
             log.warning(
@@ -370,9 +373,10 @@ class OcppServer:
                 self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance, self.ctx.clock()
             ):
                 self.ctx.wake_relay()
+            await record_version(self.ctx.sf, charge_box_id, VERSION_OF[protocol])
         except (SQLAlchemyError, OSError) as exc:
             log.error("%s: connection not recorded: %r", charge_box_id, exc)
-        log.info("charger %s connected", charge_box_id)
+        log.info("charger %s connected (%s)", charge_box_id, protocol)
         CHARGERS_CONNECTED.inc()
         try:
             await cp.start()

@@ -142,6 +142,9 @@ def _summary(charger: Charger, site: str | None, tariff: str | None) -> dict[str
         "model": charger.model,
         "serial_number": charger.serial_number,
         "firmware_version": charger.firmware_version,
+        # The OCPP version the last connection negotiated (each connection chooses its own).
+        "ocpp_version": charger.ocpp_version,
+        "free_vend": charger.free_vend,
         "connected": charger.connected,
         "gateway_instance": charger.gateway_instance,
         "last_seen_at": charger.last_seen_at,

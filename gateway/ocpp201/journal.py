@@ -1,0 +1,86 @@
+"""What 2.0.1 provisioning messages write (each in one short database transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from db.engine import SessionFactory
+from db.events import record_event
+from db.models import AuditLog, Charger, Connector
+from domain.events import CHARGER_STATUS_CHANGED
+
+
+async def record_version(sf: SessionFactory, charge_box_id: str, version: str) -> None:
+    """The version this connection negotiated (informational: never read to choose one)."""
+    async with sf.begin() as s:
+        await s.execute(
+            update(Charger)
+            .where(Charger.charge_box_id == charge_box_id)
+            .values(ocpp_version=version)
+        )
+
+
+async def registration_status(sf: SessionFactory, charge_box_id: str) -> str:
+    async with sf() as s:
+        status = await s.scalar(
+            select(Charger.registration_status).where(Charger.charge_box_id == charge_box_id)
+        )
+    return status or "Accepted"
+
+
+async def record_status(
+    sf: SessionFactory,
+    charge_box_id: str,
+    *,
+    evse_id: int,
+    connector_id: int,
+    status: str,
+    status_at: datetime,
+) -> None:
+    """A 2.0.1 connector status (Available / Occupied / Reserved / Unavailable / Faulted).
+
+    ``connectors`` is keyed by the EVSE id (the session's connector in 2.0.1); charging states
+    reach the session from TransactionEvent, never from here.
+    """
+    async with sf.begin() as s:
+        values = dict(status=status, error_code="NoError", status_at=status_at, info=None)
+        applied = await s.scalar(
+            pg_insert(Connector)
+            .values(charge_box_id=charge_box_id, connector_id=evse_id, **values)
+            .on_conflict_do_update(
+                index_elements=[Connector.charge_box_id, Connector.connector_id],
+                set_={**values, "updated_at": func.now()},
+                where=(Connector.status_at.is_(None)) | (Connector.status_at <= status_at),
+            )
+            .returning(Connector.connector_id)
+        )
+        if applied is not None:
+            await record_event(
+                s,
+                CHARGER_STATUS_CHANGED,
+                {
+                    "charge_box_id": charge_box_id,
+                    "connector_id": evse_id,
+                    "evse_connector_id": connector_id,
+                    "status": status,
+                    "error_code": "NoError",
+                    "at": status_at.isoformat(),
+                },
+                subject=charge_box_id,
+                charge_box_id=charge_box_id,
+            )
+
+
+async def audit(
+    sf: SessionFactory, charge_box_id: str, action: str, details: dict[str, Any]
+) -> None:
+    async with sf.begin() as s:
+        await s.execute(
+            insert(AuditLog).values(
+                actor="gateway", action=action[:64], subject=charge_box_id, details=details
+            )
+        )

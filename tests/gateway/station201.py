@@ -1,0 +1,89 @@
+"""A real ``ocpp`` v201 charging station for the gateway tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint, call_result
+from ocpp.v201.enums import Action
+from websockets.asyncio.client import connect
+
+from gateway.main import Gateway
+from tests.helpers import ocpp_ts
+
+
+class Station201(ChargePoint):  # type: ignore[misc]
+    """A 2.0.1 charging station that accepts what the CSMS asks and remembers it."""
+
+    __test__ = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[tuple[str, dict[str, Any]]] = []
+
+    @on(Action.request_start_transaction)
+    async def on_request_start(self, **kwargs: Any) -> Any:
+        self.received.append(("RequestStartTransaction", kwargs))
+        return call_result.RequestStartTransaction(status="Accepted")
+
+    @on(Action.request_stop_transaction)
+    async def on_request_stop(self, **kwargs: Any) -> Any:
+        self.received.append(("RequestStopTransaction", kwargs))
+        return call_result.RequestStopTransaction(status="Accepted")
+
+    @on(Action.reset)
+    async def on_reset(self, **kwargs: Any) -> Any:
+        self.received.append(("Reset", kwargs))
+        return call_result.Reset(status="Accepted")
+
+
+@asynccontextmanager
+async def station(
+    gateway: Gateway, charge_box_id: str, *, subprotocols: tuple[str, ...] = ("ocpp2.0.1",)
+) -> AsyncIterator[Station201]:
+    async with connect(
+        f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}",
+        subprotocols=list(subprotocols),  # type: ignore[arg-type]
+    ) as ws:
+        assert ws.subprotocol == "ocpp2.0.1"
+        cp = Station201(charge_box_id, ws)
+        task = asyncio.create_task(cp.start())
+        try:
+            yield cp
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def energy(
+    value: float | int | str,
+    at: str,
+    *,
+    unit: str = "Wh",
+    multiplier: int = 0,
+    context: str = "Sample.Periodic",
+    signed: bool = False,
+) -> dict[str, Any]:
+    sv: dict[str, Any] = {
+        "value": value,
+        "context": context,
+        "measurand": "Energy.Active.Import.Register",
+        "unitOfMeasure": {"unit": unit, "multiplier": multiplier},
+    }
+    if signed:
+        sv["signedMeterValue"] = {
+            "signedMeterData": "AAECAw==",
+            "signingMethod": "ECDSA-secp256r1-SHA256",
+            "encodingMethod": "OCMF",
+            "publicKey": "BAEC",
+        }
+    return {"timestamp": at, "sampledValue": [sv]}
+
+
+def at_minutes(base: datetime, minutes: float) -> str:
+    return ocpp_ts(minutes * 60, base=base)
