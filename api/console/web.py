@@ -60,6 +60,7 @@ templates.env.filters["when"] = _when
 templates.env.filters["kwh"] = _kwh
 templates.env.filters["money"] = _money
 templates.env.filters["pretty"] = _pretty
+templates.env.filters["zip_pairs"] = lambda items: [(str(i), str(i)) for i in items]
 templates.env.filters["urlpart"] = lambda v: quote(str(v), safe="")
 
 

@@ -123,6 +123,8 @@ async def console_stack(
             "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
             "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
             "POLARIS_LOG_LEVEL": "INFO",
+            # Timelines link into the Temporal UI (none runs here: the link is what is checked).
+            "POLARIS_TEMPORAL_UI_URL": "http://127.0.0.1:8233",
         }
 
         def env(caller: str) -> dict[str, str]:
