@@ -1,5 +1,6 @@
 # Two commands: `make dev` runs the platform, `make test` runs every check. Both bootstrap what
-# they need (a virtualenv in .venv/, the project with its test extra, npm ci for auth/).
+# they need (a virtualenv in .venv/, the project with its test extra, npm ci for auth/ and for the
+# console's browser assets in api/console/, and Chromium for the browser tests: tests/console/).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: dev test lint typecheck install bench clean
 
-$(STAMP): pyproject.toml auth/package-lock.json
+$(STAMP): pyproject.toml auth/package-lock.json api/console/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	cd auth && npm ci --no-audit --no-fund --loglevel=error
+	cd api/console && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.gateway_load
 
 clean:
-	rm -rf $(VENV) auth/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) auth/node_modules api/console/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from api import (
+    console,
     health,
     routes_audit,
     routes_billing,
@@ -127,4 +128,6 @@ def create_app(settings: Settings) -> FastAPI:
         routes_codec,
     ):
         app.include_router(family.router)
+    # The web console: server-rendered pages under /console (api/console/, docs/console.md).
+    console.install(app)
     return app

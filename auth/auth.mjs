@@ -30,6 +30,36 @@ const MAGIC_LINKS_PER_ADDRESS = 3;
 // `invite` skips the per-address throttle (an operator's card link invites a new driver once).
 const linkMode = new AsyncLocalStorage();
 
+// The web console (served by the API) signs drivers in by magic link on its own origin: when
+// the sign-in request's callbackURL is `<trusted origin>/console/auth/magic`, the mail links
+// there with the token, and the console exchanges it server-side
+// (GET /api/auth/magic-link/verify?token=…, no callbackURL: the session in JSON). Any other
+// callbackURL, or an origin that is not trusted, keeps BetterAuth's own link.
+export const CONSOLE_MAGIC_PATH = "/console/auth/magic";
+
+/**
+ * The console's link for a magic-link URL, or null when the URL's callbackURL is not the console
+ * on a trusted origin.
+ *
+ * @param {string} url BetterAuth's link (`…/magic-link/verify?token=…&callbackURL=…`)
+ * @param {string} token
+ * @param {readonly string[]} trusted origins (no trailing slash)
+ */
+export function consoleMagicLink(url, token, trusted) {
+  let callback;
+  try {
+    const raw = new URL(url).searchParams.get("callbackURL");
+    if (!raw) return null;
+    callback = new URL(raw);
+  } catch {
+    return null;
+  }
+  if (!trusted.includes(callback.origin) || callback.pathname !== CONSOLE_MAGIC_PATH) return null;
+  const link = new URL(CONSOLE_MAGIC_PATH, callback.origin);
+  link.searchParams.set("token", token);
+  return link.toString();
+}
+
 /**
  * Mail an invitation (a magic link) to a user that exists, bypassing the per-address throttle.
  *
@@ -215,7 +245,10 @@ export function createAuth(config, pool) {
         expiresIn: MAGIC_LINK_TTL_S,
         disableSignUp: true,
         storeToken: "hashed",
-        sendMagicLink: async ({ email, url }, ctx) => {
+        sendMagicLink: async ({ email, url: authUrl, token }, ctx) => {
+          const url =
+            consoleMagicLink(authUrl, token, [config.baseUrl, ...config.trustedOrigins]) ??
+            authUrl;
           const mode = linkMode.getStore();
           const address = email.trim().toLowerCase();
           const found = await ctx?.context.internalAdapter.findUserByEmail(address);

@@ -98,7 +98,7 @@ def ensure_installed() -> None:
 
 def settings_environment(settings: Settings, *, database_url: str) -> dict[str, str]:
     """:func:`environment` for ``polaris auth`` and ``polaris dev``, from the settings object."""
-    return environment(
+    merged = environment(
         database_url=database_url,
         port=settings.auth_port,
         secret=settings.auth_secret_value(),
@@ -107,6 +107,12 @@ def settings_environment(settings: Settings, *, database_url: str) -> dict[str, 
         internal_host=settings.auth_internal_host,
         caller_tokens={c: settings.accepted_internal_token(c) for c in AUTH_CALLERS},
     )
+    # The web console (served by the API) is a trusted origin: its magic links land on it.
+    origins = [o for o in merged.get("POLARIS_AUTH_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+    if settings.public_base not in origins:
+        origins.append(settings.public_base)
+    merged["POLARIS_AUTH_TRUSTED_ORIGINS"] = ",".join(origins)
+    return merged
 
 
 def command() -> list[str]:

@@ -847,7 +847,9 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "meter_max_future_s": _p("gateway"),
     "meter_energy_tolerance_wh": _p("gateway"),
     "files_dir": _p("api", "worker", "cli"),
-    "public_base_url": _p("worker"),
+    # The API: the console's magic-link callback; the auth service (polaris dev/auth): its
+    # trusted origins (cli/auth_service.py).
+    "public_base_url": _p("worker", "api", "auth"),
     "firmware_max_bytes": _API_CLI,
     "diagnostics_max_bytes": _API_CLI,
     "firmware_url_ttl_s": _p("worker"),
