@@ -74,7 +74,13 @@ class TariffOut(BaseModel):
     price_per_session_minor: int
     session_fee_min_energy_wh: int
     session_fee_min_duration_s: int
-    words: str = Field(description='e.g. "€0.30 per kWh + €0.50 per session"')
+    idle_grace_minutes: int = 0
+    idle_price_per_minute_minor: int = 0
+    idle_fee_cap_minor: int | None = None
+    words: str = Field(
+        description='e.g. "€0.30 per kWh + €0.50 per session; idle fee €0.40 per minute after '
+        '15 minutes, at most €12.00"'
+    )
 
 
 class DriverChargerOut(BaseModel):

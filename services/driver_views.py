@@ -20,6 +20,7 @@ from sqlalchemy import Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Charger, ChargingSession, MeterSample, Tariff, TariffVersion
+from db.tariffs import idle_terms
 from domain.meter_timeline import (
     Sample,
     TimelinePoint,
@@ -31,7 +32,7 @@ from domain.pricing import TariffTerms, price_session
 from domain.session import OPEN_PHASES, TRANSACTION_PHASES
 from domain.tariff_words import tariff_words
 from services import reservations
-from services.availability import tariff_now
+from services.availability import idle_fields, tariff_now
 from services.context import ServiceContext
 from services.driver_sessions import own_session
 from services.operator_views import session_transactions
@@ -99,7 +100,8 @@ async def _terms(
                 "version": v.version,
                 "valid_from": v.valid_from,
                 **terms.model_dump(exclude={"code"}),
-                "words": tariff_words(terms),
+                **idle_fields(v),
+                "words": tariff_words(terms, idle_terms(v)),
             }
     charger = await db.get(Charger, row.charge_box_id)
     tariff_id = charger.tariff_id if charger else None
