@@ -62,7 +62,9 @@ def upgrade() -> None:
         sa.Column("lago_invoice_id", sa.String(64)),
         sa.Column("invoice_number", sa.String(64)),
         sa.Column("sent_at", sa.DateTime(timezone=True)),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.CheckConstraint(
             "idle_s >= 0 AND billed_s >= 0 AND amount_minor >= 0", name="ck_idle_fees_non_negative"
         ),
