@@ -16,8 +16,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, cast, select
+from sqlalchemy import DateTime, cast, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.db_errors import data_errors_are_final
@@ -31,11 +32,12 @@ from db.models import (
     Charger,
     ChargingSession,
     PlatformEvent,
+    Tariff,
     TariffVersion,
     Transaction,
     UserMapping,
 )
-from db.tariffs import idle_terms
+from db.tariffs import idle_terms, version_at
 from domain.events import CHARGER_STATUS_CHANGED
 from domain.idle_fee import idle_fee_line_id
 from workflows.idle_fee_messages import (
@@ -62,6 +64,43 @@ IDLE_FEE_ADD_ON = AddOnSpec(
 UNPLUGGED = "EVDisconnected"
 
 
+async def _session_version(
+    db: AsyncSession, session_workflow_id: str, tx: Transaction
+) -> TariffVersion | None:
+    """The tariff version the session is billed under. The session records it on its read model
+    the first time it prices anything (``load_tariff``); an idle fee that starts before that
+    (a short session whose read model is still catching up) resolves it by the same rule — the
+    charger's tariff, else the default one, in the version valid at the start — and records it
+    the same way (only where none is recorded yet), so both agree."""
+    recorded = await db.scalar(
+        select(ChargingSession.tariff_version_id).where(
+            ChargingSession.workflow_id == session_workflow_id
+        )
+    )
+    if recorded is not None:
+        return await db.get(TariffVersion, recorded)
+    tariff_id = await db.scalar(
+        select(Charger.tariff_id).where(Charger.charge_box_id == tx.charge_box_id)
+    )
+    if tariff_id is None:
+        tariff_id = await db.scalar(
+            select(Tariff.id).where(Tariff.is_default.is_(True)).order_by(Tariff.id).limit(1)
+        )
+    if tariff_id is None:
+        return None
+    version = await version_at(db, tariff_id, tx.started_at)
+    if version is not None:
+        await db.execute(
+            update(ChargingSession)
+            .where(
+                ChargingSession.workflow_id == session_workflow_id,
+                ChargingSession.tariff_version_id.is_(None),
+            )
+            .values(tariff_version_id=version.id)
+        )
+    return version
+
+
 def idle_fee_marker(session_workflow_id: str) -> str:
     return f"[polaris:idle-fee:{session_workflow_id}]"
 
@@ -75,10 +114,10 @@ class IdleFeeActivities:
         self._client: Any = client or make_lago_client(settings)
 
     @activity.defn(name=ACTIVITY_IDLE_CONTEXT)
+    @data_errors_are_final
     async def context(self, session_workflow_id: str) -> IdleFeeContext:
         """The session's idle terms (its tariff version) and stop; whether the car was gone."""
-        async with self._sessions() as db:
-            session = await db.get(ChargingSession, session_workflow_id)
+        async with self._sessions() as db, db.begin():
             tx = (
                 await db.execute(
                     select(Transaction)
@@ -89,9 +128,7 @@ class IdleFeeActivities:
             ).scalar_one_or_none()
             if tx is None or tx.stopped_at is None:
                 return IdleFeeContext(applies=False, reason="not_stopped")
-            if session is None or session.tariff_version_id is None:
-                return IdleFeeContext(applies=False, reason="no_tariff")
-            version = await db.get(TariffVersion, session.tariff_version_id)
+            version = await _session_version(db, session_workflow_id, tx)
             if version is None:
                 return IdleFeeContext(applies=False, reason="no_tariff")
             terms = idle_terms(version)
