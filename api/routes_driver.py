@@ -214,12 +214,31 @@ class DriverSessionOut(BaseModel):
     )
 
 
+class IdleFeeOut(BaseModel):
+    """What the car's staying plugged in after the stop cost (the tariff's idle fee)."""
+
+    stopped_at: datetime
+    ended_at: datetime
+    end_reason: str = Field(
+        description="available | new_session | unavailable | cap_reached | watch_expired | "
+        "charger_offline | unplugged_before_stop"
+    )
+    idle_s: int
+    billed_s: int
+    amount_minor: int
+    currency: str
+    capped: bool
+    invoice_number: str | None
+    billed: bool
+
+
 class SessionDetailOut(DriverSessionOut):
     duration_s: int
     average_power_w: int | None
     peak_power_w: int | None
     tariff: TariffOut | None
     estimated_cost: PriceOut | None
+    idle_fee: IdleFeeOut | None = None
     timeline: list[PointOut] | None = None
 
 

@@ -35,6 +35,7 @@ from services import reservations
 from services.availability import idle_fields, tariff_now
 from services.context import ServiceContext
 from services.driver_sessions import own_session
+from services.idle_fees import session_idle_fee
 from services.operator_views import session_transactions
 from services.validation import invalid
 
@@ -162,12 +163,14 @@ async def session_detail(
     ctx: ServiceContext, user_id: str, workflow_id: str, *, with_timeline: bool = True
 ) -> dict[str, Any]:
     """The session, its duration, average and peak power, the tariff version it is (or will
-    be) billed under and the cost estimated from it, and (``with_timeline``) the timeline."""
+    be) billed under and the cost estimated from it, its idle fee (once recorded), and
+    (``with_timeline``) the timeline."""
     now = datetime.now(UTC)
     async with ctx.sessions() as db:
         row = await own_session(db, user_id, workflow_id)
         points, _ = await _timeline(db, row)
         terms, tariff = await _terms(db, row)
+        idle_fee = await session_idle_fee(db, row.workflow_id, for_operator=False)
     energy_wh = row.energy_wh
     if row.state in RUNNING and points:
         # The journal's samples are what the workflow sees too, and the read model can trail
@@ -191,6 +194,7 @@ async def session_detail(
         "peak_power_w": peak,
         "tariff": tariff,
         "estimated_cost": None if estimate is None else estimate.model_dump(),
+        "idle_fee": idle_fee,
     }
     if with_timeline:
         out["timeline"] = [_point(p) for p in points]

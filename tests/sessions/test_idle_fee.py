@@ -11,6 +11,8 @@ test waits for real minutes to pass.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,16 +24,19 @@ from sqlalchemy.dialects.postgresql import insert
 
 from activities.idle_fee import IdleFeeActivities, idle_fee_marker
 from activities.lago import LagoBilling
+from cli.sessions import print_story, session_story
 from config.settings import Settings
 from db.engine import SessionFactory
 from db.idle_fee_models import IdleFeeLine
 from db.models import Charger, Connector, GatewayOutbox, Tariff
 from gateway.main import Gateway
+from services import driver_views
+from services.context import ServiceContext
 from tests.billing.conftest import seed_driver
 from tests.gateway.conftest import FAST_FORWARD_W
 from tests.helpers import eventually
 from tests.sandbox.conftest import RunningSandbox
-from tests.sessions.conftest import Station, station, transaction
+from tests.sessions.conftest import Station, session_row, station, transaction
 from workflows.idle_fee_messages import SendIdleFeeInput, idle_fee_workflow_id
 
 pytestmark = pytest.mark.timeout(240)
@@ -137,6 +142,10 @@ def idle_fees_in_lago(lago: RunningSandbox, customer: str) -> list[dict[str, Any
     return fees
 
 
+async def no_temporal() -> Any:
+    raise AssertionError("the session views read PostgreSQL only")
+
+
 def lago_billing(settings: Settings, sf: SessionFactory) -> LagoBilling:
     return LagoBilling(settings, sf)
 
@@ -168,6 +177,24 @@ async def test_idle_past_the_grace_is_one_line_in_lago(
     [fee] = idle_fees_in_lago(lago, driver.public_id)
     assert fee["amount_cents"] == 360 and fee["invoice"] == line.lago_invoice_id
     assert idle_fee_marker(workflow_id) in fee["description"]
+
+    # The session views show it: `polaris sessions show` and the driver's session detail.
+    async with sf() as db:
+        story = await session_story(db, workflow_id)
+    assert story is not None and story["idle_fee"]["amount_minor"] == 360
+    assert story["idle_fee"]["lago_invoice_id"] == line.lago_invoice_id
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        print_story({**story, "workflow": {"status": "COMPLETED"}})
+    [idle_line] = [x for x in printed.getvalue().splitlines() if x.startswith("idle fee")]
+    assert "40 min 0 s plugged in after the stop (available)" in idle_line
+    assert f"sent={line.invoice_number}" in idle_line
+    ctx = ServiceContext(settings=stack_settings, sessions=sf, temporal=no_temporal)
+    session = await session_row(sf, workflow_id)
+    assert session is not None and session.user_id is not None
+    detail = await driver_views.session_detail(ctx, session.user_id, workflow_id)
+    assert detail["idle_fee"]["amount_minor"] == 360 and detail["idle_fee"]["billed"]
+    assert "lago_customer_external_id" not in detail["idle_fee"]
 
     # Exactly once: a retried send, and a send whose earlier answer was lost, find the invoice.
     activities = IdleFeeActivities(stack_settings, sf)
