@@ -26,6 +26,7 @@ from activities.billing import BillingActivities
 from activities.by_class import activities_of, activity_name  # noqa: F401  (re-exported)
 from activities.firmware import FirmwareActivities
 from activities.identity import IdentityActivities
+from activities.idle_fee import IdleFeeActivities
 from activities.invoice_links import InvoiceLinkActivities
 from activities.lago import LagoBilling, check_billable_metric_at_startup
 from activities.lago_webhooks import LagoWebhookActivities, breaker_state
@@ -66,6 +67,7 @@ from workflows.firmware import (
     FirmwareCampaignWorkflow,
     FirmwareUpdateWorkflow,
 )
+from workflows.idle_fee import IdleFeeWorkflow
 from workflows.lago_webhook import LagoWebhookWorkflow
 from workflows.local_list_messages import LocalListReconcileInput, reconcile_workflow_id
 from workflows.local_list_sync import LocalListReconcileWorkflow, LocalListSyncWorkflow
@@ -100,6 +102,7 @@ WORKFLOWS: list[type] = [
     SiteLoadWorkflow,
     RetentionWorkflow,
     ChargerOfflineEventsWorkflow,
+    IdleFeeWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -134,6 +137,7 @@ def worker_activities(
     outgoing = WebhookActivities(settings, session_factory, client)
     site_load = SiteLoadActivities(session_factory)
     retention = RetentionActivities(session_factory)
+    idle_fee = IdleFeeActivities(settings, session_factory)
     return activities_of(
         sessions,
         closures,
@@ -153,6 +157,7 @@ def worker_activities(
         site_load,
         retention,
         live,
+        idle_fee,
     )
 
 

@@ -101,13 +101,25 @@ async def find_session_invoice(
     client: Any, request: SessionInvoiceRequest
 ) -> InvoiceResponse | None:
     """The one-off invoice an earlier attempt created for this session, if any."""
-    marker = invoice_marker(request.workflow_id)
+    return await find_one_off_invoice(
+        client,
+        external_customer_id=request.external_customer_id,
+        amount_minor=request.amount_minor,
+        marker=invoice_marker(request.workflow_id),
+    )
+
+
+async def find_one_off_invoice(
+    client: Any, *, external_customer_id: str, amount_minor: int, marker: str
+) -> InvoiceResponse | None:
+    """The customer's one-off invoice of ``amount_minor`` with a fee whose description carries
+    ``marker`` (an earlier attempt created it and its answer was lost), if any."""
     for page in range(1, LOOKUP_MAX_PAGES + 1):
         try:
             listing = await call_lago(
                 client.invoices.find_all,
                 {
-                    "external_customer_id": request.external_customer_id,
+                    "external_customer_id": external_customer_id,
                     "invoice_type": "one_off",
                     "per_page": LOOKUP_PAGE_SIZE,
                     "page": page,
@@ -117,7 +129,7 @@ async def find_session_invoice(
             return None
         invoices: list[InvoiceResponse] = list(listing.get("invoices") or [])
         for summary in invoices:
-            if summary.fees_amount_cents != request.amount_minor:
+            if summary.fees_amount_cents != amount_minor:
                 continue
             detail: InvoiceResponse = await call_lago(client.invoices.find, summary.lago_id)
             fees = detail.fees.__root__ if detail.fees is not None else []
@@ -130,25 +142,60 @@ async def find_session_invoice(
 
 
 async def _create(client: Any, request: SessionInvoiceRequest) -> InvoiceResponse:
-    await _ensure_add_on(client, request.add_on_code, request.currency)
+    return await create_one_off_invoice(
+        client,
+        external_customer_id=request.external_customer_id,
+        currency=request.currency,
+        add_on=AddOnSpec(
+            code=request.add_on_code,
+            name="EV charging session",
+            description="One charging session (per-session billing)",
+        ),
+        amount_minor=request.amount_minor,
+        description=f"EV charging session {invoice_marker(request.workflow_id)}",
+    )
+
+
+@dataclass(frozen=True)
+class AddOnSpec:
+    """The Lago add-on a one-off fee is billed on (created with amount 0 if missing)."""
+
+    code: str
+    name: str
+    description: str
+
+
+async def create_one_off_invoice(
+    client: Any,
+    *,
+    external_customer_id: str,
+    currency: str,
+    add_on: AddOnSpec,
+    amount_minor: int,
+    description: str,
+) -> InvoiceResponse:
+    """A one-off invoice with one fee of ``amount_minor`` on ``add_on``; the caller makes it
+    at-most-once (a claimed row and :func:`find_one_off_invoice` with a marker in
+    ``description``)."""
+    await _ensure_add_on(client, add_on, currency)
     # Upsert by external id only: creates a missing customer, changes nothing on an existing one.
     await call_lago(
         client.customers.create,
-        Customer.parse_obj({"external_id": request.external_customer_id}),
+        Customer.parse_obj({"external_id": external_customer_id}),
         LAGO_TIMEOUT,
     )
     fee = {
-        "add_on_code": request.add_on_code,
+        "add_on_code": add_on.code,
         "units": 1,
-        "unit_amount_cents": request.amount_minor,
-        "description": f"EV charging session {invoice_marker(request.workflow_id)}",
+        "unit_amount_cents": amount_minor,
+        "description": description,
     }
     invoice: InvoiceResponse | None = await call_lago(
         client.invoices.create,
         OneOffInvoice.parse_obj(
             {
-                "external_customer_id": request.external_customer_id,
-                "currency": request.currency,
+                "external_customer_id": external_customer_id,
+                "currency": currency,
                 "fees": [fee],
             }
         ),
@@ -159,9 +206,9 @@ async def _create(client: Any, request: SessionInvoiceRequest) -> InvoiceRespons
     return invoice
 
 
-async def _ensure_add_on(client: Any, code: str, currency: str) -> None:
+async def _ensure_add_on(client: Any, add_on: AddOnSpec, currency: str) -> None:
     try:
-        await call_lago(client.add_ons.find, code)
+        await call_lago(client.add_ons.find, add_on.code)
         return
     except LagoNotFound:
         pass
@@ -170,11 +217,11 @@ async def _ensure_add_on(client: Any, code: str, currency: str) -> None:
             client.add_ons.create,
             AddOn.parse_obj(
                 {
-                    "name": "EV charging session",
-                    "code": code,
+                    "name": add_on.name,
+                    "code": add_on.code,
                     "amount_cents": 0,
                     "amount_currency": currency,
-                    "description": "One charging session (per-session billing)",
+                    "description": add_on.description,
                 }
             ),
             LAGO_TIMEOUT,

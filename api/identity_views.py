@@ -41,6 +41,9 @@ class SessionOut(BaseModel):
     # The tariff version the session is billed under (code, version, valid_from, prices): only
     # in the operators' session detail; None until the session is first priced.
     tariff: dict[str, Any] | None = None
+    # The idle fee line (services/idle_fees.py): only in the operators' session detail; None
+    # while there is none.
+    idle_fee: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, s: ChargingSession, *, with_user: bool = False) -> SessionOut:

@@ -74,7 +74,13 @@ class TariffOut(BaseModel):
     price_per_session_minor: int
     session_fee_min_energy_wh: int
     session_fee_min_duration_s: int
-    words: str = Field(description='e.g. "€0.30 per kWh + €0.50 per session"')
+    idle_grace_minutes: int = 0
+    idle_price_per_minute_minor: int = 0
+    idle_fee_cap_minor: int | None = None
+    words: str = Field(
+        description='e.g. "€0.30 per kWh + €0.50 per session; idle fee €0.40 per minute after '
+        '15 minutes, at most €12.00"'
+    )
 
 
 class DriverChargerOut(BaseModel):
@@ -208,12 +214,31 @@ class DriverSessionOut(BaseModel):
     )
 
 
+class IdleFeeOut(BaseModel):
+    """What the car's staying plugged in after the stop cost (the tariff's idle fee)."""
+
+    stopped_at: datetime
+    ended_at: datetime
+    end_reason: str = Field(
+        description="available | new_session | unavailable | cap_reached | watch_expired | "
+        "charger_offline | unplugged_before_stop"
+    )
+    idle_s: int
+    billed_s: int
+    amount_minor: int
+    currency: str
+    capped: bool
+    invoice_number: str | None
+    billed: bool
+
+
 class SessionDetailOut(DriverSessionOut):
     duration_s: int
     average_power_w: int | None
     peak_power_w: int | None
     tariff: TariffOut | None
     estimated_cost: PriceOut | None
+    idle_fee: IdleFeeOut | None = None
     timeline: list[PointOut] | None = None
 
 

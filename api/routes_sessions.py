@@ -21,6 +21,7 @@ from api.session_actions import SessionActionError, force_close
 from db.audit import write_audit
 from db.models import ChargingSession
 from services import operator_views, session_list
+from services.idle_fees import session_idle_fee
 from services.tariffs import session_tariff
 from workflows.messages import MAX_OPERATOR_ENERGY_WH, ForceCloseResult
 
@@ -103,11 +104,14 @@ async def all_sessions(
 @router.get("/sessions/{session_id}", response_model=SessionOut)
 async def one_session(session_id: str, admin: AdminUser, services: Services) -> SessionOut:
     """A session by workflow id or by OCPP transaction id, with the tariff version it is billed
-    under."""
+    under and its idle fee, if any."""
     row = await operator_views.get_session(services, actor_of(admin), session_id)
     async with services.sessions() as db:
         tariff = await session_tariff(db, row.tariff_version_id)
-    return SessionOut.of(row, with_user=True).model_copy(update={"tariff": tariff})
+        idle_fee = await session_idle_fee(db, row.workflow_id)
+    return SessionOut.of(row, with_user=True).model_copy(
+        update={"tariff": tariff, "idle_fee": idle_fee}
+    )
 
 
 @router.get("/sessions/{session_id}/timeline")

@@ -39,6 +39,7 @@ from services import operator_views
 from services.actor import Actor
 from services.chargers import CHARGER_AUTH_WARNINGS, charger_authentication
 from services.errors import NotFound, ServiceError
+from services.idle_fees import session_idle_fee
 from services.operator_views import (
     MAX_SAMPLES,
     billing_event_dict,
@@ -79,6 +80,8 @@ async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | N
     )
     # The tariff version the session is billed under (fixed when it was first priced).
     story["tariff"] = await session_tariff(db, row.tariff_version_id)
+    # The idle fee (a car left plugged in after the stop), once IdleFeeWorkflow recorded it.
+    story["idle_fee"] = await session_idle_fee(db, row.workflow_id)
     story["transactions"] = [
         {
             "transaction_id": t.id,
@@ -191,6 +194,15 @@ def print_story(story: dict[str, Any]) -> None:
             f"billing      {e['transaction_id']} {e['kind']} {e['energy_wh']} Wh "
             f"{format_money(e['amount_minor'], e['currency'])}"
             f" sent={e['sent_at'] or 'no'}"
+        )
+    idle = story.get("idle_fee")
+    if idle:
+        sent = idle["invoice_number"] or idle["lago_invoice_id"] if idle["billed"] else "no"
+        print(
+            f"idle fee     {format_money(idle['amount_minor'], idle['currency'])} for "
+            f"{idle['idle_s'] // 60} min {idle['idle_s'] % 60} s plugged in after the stop "
+            f"({idle['end_reason']}{', capped' if idle['capped'] else ''}) "
+            f"line {idle['line_id']} sent={sent}"
         )
     wf = story["workflow"]
     print(

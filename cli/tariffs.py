@@ -1,7 +1,9 @@
 """``polaris tariffs add|list|show|version``: prices, in versions that are never edited.
 
 Prices are integers in the currency's minor unit (cents for EUR): ``--kwh-minor 30`` is 0.30 EUR
-per kWh. Thin over :mod:`services.tariffs`.
+per kWh. The idle fee (a car left plugged in after its session stopped): ``--idle-minute-minor``,
+``--idle-grace-min``, ``--idle-cap-minor`` (``--no-idle-cap`` on ``version``). Thin over
+:mod:`services.tariffs`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ TERMS = {
     "session_minor": "price_per_session_minor",
     "fee_min_energy_wh": "session_fee_min_energy_wh",
     "fee_min_duration_s": "session_fee_min_duration_s",
+    "idle_grace_min": "idle_grace_minutes",
+    "idle_minute_minor": "idle_price_per_minute_minor",
+    "idle_cap_minor": "idle_fee_cap_minor",
 }
 VERSION_COLUMNS = (
     "version",
@@ -31,6 +36,9 @@ VERSION_COLUMNS = (
     "price_per_session_minor",
     "session_fee_min_energy_wh",
     "session_fee_min_duration_s",
+    "idle_grace_minutes",
+    "idle_price_per_minute_minor",
+    "idle_fee_cap_minor",
     "created_by",
 )
 
@@ -77,6 +85,7 @@ async def _list(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> 
             "price_per_kwh_minor",
             "price_per_minute_minor",
             "price_per_session_minor",
+            "idle_price_per_minute_minor",
             "chargers",
         ),
     )
@@ -90,6 +99,8 @@ async def _show_cmd(ctx: ServiceContext, actor: Actor, args: argparse.Namespace)
 
 async def _version(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
     data = given(args, TERMS)
+    if args.no_idle_cap:
+        data["remove_idle_fee_cap"] = True
     if args.valid_from is not None:
         data["valid_from"] = args.valid_from
     new = parse(tariffs.NewTariffVersion, data)
@@ -106,6 +117,17 @@ def _terms(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fee-min-duration-s", type=int, help="no session price below this duration (s)"
+    )
+    parser.add_argument(
+        "--idle-minute-minor",
+        type=int,
+        help="idle fee per minute a car stays plugged in after the stop (0: no idle fee)",
+    )
+    parser.add_argument(
+        "--idle-grace-min", type=int, help="free minutes after the stop before the idle fee"
+    )
+    parser.add_argument(
+        "--idle-cap-minor", type=int, help="the most one session pays in idle fee (minor units)"
     )
 
 
@@ -139,6 +161,9 @@ def add_tariffs_commands(sub: Any) -> Any:
         "--valid-from", help="ISO 8601 time with zone (default: now; never in the past)"
     )
     _terms(version)
+    version.add_argument(
+        "--no-idle-cap", action="store_true", help="drop the idle fee cap of the version in force"
+    )
     version.set_defaults(handler=_version)
     return tariffs_sub
 

@@ -71,6 +71,12 @@ class Site(Base):
     )
 
 
+IDLE_TERMS_CHECK = (
+    "idle_grace_minutes >= 0 AND idle_price_per_minute_minor >= 0 "
+    "AND (idle_fee_cap_minor IS NULL OR idle_fee_cap_minor >= 0)"
+)
+
+
 class Tariff(Base):
     """A tariff: its code, currency and default flag. Its price columns are the terms its
     version 1 was created with; the terms in force are in ``tariff_versions`` (db/tariffs.py)."""
@@ -86,8 +92,14 @@ class Tariff(Base):
     session_fee_min_energy_wh: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     session_fee_min_duration_s: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The idle fee (domain/idle_fee.py): free minutes after the stop, the price per minute after
+    # them (0: no idle fee) and the most one session pays (NULL: no cap).
+    idle_grace_minutes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    idle_price_per_minute_minor: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    idle_fee_cap_minor: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (
+        CheckConstraint(IDLE_TERMS_CHECK, name="idle_terms_non_negative"),
         CheckConstraint(
             "price_per_kwh_minor >= 0 AND price_per_minute_minor >= 0 "
             "AND price_per_session_minor >= 0",
@@ -116,10 +128,15 @@ class TariffVersion(Base):
     price_per_session_minor: Mapped[int] = mapped_column(Integer)
     session_fee_min_energy_wh: Mapped[int] = mapped_column(Integer)
     session_fee_min_duration_s: Mapped[int] = mapped_column(Integer)
+    # The idle fee terms of this version (see Tariff).
+    idle_grace_minutes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    idle_price_per_minute_minor: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    idle_fee_cap_minor: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (
         UniqueConstraint("tariff_id", "version", name="uq_tariff_versions_tariff_version"),
+        CheckConstraint(IDLE_TERMS_CHECK, name="idle_terms_non_negative"),
         CheckConstraint(
             "price_per_kwh_minor >= 0 AND price_per_minute_minor >= 0 "
             "AND price_per_session_minor >= 0 AND session_fee_min_energy_wh >= 0 "

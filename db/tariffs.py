@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Tariff, TariffVersion
+from domain.idle_fee import IdleFeeTerms
 
 
 async def ensure_first_version(db: AsyncSession, tariff_id: int) -> None:
@@ -35,6 +36,9 @@ async def ensure_first_version(db: AsyncSession, tariff_id: int) -> None:
         Tariff.price_per_session_minor,
         Tariff.session_fee_min_energy_wh,
         Tariff.session_fee_min_duration_s,
+        Tariff.idle_grace_minutes,
+        Tariff.idle_price_per_minute_minor,
+        Tariff.idle_fee_cap_minor,
     ).where(Tariff.id == tariff_id)
     await db.execute(
         insert(TariffVersion)
@@ -49,6 +53,9 @@ async def ensure_first_version(db: AsyncSession, tariff_id: int) -> None:
                 "price_per_session_minor",
                 "session_fee_min_energy_wh",
                 "session_fee_min_duration_s",
+                "idle_grace_minutes",
+                "idle_price_per_minute_minor",
+                "idle_fee_cap_minor",
             ],
             source,
         )
@@ -75,6 +82,16 @@ async def version_at(db: AsyncSession, tariff_id: int, at: datetime) -> TariffVe
     )
 
 
+def idle_terms(version: TariffVersion) -> IdleFeeTerms:
+    """The idle-fee terms of a tariff version (``domain/idle_fee.py``)."""
+    return IdleFeeTerms(
+        currency=version.currency,
+        grace_s=version.idle_grace_minutes * 60,
+        price_per_minute_minor=version.idle_price_per_minute_minor,
+        cap_minor=version.idle_fee_cap_minor,
+    )
+
+
 async def versions_of(db: AsyncSession, tariff_id: int) -> list[TariffVersion]:
     await ensure_first_version(db, tariff_id)
     rows = await db.scalars(
@@ -85,4 +102,4 @@ async def versions_of(db: AsyncSession, tariff_id: int) -> list[TariffVersion]:
     return list(rows.all())
 
 
-__all__ = ["ensure_first_version", "version_at", "versions_of"]
+__all__ = ["ensure_first_version", "idle_terms", "version_at", "versions_of"]

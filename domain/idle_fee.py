@@ -14,8 +14,10 @@ The fee never decreases when the idle time grows, never exceeds the cap, and is 
 grace period. :func:`idle_fee_line_id` is the line's deterministic id (one idle fee per session):
 a retried send is the same line for Lago.
 
-Only the rule is here; the tariff fields, the ``IdleFee`` workflow subscribed to
-``connector_status_after_stop`` and the Lago line are not built yet (see ``docs/extending.md``).
+:func:`seconds_to_cap` is the idle time at which the fee reaches the cap: the ``IdleFee``
+workflow (``workflows/idle_fee.py``) bills the cap then, without waiting for the connector to be
+free (the fee cannot grow any more). The tariff fields live on ``tariff_versions``; the workflow,
+its gateway subscription and the Lago line are walked through in ``docs/extending.md``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,19 @@ def idle_fee(terms: IdleFeeTerms, *, idle_s: int) -> IdleFee:
         amount_minor=amount,
         capped=capped,
     )
+
+
+def seconds_to_cap(terms: IdleFeeTerms) -> int | None:
+    """The shortest idle time whose fee is the cap (None: no cap, or no fee at all).
+
+    The fee of ``billed_s`` seconds is ``round_half_up(billed_s * price / 60)``; it reaches
+    ``cap`` once ``billed_s * price / 60 >= cap - 1/2``, i.e. after
+    ``ceil((2 * cap - 1) * 30 / price)`` billed seconds."""
+    if not terms.applies or terms.cap_minor is None:
+        return None
+    numerator = (2 * terms.cap_minor - 1) * 30
+    billed_s = -(-numerator // terms.price_per_minute_minor)
+    return terms.grace_s + billed_s
 
 
 def idle_fee_line_id(session_workflow_id: str) -> str:

@@ -1,9 +1,11 @@
-"""A tariff in words a driver reads: "€0.30 per kWh + €0.50 per session"."""
+"""A tariff in words a driver reads: "€0.30 per kWh + €0.50 per session", and its idle fee:
+"idle fee €0.40 per minute after 15 minutes, at most €12.00"."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from domain.idle_fee import IdleFeeTerms
 from domain.pricing import TariffTerms
 
 SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$", "CHF": "CHF ", "SEK": "SEK ", "NOK": "NOK "}
@@ -20,8 +22,24 @@ def money(amount_minor: int, currency: str) -> str:
     return f"{symbol}{number}" if symbol else f"{number} {currency}"
 
 
-def tariff_words(terms: TariffTerms) -> str:
-    """Each non-zero part, joined by " + "; a tariff with no price is "free"."""
+def idle_fee_words(idle: IdleFeeTerms) -> str | None:
+    """The idle fee in words, or None when the tariff has none."""
+    if not idle.applies:
+        return None
+    words = f"idle fee {money(idle.price_per_minute_minor, idle.currency)} per minute"
+    grace_min = idle.grace_s // 60
+    if grace_min:
+        words += f" after {grace_min} minute{'s' if grace_min != 1 else ''}"
+    else:
+        words += " from the stop"
+    if idle.cap_minor is not None:
+        words += f", at most {money(idle.cap_minor, idle.currency)}"
+    return words
+
+
+def tariff_words(terms: TariffTerms, idle: IdleFeeTerms | None = None) -> str:
+    """Each non-zero part, joined by " + "; a tariff with no price is "free". The idle fee, if
+    any, follows after "; "."""
     parts = []
     if terms.price_per_kwh_minor:
         parts.append(f"{money(terms.price_per_kwh_minor, terms.currency)} per kWh")
@@ -29,7 +47,9 @@ def tariff_words(terms: TariffTerms) -> str:
         parts.append(f"{money(terms.price_per_minute_minor, terms.currency)} per minute")
     if terms.price_per_session_minor:
         parts.append(f"{money(terms.price_per_session_minor, terms.currency)} per session")
-    return " + ".join(parts) if parts else "free"
+    words = " + ".join(parts) if parts else "free"
+    idle_words = idle_fee_words(idle) if idle is not None else None
+    return f"{words}; {idle_words}" if idle_words else words
 
 
-__all__ = ["money", "tariff_words"]
+__all__ = ["idle_fee_words", "money", "tariff_words"]

@@ -5,21 +5,32 @@ gateway imports this module at start, publishes each event to every subscriber (
 each, in the frame's journal transaction) and the relay delivers the rows by the route the
 subscription registered. Nothing else in the gateway changes. See ``docs/extending.md``.
 
-Example (a workflow per stopped session that watches its connector)::
-
-    subscribe(
-        Subscription(
-            event=CONNECTOR_STATUS_AFTER_STOP,
-            kind="idle_status",  # outbox kind and signal name (at most 32 characters)
-            workflow_type="IdleFee",
-            workflow_id=lambda e: (
-                f"idle-fee:{e['session_workflow_id']}" if e["session_workflow_id"] else None
-            ),
-            start_input=lambda e: {"session_workflow_id": e["session_workflow_id"]},
-        )
-    )
+The idle fee (``workflows/idle_fee.py``) is the worked example: one ``IdleFee`` workflow per
+stopped session, fed every status of its connector after the StopTransaction. Its kind is not
+``may_restart``: a status after the workflow ended (the next driver's ``Preparing``) never
+starts it again.
 """
 
 from __future__ import annotations
 
-from gateway.event_routes import Subscription, subscribe  # noqa: F401  (the API used here)
+from gateway.event_routes import CONNECTOR_STATUS_AFTER_STOP, Subscription, subscribe
+from workflows.idle_fee_messages import (
+    IDLE_FEE_WORKFLOW,
+    SIGNAL_IDLE_STATUS,
+    subscription_start_input,
+    subscription_workflow_id,
+)
+
+IDLE_FEE = subscribe(
+    Subscription(
+        event=CONNECTOR_STATUS_AFTER_STOP,
+        kind=SIGNAL_IDLE_STATUS,
+        workflow_type=IDLE_FEE_WORKFLOW,
+        workflow_id=subscription_workflow_id,
+        start_input=subscription_start_input,
+        may_restart=False,
+    )
+)
+
+BUILT_IN: tuple[Subscription, ...] = (IDLE_FEE,)
+"""The subscriptions this module makes (tests that need a gateway without them remove these)."""

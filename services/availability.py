@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Charger, Connector, Site, Tariff, Transaction
+from db.models import Charger, Connector, Site, Tariff, TariffVersion, Transaction
 from db.reservation_models import LIVE_STATUSES, Reservation
-from db.tariffs import version_at
+from db.tariffs import idle_terms, version_at
 from domain.availability import Availability, ConnectorFacts, connector_state
 from domain.pricing import TariffTerms
 from domain.tariff_words import tariff_words
@@ -150,7 +150,17 @@ async def tariff_now(
         "version": version.version,
         "valid_from": version.valid_from,
         **terms.model_dump(exclude={"code"}),
-        "words": tariff_words(terms),
+        **idle_fields(version),
+        "words": tariff_words(terms, idle_terms(version)),
+    }
+
+
+def idle_fields(version: TariffVersion) -> dict[str, Any]:
+    """The idle-fee terms of a version as the tariff views show them."""
+    return {
+        "idle_grace_minutes": version.idle_grace_minutes,
+        "idle_price_per_minute_minor": version.idle_price_per_minute_minor,
+        "idle_fee_cap_minor": version.idle_fee_cap_minor,
     }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Charger, ChargingSession, MeterSample, Tariff, TariffVersion
+from db.tariffs import idle_terms
 from domain.meter_timeline import (
     Sample,
     TimelinePoint,
@@ -31,9 +32,10 @@ from domain.pricing import TariffTerms, price_session
 from domain.session import OPEN_PHASES, TRANSACTION_PHASES
 from domain.tariff_words import tariff_words
 from services import reservations
-from services.availability import tariff_now
+from services.availability import idle_fields, tariff_now
 from services.context import ServiceContext
 from services.driver_sessions import own_session
+from services.idle_fees import session_idle_fee
 from services.operator_views import session_transactions
 from services.validation import invalid
 
@@ -99,7 +101,8 @@ async def _terms(
                 "version": v.version,
                 "valid_from": v.valid_from,
                 **terms.model_dump(exclude={"code"}),
-                "words": tariff_words(terms),
+                **idle_fields(v),
+                "words": tariff_words(terms, idle_terms(v)),
             }
     charger = await db.get(Charger, row.charge_box_id)
     tariff_id = charger.tariff_id if charger else None
@@ -160,12 +163,14 @@ async def session_detail(
     ctx: ServiceContext, user_id: str, workflow_id: str, *, with_timeline: bool = True
 ) -> dict[str, Any]:
     """The session, its duration, average and peak power, the tariff version it is (or will
-    be) billed under and the cost estimated from it, and (``with_timeline``) the timeline."""
+    be) billed under and the cost estimated from it, its idle fee (once recorded), and
+    (``with_timeline``) the timeline."""
     now = datetime.now(UTC)
     async with ctx.sessions() as db:
         row = await own_session(db, user_id, workflow_id)
         points, _ = await _timeline(db, row)
         terms, tariff = await _terms(db, row)
+        idle_fee = await session_idle_fee(db, row.workflow_id, for_operator=False)
     energy_wh = row.energy_wh
     if row.state in RUNNING and points:
         # The journal's samples are what the workflow sees too, and the read model can trail
@@ -189,6 +194,7 @@ async def session_detail(
         "peak_power_w": peak,
         "tariff": tariff,
         "estimated_cost": None if estimate is None else estimate.model_dump(),
+        "idle_fee": idle_fee,
     }
     if with_timeline:
         out["timeline"] = [_point(p) for p in points]

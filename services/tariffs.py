@@ -24,6 +24,11 @@ from services.context import ServiceContext
 from services.errors import Conflict, NotFound
 from services.validation import invalid
 
+# The idle fee (domain/idle_fee.py): free minutes after the stop, price per minute after them,
+# the most one session pays (None: no cap).
+IDLE_TERMS = ("idle_grace_minutes", "idle_price_per_minute_minor", "idle_fee_cap_minor")
+MAX_IDLE_GRACE_MINUTES = 24 * 60
+MAX_IDLE_FEE_CAP_MINOR = 100_000_000
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # A price above 1 000 000 minor units per kWh, minute or session is a typo, not a tariff.
 MAX_PRICE_MINOR = 1_000_000
@@ -33,6 +38,7 @@ TERMS = (
     "price_per_session_minor",
     "session_fee_min_energy_wh",
     "session_fee_min_duration_s",
+    *IDLE_TERMS,
 )
 
 Price = Field(default=0, ge=0, le=MAX_PRICE_MINOR)
@@ -49,6 +55,15 @@ class NewTariff(BaseModel):
     # Below either minimum a session pays no per-session fee.
     session_fee_min_energy_wh: int = Field(default=1, ge=0, le=10**9)
     session_fee_min_duration_s: int = Field(default=0, ge=0, le=10**7)
+    idle_grace_minutes: int = Field(
+        default=0, ge=0, le=MAX_IDLE_GRACE_MINUTES, description="free minutes after the stop"
+    )
+    idle_price_per_minute_minor: int = Field(
+        default=0, ge=0, le=MAX_PRICE_MINOR, description="per minute after the grace; 0: none"
+    )
+    idle_fee_cap_minor: int | None = Field(
+        default=None, ge=1, le=MAX_IDLE_FEE_CAP_MINOR, description="the most one session pays"
+    )
     is_default: bool = False
 
 
@@ -63,6 +78,28 @@ class NewTariffVersion(BaseModel):
     price_per_session_minor: int | None = Field(default=None, ge=0, le=MAX_PRICE_MINOR)
     session_fee_min_energy_wh: int | None = Field(default=None, ge=0, le=10**9)
     session_fee_min_duration_s: int | None = Field(default=None, ge=0, le=10**7)
+    idle_grace_minutes: int | None = Field(default=None, ge=0, le=MAX_IDLE_GRACE_MINUTES)
+    idle_price_per_minute_minor: int | None = Field(default=None, ge=0, le=MAX_PRICE_MINOR)
+    idle_fee_cap_minor: int | None = Field(default=None, ge=1, le=MAX_IDLE_FEE_CAP_MINOR)
+    # The cap in force is dropped (left out, idle_fee_cap_minor keeps it).
+    remove_idle_fee_cap: bool = False
+
+
+def check_idle_terms(terms: dict[str, Any]) -> None:
+    """Idle terms that make sense together, or a clear error naming the field."""
+    if terms["idle_price_per_minute_minor"] == 0:
+        if terms["idle_fee_cap_minor"] is not None:
+            raise invalid(
+                "idle_fee_cap_minor",
+                "an idle fee cap needs an idle price per minute (idle_price_per_minute_minor "
+                "> 0); remove the cap or set the price",
+            )
+        if terms["idle_grace_minutes"]:
+            raise invalid(
+                "idle_grace_minutes",
+                "an idle grace period needs an idle price per minute "
+                "(idle_price_per_minute_minor > 0)",
+            )
 
 
 def version_dict(v: TariffVersion) -> dict[str, Any]:
@@ -106,6 +143,7 @@ async def _describe(db: AsyncSession, tariff: Tariff, now: datetime) -> dict[str
 
 async def add_tariff(ctx: ServiceContext, actor: Actor, new: NewTariff) -> dict[str, Any]:
     terms = {name: getattr(new, name) for name in TERMS}
+    check_idle_terms(terms)
     async with ctx.sessions() as db:
         try:
             async with db.begin():
@@ -179,6 +217,14 @@ async def add_version(
                     else getattr(base, name)
                     for name in TERMS
                 }
+                if new.remove_idle_fee_cap:
+                    if new.idle_fee_cap_minor is not None:
+                        raise invalid(
+                            "remove_idle_fee_cap",
+                            "give either idle_fee_cap_minor or remove_idle_fee_cap, not both",
+                        )
+                    terms["idle_fee_cap_minor"] = None
+                check_idle_terms(terms)
                 version = TariffVersion(
                     tariff_id=tariff.id,
                     version=latest.version + 1,
@@ -259,10 +305,12 @@ async def session_tariff(db: AsyncSession, tariff_version_id: int | None) -> dic
 
 
 __all__ = [
+    "IDLE_TERMS",
     "NewTariff",
     "NewTariffVersion",
     "add_tariff",
     "add_version",
+    "check_idle_terms",
     "list_tariffs",
     "session_tariff",
     "show_tariff",

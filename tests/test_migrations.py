@@ -10,6 +10,7 @@ from sqlalchemy import create_engine
 
 import db.billing_models
 import db.firmware_models
+import db.idle_fee_models
 import db.ocpp201_models
 import db.operation_models
 import db.ratelimits

@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 
 import db.billing_models
 import db.firmware_models
+import db.idle_fee_models
 import db.ocpp201_models
 import db.operation_models
 import db.reservation_models

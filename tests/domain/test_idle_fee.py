@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.idle_fee import IdleFeeTerms, idle_fee, idle_fee_line_id
+from domain.idle_fee import IdleFeeTerms, idle_fee, idle_fee_line_id, seconds_to_cap
 
 TERMS = IdleFeeTerms(currency="EUR", grace_s=600, price_per_minute_minor=10, cap_minor=500)
 
@@ -60,3 +60,24 @@ def test_the_fee_grows_with_idle_time_and_stays_under_the_cap(
 
 def test_the_line_id_is_deterministic() -> None:
     assert idle_fee_line_id("session:CB-1:tap:abc") == "session:CB-1:tap:abc:idle-fee"
+
+
+def test_seconds_to_cap_example() -> None:
+    assert seconds_to_cap(TERMS) == 600 + 49 * 60 + 57  # 499.5 rounds up to the cap
+    assert seconds_to_cap(TERMS.model_copy(update={"cap_minor": None})) is None
+    assert seconds_to_cap(TERMS.model_copy(update={"price_per_minute_minor": 0})) is None
+
+
+@given(
+    grace=st.integers(0, 7200),
+    price=st.integers(1, 1000),
+    cap=st.integers(1, 100_000),
+)
+def test_seconds_to_cap_is_the_first_second_the_fee_is_the_cap(
+    grace: int, price: int, cap: int
+) -> None:
+    terms = IdleFeeTerms(currency="EUR", grace_s=grace, price_per_minute_minor=price, cap_minor=cap)
+    at = seconds_to_cap(terms)
+    assert at is not None and at > grace
+    assert idle_fee(terms, idle_s=at).amount_minor == cap
+    assert idle_fee(terms, idle_s=at - 1).amount_minor < cap

@@ -21,6 +21,7 @@ from activities.operations import OperationActivities
 from db.engine import SessionFactory
 from db.models import GatewayOutbox
 from gateway import event_routes
+from gateway import subscribers as subscribers_module
 from gateway.event_routes import CONNECTOR_STATUS_AFTER_STOP, Subscription
 from gateway.main import Gateway
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
@@ -28,6 +29,19 @@ from tests.gateway.session_stub import CommandProbe, RecordingSession
 from tests.gateway.watcher_stub import WATCH_KIND, WATCHER, ConnectorWatcher
 from tests.helpers import eventually, ocpp_ts
 from workflows.charger_operation import ChargerOperationWorkflow
+
+
+@pytest.fixture(autouse=True)
+def without_built_in_subscribers() -> Iterator[None]:
+    """These tests are about the registry itself: the platform's own subscriptions (the idle
+    fee, gateway/subscribers.py) are removed for their duration and restored afterwards."""
+    for sub in subscribers_module.BUILT_IN:
+        event_routes.unsubscribe(sub)
+    try:
+        yield
+    finally:
+        for sub in subscribers_module.BUILT_IN:
+            event_routes.subscribe(sub)
 
 
 def watcher_id(event: dict[str, Any]) -> str:

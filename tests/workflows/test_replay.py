@@ -16,6 +16,8 @@ it is recorded:
 - ``charging_session_v4``: with ``session-closure-v1`` (a forgotten transaction closed, then a
   late stop's compensation), ``… tests/workflows/test_session_closure.py``.
 - ``firmware_campaign_*``: ``… tests/firmware/test_campaign.py -k "threshold or operator"``.
+- ``idle_fee_v1``: statuses that never free the connector (one redelivered), the watch timer,
+  the charger checked, the line recorded, ``… tests/idle_fee/test_workflow.py -k watch``.
 - ``local_list_sync_v1``: a differential update refused with VersionMismatch, the Full update
   that followed, ``… tests/local_lists/test_sync.py -k mismatch``.
 - ``reservation_v1``: ReserveNow accepted, then joined by a StartTransaction,
@@ -57,6 +59,7 @@ MARKERS: dict[str, str] = {
     "charging_session_v4": "record_session_closure",
     "firmware_campaign_threshold_v1": "EVENT_TYPE_TIMER_FIRED",
     "firmware_campaign_halt_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
+    "idle_fee_v1": "idle_fee_charger_seen",
     "local_list_sync_v1": "local_list_record_accepted",
     "reservation_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
     "retention_v1": "retention_prune",
