@@ -13,6 +13,7 @@ import db.firmware_models
 import db.operation_models
 import db.ratelimits
 import db.reservation_models
+import db.steve_models
 import db.webhook_models  # noqa: F401  (registers the operations and webhook tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)
