@@ -68,7 +68,6 @@ ACTIVITY_FINISH_RUN = "steve_sync_finish_run"
 ACTOR = "steve-sync"
 # SteVe's transactions are read from the last completed run's start minus this margin.
 LOOKBACK = timedelta(days=1)
-STALE_AFTER = timedelta(minutes=30)
 
 T = TypeVar("T")
 
@@ -93,18 +92,19 @@ class SteveSyncActivities:
         self._lago = lago
 
     def _client(self) -> SteveClient:
-        s = self._settings
-        if not s.steve_api_url:
+        settings = self._settings
+        if not settings.steve_api_url:
             raise ApplicationError(
                 "SteVe is not configured (POLARIS_STEVE_API_URL)",
                 type="SteveNotConfigured",
                 non_retryable=True,
             )
+        password = settings.steve_api_password
         return SteveClient(
-            s.steve_api_url,
-            s.steve_api_user,
-            s.steve_api_password.get_secret_value() if s.steve_api_password else "",
-            timeout_s=s.steve_api_timeout_s,
+            settings.steve_api_url,
+            settings.steve_api_user,
+            password.get_secret_value() if password else "",
+            timeout_s=settings.steve_api_timeout_s,
         )
 
     def _lago_billing(self) -> LagoBilling:
@@ -539,19 +539,3 @@ class SteveSyncActivities:
                     or 0
                 )
         result.counters = counters
-
-
-async def stale_runs(sessions: SessionFactory, *, older_than: timedelta = STALE_AFTER) -> int:
-    """Runs still ``running`` after ``older_than`` (the health check reports degraded)."""
-    async with sessions() as db:
-        return int(
-            await db.scalar(
-                select(func.count())
-                .select_from(SteveSyncRun)
-                .where(
-                    SteveSyncRun.status == "running",
-                    SteveSyncRun.started_at < func.now() - older_than,
-                )
-            )
-            or 0
-        )

@@ -29,6 +29,7 @@ from api import (
     routes_scan,
     routes_sessions,
     routes_sites,
+    routes_steve,
     routes_stream,
     routes_users,
     routes_webhooks,
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_reservations,
         routes_webhooks,
         routes_codec,
+        routes_steve,
     ):
         app.include_router(family.router)
     return app

@@ -18,13 +18,16 @@ QUERY_CADENCE = "steve_cadence"
 Segment = Literal[
     "tags", "transactions", "lago_customers", "subscriptions", "invoices", "local_reconcile"
 ]
+# Order matters: cards first (a card's owner is what Lago bills), then the owners' Lago customers
+# and subscriptions, so that the sessions the transactions segment starts can be billed; the
+# invoices are read last, after the runs' closures.
 SEGMENTS: tuple[Segment, ...] = (
     "tags",
-    "transactions",
     "lago_customers",
     "subscriptions",
-    "invoices",
+    "transactions",
     "local_reconcile",
+    "invoices",
 )
 Trigger = Literal["manual", "cadence", "retry"]
 CadenceMode = Literal["active", "idle", "dormant"]

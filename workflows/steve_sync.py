@@ -1,10 +1,11 @@
 """SyncRunWorkflow: one SteVe sync run (docs/steve.md).
 
 The run's row is made first (``steve_sync_runs``, status ``running``), then each segment runs as
-one heartbeating activity, in order: tags, transactions, Lago customers, subscriptions,
-invoices, local reconcile. A segment that still fails after its retries is recorded (log and
-errors) and the run goes on with the next one; the run ends ``failed`` if any segment failed,
-else ``completed``. A retry of a failed run is a new run (``retry_of`` names the old one).
+one heartbeating activity, in order: tags, Lago customers, subscriptions, transactions, local
+reconcile, invoices (an imported session's owner has a subscription before it is billed). A
+segment that still fails after its retries is recorded (log and errors) and the run goes on with
+the next one; the run ends ``failed`` if any segment failed, else ``completed``. A retry of a
+failed run is a new run (``retry_of`` names the old one).
 
 Deterministic: no I/O and no clock here; the activities do everything.
 """
