@@ -28,7 +28,7 @@ from activities.lago import DEFAULT_PLAN_CODE
 from activities.steve import SteveClient
 from config.settings import Settings
 from db.engine import SessionFactory
-from db.models import EvCard
+from db.models import EvCard, GatewayOutbox
 from db.steve_models import SteveSyncRun
 from gateway.main import Gateway
 from sandbox.lago.config import SandboxConfig
@@ -52,7 +52,13 @@ from tests.sessions.conftest import (  # noqa: F401  (fixtures)
 from tests.sessions.test_forgotten_transactions import price, priced_charger
 from tests.steve.conftest import PASSWORD, USER, field_charger, wait_for
 from tests.steve.test_relay import billed, relayed_steve, stack_settings  # noqa: F401
-from workflows.steve_messages import SEGMENTS, SyncRunInput, SyncRunSummary
+from workflows.steve_messages import (
+    CADENCE_WORKFLOW_ID,
+    SEGMENTS,
+    SIGNAL_CADENCE_ACTIVITY,
+    SyncRunInput,
+    SyncRunSummary,
+)
 from workflows.steve_sync import SyncRunWorkflow
 
 pytestmark = pytest.mark.timeout(240)
@@ -183,6 +189,15 @@ async def test_a_session_stopped_in_steve_is_closed_with_steves_stop_values(
     await st.boot()
     await wait_for(lambda: cb in relayed_steve.standin.stations)
     tx, _ = await st.start(tag, 0)
+    # The start reached the Adaptive Cadence too (the gateway's charger_activity event).
+    async with sf() as db:
+        activity = await db.scalar(
+            select(GatewayOutbox.workflow_id).where(
+                GatewayOutbox.kind == SIGNAL_CADENCE_ACTIVITY,
+                GatewayOutbox.payload["signal"]["transaction_id"].as_integer() == tx,
+            )
+        )
+    assert activity == CADENCE_WORKFLOW_ID
     await st.meter(tx, 800)
     await st.crash()  # the charger goes away; an operator stops the transaction in SteVe
     async with SteveClient(relayed_steve.url, USER, PASSWORD) as steve:
