@@ -47,7 +47,7 @@ class SteveCadenceWorkflow:
         self._next_at: datetime | None = None
         self._activity_pending = False
         self._woken = False
-        self._seen_events: set[int] = set()
+        self._last_event_id = 0
 
     # -- signals and query ------------------------------------------------------------------
 
@@ -63,9 +63,10 @@ class SteveCadenceWorkflow:
     @workflow.signal(name=SIGNAL_CADENCE_ACTIVITY)
     def activity(self, signal: CadenceActivity) -> None:
         if signal.event_id:
-            if signal.event_id in self._seen_events:
-                return  # a redelivered outbox row
-            self._seen_events.add(signal.event_id)
+            # Rows of one workflow are delivered in order: an older id is a redelivery.
+            if signal.event_id <= self._last_event_id:
+                return
+            self._last_event_id = signal.event_id
         self._wake(signal.at)
 
     @workflow.signal(name=SIGNAL_CADENCE_MANUAL)
