@@ -236,6 +236,7 @@ NOWHERE: dict[str, str] = {
     "site_id": "999999",
     "endpoint_id": "ep_matrixnosuch",
     "delivery_id": "msg_matrixnosuch",
+    "run_id": "999999999",
 }
 # The path parameter each kind of owned resource fills.
 OWNED_PARAMS = {
