@@ -318,3 +318,27 @@ async def test_a_double_clicked_manual_trigger_starts_one_run(
             )
         )
     assert [r.id for r in rows] == [summary.run_id] and rows[0].trigger == "manual"
+
+
+async def test_a_run_running_for_over_30_minutes_is_reported_for_health(
+    session_factory: SessionFactory,
+) -> None:
+    sf = session_factory
+    before = await steve_service.stale_runs(sf)
+    async with sf.begin() as s:
+        stuck = SteveSyncRun(
+            workflow_id=f"steve-sync:test-stuck:{uuid.uuid4().hex[:8]}",
+            trigger="cadence",
+            started_at=datetime.now(UTC) - timedelta(minutes=31),
+        )
+        recent = SteveSyncRun(
+            workflow_id=f"steve-sync:test-recent:{uuid.uuid4().hex[:8]}", trigger="cadence"
+        )
+        s.add_all([stuck, recent])
+    try:
+        assert await steve_service.stale_runs(sf) == before + 1
+    finally:
+        async with sf.begin() as s:
+            for run in (stuck, recent):
+                await s.delete(await s.get(SteveSyncRun, run.id))
+    assert await steve_service.stale_runs(sf) == before
