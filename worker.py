@@ -40,6 +40,7 @@ from activities.retention import RetentionActivities
 from activities.session_closure import SessionClosureActivities
 from activities.sessions import SessionActivities
 from activities.site_load import SiteLoadActivities
+from activities.steve_sync import SteveSyncActivities
 from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from config.temporal import connect
@@ -49,6 +50,7 @@ from observability.http import ObservabilityServer
 from observability.temporal import install_sdk_metrics
 from observability.worker_health import WorkerHealth
 from services.retention import ensure_retention_schedule
+from services.steve import ensure_cadence
 from workflows.card_link import CardLinkWorkflow
 from workflows.charger_offline import (
     CHARGER_OFFLINE_WATCH_WORKFLOW_ID,
@@ -79,6 +81,8 @@ from workflows.mail_delivery import (
 from workflows.reservation import ReservationWorkflow
 from workflows.retention import RetentionWorkflow
 from workflows.site_load import SiteLoadWorkflow
+from workflows.steve_cadence import SteveCadenceWorkflow
+from workflows.steve_sync import SyncRunWorkflow
 from workflows.webhook_messages import DispatcherInput, dispatcher_workflow_id
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatcherWorkflow
 
@@ -103,6 +107,8 @@ WORKFLOWS: list[type] = [
     RetentionWorkflow,
     ChargerOfflineEventsWorkflow,
     IdleFeeWorkflow,
+    SyncRunWorkflow,
+    SteveCadenceWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
@@ -138,6 +144,7 @@ def worker_activities(
     site_load = SiteLoadActivities(session_factory)
     retention = RetentionActivities(session_factory)
     idle_fee = IdleFeeActivities(settings, session_factory)
+    steve_sync = SteveSyncActivities(settings, session_factory)
     return activities_of(
         sessions,
         closures,
@@ -158,6 +165,7 @@ def worker_activities(
         retention,
         live,
         idle_fee,
+        steve_sync,
     )
 
 
@@ -304,6 +312,11 @@ async def run_worker(settings: Settings, *, ready: asyncio.Event | None = None) 
             await ensure_retention_schedule(client, settings)
         except Exception:  # never fatal: the next worker start tries again
             log.exception("could not create or update the retention schedule")
+        if settings.steve_api_url:
+            try:
+                await ensure_cadence(client, settings)
+            except Exception:  # never fatal: a manual trigger or the next worker start does
+                log.exception("could not start the SteVe sync cadence")
         health = WorkerHealth(
             client, settings.temporal_task_queue, stale_s=settings.worker_poll_stale_s
         )

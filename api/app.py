@@ -30,6 +30,7 @@ from api import (
     routes_scan,
     routes_sessions,
     routes_sites,
+    routes_steve,
     routes_stream,
     routes_users,
     routes_webhooks,
@@ -126,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_reservations,
         routes_webhooks,
         routes_codec,
+        routes_steve,
     ):
         app.include_router(family.router)
     # The web console: server-rendered pages under /console (api/console/, docs/console.md).

@@ -1,7 +1,9 @@
 """``GET /api/health``: ``ok | degraded | unhealthy`` per dependency.
 
 The database is essential (unhealthy without it); Temporal, auth and billing degrade the service
-(chargers are still answered, sessions queue in the outbox) but do not make it unhealthy.
+(chargers are still answered, sessions queue in the outbox) but do not make it unhealthy. With
+SteVe configured, ``steve_sync`` is down (so: degraded) while a sync run has been running for
+over 30 minutes (docs/steve.md).
 
 The route is public (load balancers probe it), so it says *whether* each dependency answers,
 never why not: an exception's text names hosts, ports, users and versions. The reason goes to
@@ -23,6 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.deps import AppState
+from services.steve import stale_runs
 
 log = logging.getLogger("polaris.api.health")
 
@@ -83,6 +86,14 @@ async def check_all(state: AppState) -> Health:
         "auth": http_check(f"{settings.auth_base_url}/healthz"),
         "billing": http_check(f"{settings.lago_base_url}/health"),
     }
+    if settings.steve_api_url:
+
+        async def steve_sync() -> None:
+            stuck = await stale_runs(state.sessions)
+            if stuck:
+                raise RuntimeError(f"{stuck} SteVe sync run(s) running for over 30 minutes")
+
+        checks["steve_sync"] = steve_sync
     results = await asyncio.gather(*(_timed(name, fn) for name, fn in checks.items()))
     deps = dict(zip(checks, results, strict=True))
     if deps["database"].status == "down":

@@ -26,6 +26,7 @@ from cli.notifications import add_notifications_commands
 from cli.operations import add_operation_commands, add_operations_log_commands
 from cli.setup_commands import add_setup_commands
 from cli.sites import add_sites_commands
+from cli.steve import add_steve_commands
 from cli.tariffs import add_tariffs_commands
 from cli.webhooks import add_webhooks_commands
 from config.settings import Settings, load_settings
@@ -104,6 +105,12 @@ def _cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
     from cli.notifications import run_notifications_command
 
     return asyncio.run(run_notifications_command(settings, args))
+
+
+def _cmd_steve(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.steve import run_steve_command
+
+    return asyncio.run(run_steve_command(settings, args))
 
 
 def _cmd_kpis(settings: Settings, args: argparse.Namespace) -> int:
@@ -228,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     kpis.add_argument("--tz", help="IANA time zone for today/this month (default: the operator's)")
     kpis.add_argument("--json", action="store_true")
     add_notifications_commands(sub)
+    add_steve_commands(sub)
     scan = sub.add_parser("scan", help="scan-to-login at chargers")
     scan_sub = scan.add_subparsers(dest="scan_command", required=True)
     rotate = scan_sub.add_parser(
@@ -293,6 +301,7 @@ COMMANDS = {
     "billing": _cmd_fleet,
     "operations": _cmd_operations,
     "kpis": _cmd_kpis,
+    "steve": _cmd_steve,
     "notifications": _cmd_notifications,
     "local-list": _cmd_local_list,
     "firmware": _cmd_firmware,

@@ -263,6 +263,13 @@ class Settings(BaseSettings):
     steve_relay_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # The upstream socket reconnects with backoff doubling from 1 s up to this.
     steve_relay_backoff_max_s: float = Field(default=60.0, ge=1, le=3600)
+    # Adaptive Cadence of the sync runs (docs/steve.md): the interval of each mode, the idle
+    # evaluations in a row that demote Active to Idle, and the quiet time that makes it Dormant.
+    steve_sync_active_s: int = Field(default=15 * 60, ge=60, le=24 * 3600)
+    steve_sync_idle_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    steve_sync_dormant_s: int = Field(default=7 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    steve_sync_demote_after: int = Field(default=2, ge=1, le=100)
+    steve_sync_dormant_after_s: int = Field(default=30 * 24 * 3600, ge=3600)
 
     # Mail relay (activities/mail.py): smtp://user:password@host:587?starttls=true, or
     # smtps://… for TLS from the start. Unset: mail is kept in the outbox and logged, not sent.
@@ -842,10 +849,14 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "scan_arms_per_charger": _p("api"),
     "scan_arms_per_charger_window_s": _p("api"),
     "scan_qr_base_url": _API_CLI,
-    "meter_max_register_wh": _p("gateway"),
-    "meter_max_past_s": _p("gateway"),
-    "meter_max_future_s": _p("gateway"),
-    "meter_energy_tolerance_wh": _p("gateway"),
+    "meter_max_register_wh": _p(
+        "gateway", "worker"
+    ),  # worker: SteVe stops (activities/steve_sync.py)
+    "meter_max_past_s": _p("gateway", "worker"),  # worker: SteVe stops (activities/steve_sync.py)
+    "meter_max_future_s": _p("gateway", "worker"),  # worker: SteVe stops (activities/steve_sync.py)
+    "meter_energy_tolerance_wh": _p(
+        "gateway", "worker"
+    ),  # worker: SteVe stops (activities/steve_sync.py)
     "files_dir": _p("api", "worker", "cli"),
     # The API: the console's magic-link callback; the auth service (polaris dev/auth): its
     # trusted origins (cli/auth_service.py).
@@ -871,13 +882,20 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "retention_batch_size": _p("worker"),
     "retention_cron": _p("worker"),
     # SteVe relay mode (docs/steve.md): the gateway relays, and sends commands over the REST API.
-    "steve_api_url": _p("gateway"),
-    "steve_api_user": _p("gateway"),
-    "steve_api_password": _p("gateway"),
-    "steve_api_timeout_s": _p("gateway"),
+    # The worker runs the sync runs (REST adapter); the API's health reports a stuck run.
+    "steve_api_url": _p("gateway", "worker", "api"),
+    "steve_api_user": _p("gateway", "worker"),
+    "steve_api_password": _p("gateway", "worker"),
+    "steve_api_timeout_s": _p("gateway", "worker"),
     "steve_ocpp_url": _p("gateway"),
     "steve_relay_timeout_s": _p("gateway"),
     "steve_relay_backoff_max_s": _p("gateway"),
+    # Adaptive Cadence: the worker starts the scheduler, the API (and CLI) on a manual trigger.
+    "steve_sync_active_s": _p("worker", "api"),
+    "steve_sync_idle_s": _p("worker", "api"),
+    "steve_sync_dormant_s": _p("worker", "api"),
+    "steve_sync_demote_after": _p("worker", "api"),
+    "steve_sync_dormant_after_s": _p("worker", "api"),
     "operation_allowlist": _API_CLI,
     "operation_pickup_timeout_s": _API_CLI,
 }

@@ -114,7 +114,12 @@ CONNECTOR_STATUS_AFTER_STOP = "connector_status_after_stop"
 connector's last transaction, if any: ``transaction_id``, ``session_workflow_id``,
 ``stopped_at``."""
 
-CHARGER_EVENTS = frozenset({CONNECTOR_STATUS_AFTER_STOP})
+CHARGER_ACTIVITY = "charger_activity"
+"""A charger started a transaction (journaled; once per transaction). The event carries
+``charge_box_id``, ``connector_id``, ``transaction_id`` and ``at`` (ISO 8601). SteVe's Adaptive
+Cadence subscribes to it when SteVe is configured (``gateway/subscribers.py``)."""
+
+CHARGER_EVENTS = frozenset({CONNECTOR_STATUS_AFTER_STOP, CHARGER_ACTIVITY})
 
 
 @dataclass(frozen=True)

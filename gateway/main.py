@@ -29,7 +29,7 @@ from websockets.typing import Subprotocol
 from activities.by_class import activities_of
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
-from gateway import subscribers as _subscribers  # noqa: F401  (subscriptions register on import)
+from gateway import subscribers as _subscribers
 from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
 from gateway.charge_point import GatewayContext
 from gateway.commands import ChargerCommands
@@ -153,6 +153,7 @@ class Gateway:
     async def start(self) -> None:
         if self.observability is not None:
             await self.observability.start()
+        self._subscriptions = _subscribers.subscribe_per_settings(self.settings)
         self.link.start()
         self.relay.start()
         self._worker_task = asyncio.create_task(self._run_worker(), name="gateway-worker")
@@ -187,6 +188,7 @@ class Gateway:
         if self._stopped:
             return
         self._stopped = True
+        _subscribers.unsubscribe_all(getattr(self, "_subscriptions", []))
         if self._server is not None:
             self._server.close(close_connections=True)  # 1001 Going Away
             await self._server.wait_closed()

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from db.engine import SessionFactory
 from db.models import OrphanStop, Transaction, UserMapping, session_intents
 from domain.energy import MeterLimits
-from gateway import intents, load_trigger
+from gateway import event_routes, intents, load_trigger
 from gateway.closures import close_for_new_transaction
 from gateway.local_auth import decide
 from gateway.metering import store_samples
@@ -190,6 +190,18 @@ async def start_transaction(
         )
         # A site with a power limit divides it again (its SiteLoad workflow).
         await load_trigger.enqueue_if_limited(s, charge_box_id, "started")
+        # Workflows that want to know a charger is active (SteVe's Adaptive Cadence).
+        if event_routes.subscribers(event_routes.CHARGER_ACTIVITY):
+            await event_routes.publish(
+                s,
+                event_routes.CHARGER_ACTIVITY,
+                {
+                    "charge_box_id": charge_box_id,
+                    "connector_id": connector_id,
+                    "transaction_id": int(tx_id),
+                    "at": started_at.isoformat(),
+                },
+            )
     return StartOutcome(
         int(tx_id), workflow_id, status, True, decision.parent_id_tag, decision.expiry_date
     )

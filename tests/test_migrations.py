@@ -15,6 +15,7 @@ import db.ocpp201_models
 import db.operation_models
 import db.ratelimits
 import db.reservation_models
+import db.steve_models
 import db.webhook_models  # noqa: F401  (registers the operations and webhook tables)
 from config.settings import sqlalchemy_url
 from db import identity_models  # noqa: F401  (registers scan_arms)

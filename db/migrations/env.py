@@ -11,6 +11,7 @@ import db.idle_fee_models
 import db.ocpp201_models
 import db.operation_models
 import db.reservation_models
+import db.steve_models
 import db.webhook_models  # noqa: F401  (registers the operations and webhook tables)
 from db import identity_models  # noqa: F401  (registers scan_arms)
 from db.load_models import SiteLoadLimit  # noqa: F401  (registers the load tables)

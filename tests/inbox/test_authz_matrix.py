@@ -154,6 +154,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/sessions/{workflow_id}/close"): OPERATOR,
     ("GET", "/api/v1/audit"): OPERATOR,
     ("GET", "/api/v1/kpis"): OPERATOR,
+    # -- SteVe sync runs and cadence
+    ("POST", "/api/v1/steve/sync"): OPERATOR,
+    ("GET", "/api/v1/steve/runs"): OPERATOR,
+    ("GET", "/api/v1/steve/runs/{run_id}"): OPERATOR,
+    ("POST", "/api/v1/steve/runs/{run_id}/retry"): OPERATOR,
+    ("GET", "/api/v1/steve/cadence"): OPERATOR,
     # -- scan sign-in and tap-to-add
     ("POST", "/api/v1/chargers/{charge_box_id}/scan"): OPERATOR,
     ("POST", "/api/v1/chargers/{charge_box_id}/scan-secret"): OPERATOR,
@@ -230,6 +236,7 @@ NOWHERE: dict[str, str] = {
     "site_id": "999999",
     "endpoint_id": "ep_matrixnosuch",
     "delivery_id": "msg_matrixnosuch",
+    "run_id": "999999999",
 }
 # The path parameter each kind of owned resource fills.
 OWNED_PARAMS = {
