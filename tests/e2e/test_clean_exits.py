@@ -24,18 +24,16 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 import websockets
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.enums import Action, ConfigurationStatus, RemoteStartStopStatus
+from ocpp.v16 import call
 
 from activities.lago import LagoBilling
 from db.engine import SessionFactory
 from tests.e2e.conftest import (
     SUBPROTOCOL,
+    AnsweringChargePoint,
     Platform,
     billed,
     now_iso,
@@ -52,28 +50,6 @@ pytestmark = pytest.mark.timeout(900)
 # a bare client 14 of 40, `sessions stop` through `run()` 3 of 20), so 8 commands x 3 runs
 # catch a regression almost surely.
 REPEAT = 3
-
-
-class AnsweringCharger(ChargePoint):  # type: ignore[misc]
-    """Answers what the commands below send it."""
-
-    @on(Action.remote_start_transaction)
-    def on_remote_start(self, id_tag: str, **_: Any) -> call_result.RemoteStartTransaction:
-        return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.accepted)
-
-    @on(Action.remote_stop_transaction)
-    def on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
-        return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.accepted)
-
-    @on(Action.get_configuration)
-    def on_get_configuration(self, **_: Any) -> call_result.GetConfiguration:
-        return call_result.GetConfiguration(
-            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "60"}]
-        )
-
-    @on(Action.change_configuration)
-    def on_change_configuration(self, **_: Any) -> call_result.ChangeConfiguration:
-        return call_result.ChangeConfiguration(status=ConfigurationStatus.accepted)
 
 
 def _run(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
@@ -105,7 +81,7 @@ async def test_cli_commands_using_temporal_exit_with_their_own_status(
     async with websockets.connect(
         f"{platform.gateway_url}/{charge_box_id}", subprotocols=[SUBPROTOCOL]
     ) as ws:
-        cp = AnsweringCharger(charge_box_id, ws)
+        cp = AnsweringChargePoint(charge_box_id, ws)
         reader = asyncio.create_task(cp.start())
         try:
             await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
