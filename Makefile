@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck install bench clean
+.PHONY: dev test chaos lint typecheck install bench clean
 
 $(STAMP): pyproject.toml auth/package-lock.json api/console/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ typecheck: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest
+
+# The chaos suite (tests/chaos, docs/testing.md): minutes of faults, so not in `make test`.
+# POLARIS_CHAOS_SEED=<seed> replays a run's fault schedule.
+chaos: $(STAMP)
+	POLARIS_CHAOS=1 $(BIN)/pytest tests/chaos -s -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.gateway_load

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Coroutine, Sequence
 from typing import Any, NoReturn
 
@@ -323,16 +324,35 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     The Temporal client's Rust runtime keeps threads that can still hold the GIL while CPython
     finalizes, which aborts a short-lived command with "Fatal Python error: PyGILState_Release"
-    after its work is done (temporalio/sdk-python#300). Every command has finished and stopped
-    what it started by the time ``run`` returns, so the process flushes what it wrote and exits
-    at once instead.
+    (or a segmentation fault) after its work is done: temporalio/sdk-python#300, open; the SDK
+    has no way to shut its runtime down. Every command has finished and stopped what it started
+    by the time ``run`` returns, so the process flushes what it wrote and exits at once with the
+    command's status instead. An exception that escapes a command (a bug) is printed and exits 1
+    the same way, and ``SystemExit`` (argparse's usage errors) keeps its code: no path out of
+    ``polaris`` goes through the teardown. ``tests/e2e/test_clean_exits.py`` runs every command
+    that uses the client repeatedly and checks its exit status.
     """
-    code = run(argv)
+    code = _exit_code(argv)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def _exit_code(argv: Sequence[str] | None) -> int:
+    try:
+        return run(argv)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
 
 
 def _cmd_codec(args: argparse.Namespace) -> int:

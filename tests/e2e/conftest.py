@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 import websockets
-from ocpp.v16 import ChargePoint, call
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action, ConfigurationStatus, RemoteStartStopStatus
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -174,23 +176,68 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class SimulatedCharger:
-    """A charge point on the real ``ocpp`` library that can lose its connection and come back."""
+class AnsweringChargePoint(ChargePoint):  # type: ignore[misc]
+    """A charge point that accepts the commands operators and workflows send it, and counts
+    them (``commands``: action → how many arrived on this connection)."""
 
-    def __init__(self, url: str, charge_box_id: str) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, int] = {}
+
+    def _count(self, action: str) -> None:
+        self.commands[action] = self.commands.get(action, 0) + 1
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, id_tag: str, **_: Any) -> call_result.RemoteStartTransaction:
+        self._count("RemoteStartTransaction")
+        return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.accepted)
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
+        self._count("RemoteStopTransaction")
+        return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.accepted)
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, **_: Any) -> call_result.GetConfiguration:
+        self._count("GetConfiguration")
+        return call_result.GetConfiguration(
+            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "60"}]
+        )
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, **_: Any) -> call_result.ChangeConfiguration:
+        self._count("ChangeConfiguration")
+        return call_result.ChangeConfiguration(status=ConfigurationStatus.accepted)
+
+
+class SimulatedCharger:
+    """A charge point on the real ``ocpp`` library that can lose its connection and come back
+    (``answering``: it also accepts commands, see :class:`AnsweringChargePoint`)."""
+
+    def __init__(self, url: str, charge_box_id: str, *, answering: bool = False) -> None:
         self.url = f"{url}/{charge_box_id}"
         self.charge_box_id = charge_box_id
+        self._cp_class = AnsweringChargePoint if answering else ChargePoint
         self._ws: Any = None
         self._cp: ChargePoint | None = None
         self._listener: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self._ws = await websockets.connect(self.url, subprotocols=[SUBPROTOCOL], open_timeout=30)
-        self._cp = ChargePoint(self.charge_box_id, self._ws, response_timeout=30)
+        self._cp = self._cp_class(self.charge_box_id, self._ws, response_timeout=30)
         self._listener = asyncio.create_task(self._cp.start())
         await self.call(
             call.BootNotification(charge_point_vendor="Polaris", charge_point_model="E2E")
         )
+
+    def move_to(self, gateway_url: str) -> None:
+        """Connect to another gateway from the next ``connect`` on (a load balancer's choice)."""
+        self.url = f"{gateway_url}/{self.charge_box_id}"
+
+    @property
+    def commands(self) -> dict[str, int]:
+        """Commands received on the current connection (an answering charger)."""
+        return dict(getattr(self._cp, "commands", {}))
 
     async def disconnect(self) -> None:
         if self._listener is not None:
@@ -316,6 +363,7 @@ def lago_wh(events: list[dict[str, Any]]) -> int:
 
 
 __all__ = [
+    "AnsweringChargePoint",
     "Billed",
     "Driver",
     "Platform",
