@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ocpp.routing import on
-from ocpp.v201 import ChargePoint, call_result
+from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
 from websockets.asyncio.client import connect
 
@@ -87,3 +87,38 @@ def energy(
 
 def at_minutes(base: datetime, minutes: float) -> str:
     return ocpp_ts(minutes * 60, base=base)
+
+
+def tx_event(
+    event_type: str,
+    seq_no: int,
+    at: str,
+    tx_id: str,
+    *,
+    trigger: str = "MeterValuePeriodic",
+    state: str | None = None,
+    id_token: dict[str, str] | None = None,
+    meter: list[dict[str, Any]] | None = None,
+    evse: bool = False,
+    stopped_reason: str | None = None,
+    remote_start_id: int | None = None,
+    offline: bool | None = None,
+) -> call.TransactionEvent:
+    info: dict[str, Any] = {"transactionId": tx_id}
+    if state:
+        info["chargingState"] = state
+    if stopped_reason:
+        info["stoppedReason"] = stopped_reason
+    if remote_start_id is not None:
+        info["remoteStartId"] = remote_start_id
+    return call.TransactionEvent(
+        event_type=event_type,
+        timestamp=at,
+        trigger_reason=trigger,
+        seq_no=seq_no,
+        transaction_info=info,
+        id_token=id_token,
+        meter_value=meter,
+        evse={"id": 1, "connectorId": 1} if evse else None,
+        offline=offline,
+    )

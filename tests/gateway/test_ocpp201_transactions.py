@@ -4,7 +4,6 @@ Temporal with the recording session stand-in, real v201 charge points)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ocpp.v201 import call
 from sqlalchemy import select
@@ -15,43 +14,8 @@ from db.models import Transaction
 from db.ocpp201_models import Ocpp201Transaction, Ocpp201TransactionEvent
 from gateway.main import Gateway
 from tests.gateway.conftest import seed_card, seed_charger
-from tests.gateway.station201 import at_minutes, energy, station
+from tests.gateway.station201 import at_minutes, energy, station, tx_event
 from tests.helpers import eventually
-
-
-def tx_event(
-    event_type: str,
-    seq_no: int,
-    at: str,
-    tx_id: str,
-    *,
-    trigger: str = "MeterValuePeriodic",
-    state: str | None = None,
-    id_token: dict[str, str] | None = None,
-    meter: list[dict[str, Any]] | None = None,
-    evse: bool = False,
-    stopped_reason: str | None = None,
-    remote_start_id: int | None = None,
-    offline: bool | None = None,
-) -> call.TransactionEvent:
-    info: dict[str, Any] = {"transactionId": tx_id}
-    if state:
-        info["chargingState"] = state
-    if stopped_reason:
-        info["stoppedReason"] = stopped_reason
-    if remote_start_id is not None:
-        info["remoteStartId"] = remote_start_id
-    return call.TransactionEvent(
-        event_type=event_type,
-        timestamp=at,
-        trigger_reason=trigger,
-        seq_no=seq_no,
-        transaction_info=info,
-        id_token=id_token,
-        meter_value=meter,
-        evse={"id": 1, "connectorId": 1} if evse else None,
-        offline=offline,
-    )
 
 
 async def _tx(sf: SessionFactory, cb: str, ocpp_tx: str) -> Transaction:
