@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from db.engine import SessionFactory
 from db.models import BillingEvent, Transaction
+from db.ocpp201_models import Ocpp201DeviceVariable
 from db.operation_models import ChargerOperation
 from gateway.main import Gateway
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
@@ -242,3 +243,71 @@ async def test_remote_start_is_matched_by_remote_start_id_and_stopped_by_the_cha
             await s.scalars(select(BillingEvent).where(BillingEvent.workflow_id == workflow_id))
         ).all()
     assert [(r.kind, r.energy_wh) for r in rows] == [("final", 2_200)]
+
+
+def _report_item(component: str, variable: str, value: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "component": {"name": component, **extra},
+        "variable": {"name": variable},
+        "variableAttribute": [{"type": "Actual", "value": value, "mutability": "ReadWrite"}],
+        "variableCharacteristics": {"dataType": "string", "supportsMonitoring": False},
+    }
+
+
+async def test_get_base_report_stores_the_notify_report_as_the_device_model(
+    gateway: Gateway, session_factory: SessionFactory, temporal_client: Client
+) -> None:
+    cb = await seed_charger(session_factory)
+    async with station(gateway, cb) as cp:
+        answer = await _probe(
+            temporal_client,
+            gateway,
+            cb,
+            "GetBaseReport",
+            {"requestId": 42, "reportBase": "FullInventory"},
+        )
+        assert answer == {"status": "Accepted"}
+        now = datetime.now(UTC).isoformat()
+        await cp.call(
+            call.NotifyReport(
+                request_id=42,
+                generated_at=now,
+                seq_no=0,
+                tbc=True,
+                report_data=[
+                    _report_item("OCPPCommCtrlr", "HeartbeatInterval", "300"),
+                    _report_item("SecurityCtrlr", "BasicAuthPassword", "s3cret-s3cret-s3cret"),
+                ],
+            )
+        )
+        await cp.call(
+            call.NotifyReport(
+                request_id=42,
+                generated_at=now,
+                seq_no=1,
+                report_data=[
+                    _report_item(
+                        "Connector", "ConnectorType", "cType2", evse={"id": 1, "connectorId": 1}
+                    ),
+                    _report_item("OCPPCommCtrlr", "HeartbeatInterval", "120"),
+                ],
+            )
+        )
+    async with session_factory() as s:
+        rows = (
+            await s.execute(
+                select(
+                    Ocpp201DeviceVariable.component,
+                    Ocpp201DeviceVariable.evse_id,
+                    Ocpp201DeviceVariable.variable,
+                    Ocpp201DeviceVariable.value,
+                )
+                .where(Ocpp201DeviceVariable.charge_box_id == cb)
+                .order_by(Ocpp201DeviceVariable.component, Ocpp201DeviceVariable.variable)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("Connector", 1, "ConnectorType", "cType2"),
+        ("OCPPCommCtrlr", 0, "HeartbeatInterval", "120"),  # the newer part wins
+        ("SecurityCtrlr", 0, "BasicAuthPassword", "***"),  # never stored in clear
+    ]
