@@ -39,6 +39,7 @@ from db.models import (
     session_intents,
 )
 from db.notifications import notify_session_billed
+from db.ocpp201_models import Ocpp201Transaction
 from db.tariffs import version_at
 from domain.authorization import AuthorizationFacts, AuthStatus, CardFacts, decide
 from domain.pricing import TariffTerms
@@ -258,13 +259,32 @@ class SessionActivities:
                 connector is not None
                 and connector.status in CHARGING_STATUSES
                 and (charger.last_boot_at is None or connector.updated_at >= charger.last_boot_at)
-            )
+            ) or await self._open_201_transaction(input.charge_box_id, input.connector_id)
         return ChargerLiveness(
             alive=bool(charger.connected and seen_recently),
             connected=charger.connected,
             last_seen_at=charger.last_seen_at,
             connector_charging=charging,
         )
+
+    async def _open_201_transaction(self, charge_box_id: str, evse_id: int) -> bool:
+        """OCPP 2.0.1 connector statuses carry no charging state (Available / Occupied …): a
+        transaction the station has not ended on this EVSE is still charging as far as we know
+        (its state is in TransactionEvent, journaled in ocpp201_transactions)."""
+        async with self._sessions() as db:
+            found = await db.scalar(
+                select(Ocpp201Transaction.id)
+                .join(Transaction, Transaction.id == Ocpp201Transaction.transaction_id)
+                .where(
+                    Ocpp201Transaction.charge_box_id == charge_box_id,
+                    Ocpp201Transaction.evse_id == evse_id,
+                    Ocpp201Transaction.ended_at.is_(None),
+                    Transaction.stopped_at.is_(None),
+                    Transaction.closed_at.is_(None),
+                )
+                .limit(1)
+            )
+        return found is not None
 
     @activity.defn(name=ACTIVITY_RESOLVE_CHARGER_ROUTE)
     async def resolve_charger_route(self, input: ChargerRouteInput) -> ChargerRoute:

@@ -74,3 +74,40 @@ class Ocpp201TransactionEvent(Base):
             name="uq_ocpp201_transaction_events_seq",
         ),
     )
+
+
+class Ocpp201DeviceVariable(Base):
+    """The charger's device model as its NotifyReport (after GetBaseReport) described it: one row
+    per component / variable / attribute type, the newest report's value (migration
+    ``0032_ocpp201b``). Absent instance / EVSE / connector are stored as '' / 0 so the identity
+    is one plain unique key. Secret variables (BasicAuthPassword) are never stored in clear."""
+
+    __tablename__ = "ocpp201_device_variables"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    charge_box_id: Mapped[str] = mapped_column(String(255))
+    component: Mapped[str] = mapped_column(String(50))
+    component_instance: Mapped[str] = mapped_column(String(50), server_default="")
+    evse_id: Mapped[int] = mapped_column(Integer, server_default="0")
+    connector_id: Mapped[int] = mapped_column(Integer, server_default="0")
+    variable: Mapped[str] = mapped_column(String(50))
+    variable_instance: Mapped[str] = mapped_column(String(50), server_default="")
+    attribute_type: Mapped[str] = mapped_column(String(16), server_default="Actual")
+    value: Mapped[str | None] = mapped_column(String(2500))
+    mutability: Mapped[str | None] = mapped_column(String(16))
+    # The characteristics the report gave (unit, dataType, limits …), as sent.
+    characteristics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column()
+    __table_args__ = (
+        UniqueConstraint(
+            "charge_box_id",
+            "component",
+            "component_instance",
+            "evse_id",
+            "connector_id",
+            "variable",
+            "variable_instance",
+            "attribute_type",
+            name="uq_ocpp201_device_variables_identity",
+        ),
+    )

@@ -58,12 +58,25 @@ CENTRAL_SYSTEM_ACTIONS: tuple[str, ...] = (
     "GetDiagnostics",
 )
 
+# Operations that exist only in OCPP 2.0.1 (sent to 2.0.1 connections as they are; the 1.6 names
+# above are translated per connection by gateway/ocpp201_operations.py).
+OCPP201_ONLY_ACTIONS: tuple[str, ...] = (
+    "RequestStartTransaction",
+    "RequestStopTransaction",
+    "GetTransactionStatus",
+    "GetVariables",
+    "SetVariables",
+    "GetBaseReport",
+)
+# Every operation an operator may name, whichever protocol the charger speaks.
+OPERATION_ACTIONS: tuple[str, ...] = CENTRAL_SYSTEM_ACTIONS + OCPP201_ONLY_ACTIONS
+
 # Sending one of these twice may do the thing twice (a second reboot, a second session, a second
 # firmware install, a vendor message with unknown effect). A retry that finds such an operation
 # already sent without an answer does not send it again: the operation ends ``failed``
 # ("sent, outcome unknown, not resent"). Every other action is safe to repeat.
 NON_IDEMPOTENT_ACTIONS = frozenset(
-    {"RemoteStartTransaction", "Reset", "UpdateFirmware", "DataTransfer"}
+    {"RemoteStartTransaction", "Reset", "UpdateFirmware", "DataTransfer", "RequestStartTransaction"}
 )
 
 OperationStatus = Literal[
@@ -82,6 +95,8 @@ ACCEPTING_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequ
 
 # ChangeConfiguration keys whose value is a secret (the charger's HTTP Basic password).
 SECRET_CONFIGURATION_KEYS = frozenset({"authorizationkey"})
+# OCPP 2.0.1 device-model variables whose value is a secret (SetVariables).
+SECRET_VARIABLES = frozenset({"basicauthpassword"})
 REDACTED = "***"
 
 
@@ -128,7 +143,26 @@ def split_secrets(action: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any
     ):
         secrets["value"] = fields["value"]
         redacted["value"] = REDACTED
+    entries = fields.get("setVariableData")
+    if action == "SetVariables" and isinstance(entries, list):
+        hidden = [{**e, "attributeValue": REDACTED} if _secret_variable(e) else e for e in entries]
+        if hidden != entries:
+            # The whole list is the secret (merged back as one field).
+            secrets["setVariableData"] = entries
+            redacted["setVariableData"] = hidden
     return redacted, secrets
+
+
+def _secret_variable(entry: object) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    variable = entry.get("variable")
+    name = variable.get("name") if isinstance(variable, dict) else None
+    return (
+        isinstance(name, str)
+        and name.lower() in SECRET_VARIABLES
+        and entry.get("attributeValue", REDACTED) != REDACTED
+    )
 
 
 def redact_request(action: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,6 +177,14 @@ def merge_secrets(fields: Mapping[str, Any], secrets: Mapping[str, Any]) -> dict
 
 def has_redacted_secret(action: str, fields: Mapping[str, Any]) -> bool:
     """The fields still hold ``***`` where a secret belongs (its value was never supplied)."""
+    if action == "SetVariables" and isinstance(fields.get("setVariableData"), list):
+        return any(
+            isinstance(e, dict)
+            and isinstance(e.get("variable"), dict)
+            and str(e["variable"].get("name", "")).lower() in SECRET_VARIABLES
+            and e.get("attributeValue") == REDACTED
+            for e in fields["setVariableData"]
+        )
     return (
         action == "ChangeConfiguration"
         and is_secret_key(fields.get("key"))

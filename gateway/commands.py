@@ -36,6 +36,7 @@ of the reason).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from typing import Any, NoReturn
@@ -46,14 +47,17 @@ from ocpp.charge_point import (
     serialize_as_dict,
     snake_to_camel_case,
 )
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, validate_payload
 from ocpp.v16 import call
+from ocpp.v201 import call as call201
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from websockets.exceptions import ConnectionClosed
 
 from db.engine import SessionFactory
+from db.models import EvCard, Transaction, session_intents
 from db.operation_models import ChargerOperation
 from db.operations import (
     finish_operation,
@@ -69,6 +73,7 @@ from domain.operations import (
     merge_secrets,
     outcome_of_answer,
 )
+from gateway import ocpp201_operations as ocpp201
 from gateway.registry import ChargerRegistry
 from gateway.steve_commands import SteveCommandRoute
 from observability.logs import bound
@@ -144,12 +149,11 @@ class ChargerCommands:
             else:
                 await note_error(self._sessions, op_id, f"attempt {info.attempt}: {message}")
             raise ApplicationError(message, type="ChargerOffline")
-        version = getattr(cp, "ocpp_version", "1.6")
-        if version != "1.6":
-            # Commands are not yet translated for OCPP 2.0.1 (docs/gateway.md, "OCPP 2.0.1").
+        v201 = getattr(cp, "ocpp_version", "1.6") == ocpp201.OCPP_VERSION
+        if not v201 and input.action in ocpp201.OCPP201_ONLY_ACTIONS:
             await self._fail(
                 op_id,
-                f"{input.action} is not yet supported on an OCPP {version} connection",
+                f"{input.action} exists only in OCPP 2.0.1; this is a 1.6 connection",
                 "BadCommand",
             )
         payload = dict(input.payload)
@@ -157,9 +161,16 @@ class ChargerCommands:
             payload = merge_secrets(payload, await operation_secrets(self._sessions, op_id))
             if has_redacted_secret(input.action, payload):
                 await self._fail(op_id, "the operation's secret value is gone", "BadCommand")
-        if self._steve is not None and self._steve.handles(input.action, payload):
+        if v201:
+            # Translated per connection: callers keep the 1.6 names (ocpp201_operations.py).
+            # 2.0.1 chargers are served here even in SteVe relay mode (SteVe speaks 1.6).
+            request = await self._request201(input, op_id, payload, info)
+            if input.action == "TriggerMessage" and hasattr(cp, "triggered"):
+                cp.triggered.add(request.requested_message)
+        elif self._steve is not None and self._steve.handles(input.action, payload):
             return await self._steve.send(input, op_id, payload)
-        request = await self._request(input, op_id, payload)
+        else:
+            request = await self._request(input, op_id, payload)
         await mark_sent(self._sessions, op_id)
         try:
             async with asyncio.timeout(input.timeout_s):
@@ -178,26 +189,26 @@ class ChargerCommands:
             else:
                 await note_error(self._sessions, op_id, f"attempt {info.attempt}: {message}")
             raise ApplicationError(message, type="ChargerOffline", non_retryable=final) from exc
-        except OCPPError as exc:
-            details = {
-                "code": exc.code,
-                "description": exc.description,
-                "details": _plain(exc.details),
-            }
+        except (OCPPError, UnknownCallErrorCodeError) as exc:
+            # A code the library does not know (2.0.1's RpcFrameworkError,
+            # MessageTypeNotSupported …) is as clear a refusal as any other: not a retry.
+            details = _call_error(exc)
             await finish_operation(
                 self._sessions,
                 op_id,
                 "failed",
                 response=details,
-                error=f"CallError {exc.code}: {exc.description}",
+                error=f"CallError {details['code']}: {details['description']}",
             )
             raise ApplicationError(
-                f"{input.action} failed: {exc.code}",
+                f"{input.action} failed: {details['code']}",
                 details,
                 type="ChargerCallError",
                 non_retryable=True,
             ) from exc
         result: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
+        if v201:
+            result = ocpp201.translate_answer(input.action, payload, result)
         await finish_operation(self._sessions, op_id, outcome_of_answer(result), response=result)
         return ChargerCommandResult(payload=result)
 
@@ -239,6 +250,61 @@ class ChargerCommands:
             raise
         return request
 
+    async def _request201(
+        self, input: ChargerCommandInput, op_id: str, payload: dict[str, Any], info: activity.Info
+    ) -> Any:
+        """The 2.0.1 request for an operation (named as in 1.6, or a 2.0.1-only one)."""
+        try:
+            facts = await self._facts201(input, payload, info)
+            action, fields = ocpp201.translate_request(input.action, payload, facts)
+        except ocpp201.Untranslatable as exc:
+            await self._fail(op_id, str(exc), "BadCommand")
+        issues = ocpp201.validate_request(action, fields)
+        if issues:
+            first = issues[0]
+            where = ".".join(str(p) for p in first["path"]) or "payload"
+            await self._fail(
+                op_id,
+                f"{action} does not fit the OCPP 2.0.1 schema: {where}: {first['message']}",
+                "InvalidCommandPayload",
+            )
+        request_cls = getattr(call201, action)
+        try:
+            return request_cls(**camel_to_snake_case(fields))
+        except TypeError as exc:
+            await self._fail(op_id, f"payload does not fit {action}: {exc}", "BadCommand")
+
+    async def _facts201(
+        self, input: ChargerCommandInput, payload: dict[str, Any], info: activity.Info
+    ) -> ocpp201.Facts:
+        async with self._sessions() as db:
+            if input.action == "RemoteStartTransaction":
+                # The session's remote-start intent (written just before this command): its id
+                # is the remoteStartId the charger echoes in its TransactionEvent.
+                t = session_intents
+                intent = await db.scalar(
+                    select(t.c.id)
+                    .where(
+                        t.c.workflow_id == info.workflow_id,
+                        t.c.charge_box_id == input.charge_box_id,
+                    )
+                    .order_by(t.c.id.desc())
+                    .limit(1)
+                )
+                token_type = await db.scalar(
+                    select(EvCard.token_type).where(EvCard.id_tag == payload.get("idTag"))
+                )
+                return ocpp201.Facts(remote_start_id=intent, token_type=token_type)
+            if input.action == "RemoteStopTransaction":
+                ocpp_tx = await db.scalar(
+                    select(Transaction.ocpp_transaction_id).where(
+                        Transaction.id == payload.get("transactionId"),
+                        Transaction.charge_box_id == input.charge_box_id,
+                    )
+                )
+                return ocpp201.Facts(ocpp_transaction_id=ocpp_tx)
+        return ocpp201.Facts()
+
     async def _fail(self, op_id: str, message: str, type: str) -> NoReturn:
         await finish_operation(self._sessions, op_id, "failed", error=message)
         raise ApplicationError(message, type=type, non_retryable=True)
@@ -270,6 +336,17 @@ async def _validate_outgoing(action: str, request: Any) -> None:
             type="InvalidCommandPayload",
             non_retryable=True,
         ) from None
+
+
+def _call_error(exc: OCPPError | UnknownCallErrorCodeError) -> dict[str, Any]:
+    if isinstance(exc, OCPPError):
+        return {"code": exc.code, "description": exc.description, "details": _plain(exc.details)}
+    found = re.search(r"Error code '([^']*)'", str(exc))
+    return {
+        "code": found.group(1) if found else "Unknown",
+        "description": "an error code this library does not know (OCPP 2.0.1 defines it)",
+        "details": {},
+    }
 
 
 def _plain(details: object) -> dict[str, str]:

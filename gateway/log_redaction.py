@@ -4,8 +4,9 @@ The ``ocpp`` library logs every frame it sends or receives at INFO and the whole
 handler raises, idTags included. The gateway lowers the ``ocpp`` logger to WARNING (unless the
 operator configured it) and puts :class:`TagRedactor` on it, which rewrites whatever the library
 still logs: every ``idTag`` / ``parentIdTag`` value, in JSON frames and in Python reprs alike,
-becomes its fingerprint. Our own lines call :meth:`TagRedactor.fingerprint` themselves.
-"""
+becomes its fingerprint, and so does every OCPP 2.0.1 ``idToken`` value (the string inside an
+``idToken`` / ``groupIdToken`` object; the object's ``type`` stays readable). Our own lines
+call :meth:`TagRedactor.fingerprint` themselves."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ TRANSPORT_LOGGER = "websockets"
 # A tag field name, then ':' (JSON, dict repr) or '=' (dataclass repr), then the value: quoted
 # (either quote, escapes allowed) or a bare token (a malformed frame may carry a number).
 _TAG_FIELD = re.compile(
-    r"""(?P<key>["']?(?:parentIdTag|idTag|parent_id_tag|id_tag)["']?\s*[:=]\s*)"""
+    r"""(?P<key>["']?(?:parentIdTag|idTag|idToken|parent_id_tag|id_tag|id_token)["']?\s*[:=]\s*)"""
     r"""(?:(?P<q>["'])(?P<quoted>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<bare>[^\s,{}[\])'"]+))"""
 )
 

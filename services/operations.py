@@ -25,12 +25,14 @@ from db.models import Charger
 from db.operation_models import ChargerConfiguration, ChargerOperation
 from db.operations import finish_operation, insert_operation
 from domain.operations import (
-    CENTRAL_SYSTEM_ACTIONS,
+    OCPP201_ONLY_ACTIONS,
+    OPERATION_ACTIONS,
     OPERATION_STATUSES,
     configuration_changes,
     redact_request,
 )
 from gateway import ocpp16_operations as ocpp16
+from gateway import ocpp201_operations as ocpp201
 from services.actor import Actor
 from services.context import ServiceContext
 from services.errors import ChargerOffline, Forbidden, InvalidInput, NotFound, Unavailable
@@ -52,21 +54,26 @@ def allowed_actions(ctx: ServiceContext, role: str) -> frozenset[str]:
     granted = ctx.settings.operation_allowlist.get(role)
     if granted is None:
         return frozenset()
-    return frozenset(CENTRAL_SYSTEM_ACTIONS if granted == "*" else granted)
+    return frozenset(OPERATION_ACTIONS if granted == "*" else granted)
 
 
 def check_action(ctx: ServiceContext, actor: Actor, action: str) -> None:
-    if action not in CENTRAL_SYSTEM_ACTIONS:
-        raise NotFound(f"no operation {action!r}; operations: {', '.join(CENTRAL_SYSTEM_ACTIONS)}")
+    if action not in OPERATION_ACTIONS:
+        raise NotFound(f"no operation {action!r}; operations: {', '.join(OPERATION_ACTIONS)}")
     if action not in allowed_actions(ctx, actor.role):
         raise Forbidden(f"the {actor.role} role may not send {action} (operation allow-list)")
 
 
 def validate_fields(action: str, fields: dict[str, Any]) -> None:
-    issues = ocpp16.validate_request(action, fields)
+    if action in OCPP201_ONLY_ACTIONS:
+        issues = ocpp201.validate_request(action, fields)
+        version = ocpp201.OCPP_VERSION
+    else:
+        issues = ocpp16.validate_request(action, fields)
+        version = ocpp16.OCPP_VERSION
     if issues:
         raise InvalidInput(
-            f"the {action} request does not fit the OCPP 1.6 schema; nothing was sent",
+            f"the {action} request does not fit the OCPP {version} schema; nothing was sent",
             issues=issues,
         )
 
@@ -145,7 +152,12 @@ async def request_operation(
             requested_by=actor.id,
             source=actor.source,
             workflow_id=workflow_id_for(operation_id) if connected else None,
-            protocol=ocpp16.PROTOCOL,
+            # The protocol of the charger's last connection (2.0.1: translated at the gateway).
+            protocol=(
+                ocpp201.PROTOCOL
+                if charger.ocpp_version == ocpp201.OCPP_VERSION
+                else ocpp16.PROTOCOL
+            ),
             status="requested" if connected else "charger_offline",
             error=None if connected else f"{charge_box_id} is not connected",
         )

@@ -254,6 +254,13 @@ ChargerAction = Literal[
     "GetCompositeSchedule",
     "UpdateFirmware",
     "GetDiagnostics",
+    # OCPP 2.0.1 only (a 1.6 connection refuses them as BadCommand).
+    "RequestStartTransaction",
+    "RequestStopTransaction",
+    "GetTransactionStatus",
+    "GetVariables",
+    "SetVariables",
+    "GetBaseReport",
 ]
 
 

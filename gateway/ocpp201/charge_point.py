@@ -246,6 +246,29 @@ class GatewayChargePoint201(GatewayChargePoint):
             return call_result.DataTransfer(status="UnknownVendorId")
         return call_result.DataTransfer(status="UnknownMessageId")
 
+    @handles(Action.notify_report)
+    async def on201_notify_report(self, **kwargs: Any) -> call_result.NotifyReport:
+        """A part of the answer to GetBaseReport: stored as the charger's device model."""
+        req = self._request
+        within(req["requestId"], "requestId", low=-INT32_MAX, high=INT32_MAX)
+        async with journal_guard(self.ctx, "NotifyReport"):
+            written = await journal.record_report(
+                self.ctx.sf,
+                self.charge_box_id,
+                request_id=int(req["requestId"]),
+                report_data=req.get("reportData") or [],
+                reported_at=self.ctx.clock(),
+            )
+        log.info(
+            "%s: device model report %s part %s: %d attributes%s",
+            self.id,
+            req["requestId"],
+            req["seqNo"],
+            written,
+            " (more to come)" if req.get("tbc") else "",
+        )
+        return call_result.NotifyReport()
+
     @handles(Action.meter_values)
     async def on201_meter_values(self, **kwargs: Any) -> call_result.MeterValues:
         """Clock-aligned values (evseId 0 = the grid meter): stored, never billed from (they

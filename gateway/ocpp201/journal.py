@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from db.engine import SessionFactory
 from db.events import record_event
 from db.models import AuditLog, Charger, Connector
+from db.ocpp201_models import Ocpp201DeviceVariable
 from domain.events import CHARGER_STATUS_CHANGED
 
 
@@ -84,3 +85,70 @@ async def audit(
                 actor="gateway", action=action[:64], subject=charge_box_id, details=details
             )
         )
+
+
+SECRET_VARIABLES = frozenset({"basicauthpassword"})
+
+
+async def record_report(
+    sf: SessionFactory,
+    charge_box_id: str,
+    *,
+    request_id: int,
+    report_data: list[dict[str, Any]],
+    reported_at: datetime,
+) -> int:
+    """One NotifyReport part into the charger's device model (newest value wins). Returns how
+    many attributes it wrote."""
+    rows: list[dict[str, Any]] = []
+    for item in report_data:
+        component = item.get("component") or {}
+        variable = item.get("variable") or {}
+        evse = component.get("evse") or {}
+        secret = str(variable.get("name", "")).lower() in SECRET_VARIABLES
+        for attribute in item.get("variableAttribute") or []:
+            value = attribute.get("value")
+            rows.append(
+                {
+                    "charge_box_id": charge_box_id,
+                    "component": component.get("name"),
+                    "component_instance": component.get("instance") or "",
+                    "evse_id": evse.get("id") or 0,
+                    "connector_id": evse.get("connectorId") or 0,
+                    "variable": variable.get("name"),
+                    "variable_instance": variable.get("instance") or "",
+                    "attribute_type": attribute.get("type") or "Actual",
+                    "value": "***" if secret and value is not None else value,
+                    "mutability": attribute.get("mutability"),
+                    "characteristics": item.get("variableCharacteristics"),
+                    "request_id": request_id,
+                    "reported_at": reported_at,
+                }
+            )
+    if not rows:
+        return 0
+    # One row per identity within a statement (ON CONFLICT cannot touch a row twice).
+    unique = {tuple(r[k] for k in IDENTITY): r for r in rows}
+    statement = pg_insert(Ocpp201DeviceVariable).values(list(unique.values()))
+    async with sf.begin() as s:
+        await s.execute(
+            statement.on_conflict_do_update(
+                constraint="uq_ocpp201_device_variables_identity",
+                set_={
+                    k: statement.excluded[k]
+                    for k in ("value", "mutability", "characteristics", "request_id", "reported_at")
+                },
+            )
+        )
+    return len(unique)
+
+
+IDENTITY = (
+    "component",
+    "component_instance",
+    "evse_id",
+    "connector_id",
+    "variable",
+    "variable_instance",
+    "attribute_type",
+)

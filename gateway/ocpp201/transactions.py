@@ -41,7 +41,7 @@ from gateway import intents, load_trigger
 from gateway.closures import close_for_new_transaction
 from gateway.meter import Sample
 from gateway.metering import store_samples
-from gateway.ocpp201.auth import FLAG_FREE_VEND, TokenDecision, decide_token
+from gateway.ocpp201.auth import FLAG_FREE_VEND, TokenDecision, decide_token, find_card
 from gateway.ocpp201.meter import BEGIN, END, good_registers, register_at
 from gateway.outbox import enqueue
 from gateway.stop_checks import EdgeStop, vet_stop
@@ -199,7 +199,7 @@ async def _apply(
                 select(Transaction.workflow_id).where(Transaction.id == row.transaction_id)
             )
             if row.transaction_id is not None
-            else session_workflow_id(charge_box_id, row.ocpp_transaction_id)
+            else await _joining_workflow(s, charge_box_id, row, event.id_token, now)
         )
         result.token = await decide_token(
             s, charge_box_id, event.id_token, now, exclude_workflow_id=exclude
@@ -270,6 +270,44 @@ async def _apply(
         )
     result.flags = list(row.flags)
     return result
+
+
+async def _joining_workflow(
+    s: AsyncSession,
+    charge_box_id: str,
+    row: Ocpp201Transaction,
+    id_token: dict[str, Any],
+    now: datetime,
+) -> str:
+    """The session an unbound transaction is about to join (the remote start's or the tap's,
+    else its own): the card's concurrency must not count that very session against it."""
+    t = session_intents
+    if row.remote_start_id is not None:
+        found = await s.scalar(
+            select(t.c.workflow_id).where(
+                t.c.id == row.remote_start_id, t.c.charge_box_id == charge_box_id
+            )
+        )
+        if found is not None:
+            return str(found)
+    id_tag = await find_card(s, str(id_token.get("idToken", "")), str(id_token.get("type", "")))
+    if id_tag is not None:
+        evse = row.evse_id or 0
+        found = await s.scalar(
+            select(t.c.workflow_id)
+            .where(
+                t.c.charge_box_id == charge_box_id,
+                t.c.id_tag == id_tag,
+                t.c.consumed_at.is_(None),
+                t.c.expires_at > now,
+                (t.c.connector_id.is_(None)) | (t.c.connector_id == evse),
+            )
+            .order_by(t.c.created_at.desc(), t.c.id.desc())
+            .limit(1)
+        )
+        if found is not None:
+            return str(found)
+    return session_workflow_id(charge_box_id, row.ocpp_transaction_id)
 
 
 async def _remote_intent(

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ocpp.routing import on
-from ocpp.v201 import ChargePoint, call_result
+from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
 from websockets.asyncio.client import connect
 
@@ -25,6 +25,8 @@ class Station201(ChargePoint):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.received: list[tuple[str, dict[str, Any]]] = []
+        # The device model as (component, variable) → value.
+        self.variables: dict[tuple[str, str], str] = {("OCPPCommCtrlr", "HeartbeatInterval"): "300"}
 
     @on(Action.request_start_transaction)
     async def on_request_start(self, **kwargs: Any) -> Any:
@@ -40,6 +42,64 @@ class Station201(ChargePoint):  # type: ignore[misc]
     async def on_reset(self, **kwargs: Any) -> Any:
         self.received.append(("Reset", kwargs))
         return call_result.Reset(status="Accepted")
+
+    @on(Action.unlock_connector)
+    async def on_unlock(self, **kwargs: Any) -> Any:
+        self.received.append(("UnlockConnector", kwargs))
+        return call_result.UnlockConnector(status="Unlocked")
+
+    @on(Action.change_availability)
+    async def on_change_availability(self, **kwargs: Any) -> Any:
+        self.received.append(("ChangeAvailability", kwargs))
+        return call_result.ChangeAvailability(status="Accepted")
+
+    @on(Action.trigger_message)
+    async def on_trigger(self, **kwargs: Any) -> Any:
+        self.received.append(("TriggerMessage", kwargs))
+        return call_result.TriggerMessage(status="Accepted")
+
+    @on(Action.get_transaction_status)
+    async def on_transaction_status(self, **kwargs: Any) -> Any:
+        self.received.append(("GetTransactionStatus", kwargs))
+        return call_result.GetTransactionStatus(messages_in_queue=False, ongoing_indicator=True)
+
+    @on(Action.set_variables)
+    async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
+        self.received.append(("SetVariables", {"set_variable_data": set_variable_data}))
+        for item in set_variable_data:
+            key = (item["component"]["name"], item["variable"]["name"])
+            self.variables[key] = item["attribute_value"]
+        return call_result.SetVariables(
+            set_variable_result=[
+                {
+                    "attributeStatus": "Accepted",
+                    "component": {"name": item["component"]["name"]},
+                    "variable": {"name": item["variable"]["name"]},
+                }
+                for item in set_variable_data
+            ]
+        )
+
+    @on(Action.get_variables)
+    async def on_get_variables(self, get_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
+        self.received.append(("GetVariables", {"get_variable_data": get_variable_data}))
+        results = []
+        for item in get_variable_data:
+            key = (item["component"]["name"], item["variable"]["name"])
+            result: dict[str, Any] = {
+                "attributeStatus": "Accepted" if key in self.variables else "UnknownVariable",
+                "component": {"name": key[0]},
+                "variable": {"name": key[1]},
+            }
+            if key in self.variables:
+                result["attributeValue"] = self.variables[key]
+            results.append(result)
+        return call_result.GetVariables(get_variable_result=results)
+
+    @on(Action.get_base_report)
+    async def on_get_base_report(self, **kwargs: Any) -> Any:
+        self.received.append(("GetBaseReport", kwargs))
+        return call_result.GetBaseReport(status="Accepted")
 
 
 @asynccontextmanager
@@ -87,3 +147,38 @@ def energy(
 
 def at_minutes(base: datetime, minutes: float) -> str:
     return ocpp_ts(minutes * 60, base=base)
+
+
+def tx_event(
+    event_type: str,
+    seq_no: int,
+    at: str,
+    tx_id: str,
+    *,
+    trigger: str = "MeterValuePeriodic",
+    state: str | None = None,
+    id_token: dict[str, str] | None = None,
+    meter: list[dict[str, Any]] | None = None,
+    evse: bool = False,
+    stopped_reason: str | None = None,
+    remote_start_id: int | None = None,
+    offline: bool | None = None,
+) -> call.TransactionEvent:
+    info: dict[str, Any] = {"transactionId": tx_id}
+    if state:
+        info["chargingState"] = state
+    if stopped_reason:
+        info["stoppedReason"] = stopped_reason
+    if remote_start_id is not None:
+        info["remoteStartId"] = remote_start_id
+    return call.TransactionEvent(
+        event_type=event_type,
+        timestamp=at,
+        trigger_reason=trigger,
+        seq_no=seq_no,
+        transaction_info=info,
+        id_token=id_token,
+        meter_value=meter,
+        evse={"id": 1, "connectorId": 1} if evse else None,
+        offline=offline,
+    )

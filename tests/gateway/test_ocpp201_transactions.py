@@ -4,54 +4,19 @@ Temporal with the recording session stand-in, real v201 charge points)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ocpp.v201 import call
 from sqlalchemy import select
 from temporalio.client import Client
 
+from activities.sessions import ChargerLivenessInput, SessionActivities
 from db.engine import SessionFactory
 from db.models import Transaction
 from db.ocpp201_models import Ocpp201Transaction, Ocpp201TransactionEvent
 from gateway.main import Gateway
 from tests.gateway.conftest import seed_card, seed_charger
-from tests.gateway.station201 import at_minutes, energy, station
+from tests.gateway.station201 import at_minutes, energy, station, tx_event
 from tests.helpers import eventually
-
-
-def tx_event(
-    event_type: str,
-    seq_no: int,
-    at: str,
-    tx_id: str,
-    *,
-    trigger: str = "MeterValuePeriodic",
-    state: str | None = None,
-    id_token: dict[str, str] | None = None,
-    meter: list[dict[str, Any]] | None = None,
-    evse: bool = False,
-    stopped_reason: str | None = None,
-    remote_start_id: int | None = None,
-    offline: bool | None = None,
-) -> call.TransactionEvent:
-    info: dict[str, Any] = {"transactionId": tx_id}
-    if state:
-        info["chargingState"] = state
-    if stopped_reason:
-        info["stoppedReason"] = stopped_reason
-    if remote_start_id is not None:
-        info["remoteStartId"] = remote_start_id
-    return call.TransactionEvent(
-        event_type=event_type,
-        timestamp=at,
-        trigger_reason=trigger,
-        seq_no=seq_no,
-        transaction_info=info,
-        id_token=id_token,
-        meter_value=meter,
-        evse={"id": 1, "connectorId": 1} if evse else None,
-        offline=offline,
-    )
 
 
 async def _tx(sf: SessionFactory, cb: str, ocpp_tx: str) -> Transaction:
@@ -324,3 +289,51 @@ async def test_ended_without_authorization_is_flagged_and_opens_no_session(
         bound = await s.scalar(select(Transaction.id).where(Transaction.charge_box_id == cb))
     assert row is not None and row.transaction_id is None and "unauthorized" in row.flags
     assert bound is None
+
+
+async def test_a_quiet_open_2_0_1_transaction_counts_as_charging_for_the_watchdog(
+    gateway: Gateway, session_factory: SessionFactory
+) -> None:
+    """2.0.1 connector statuses (Occupied …) carry no charging state: the watchdog's liveness
+    check must not take a live station's open transaction for a forgotten one."""
+    cb = await seed_charger(session_factory)
+    card = await seed_card(session_factory)
+    activities = SessionActivities(session_factory)
+    check = ChargerLivenessInput(charge_box_id=cb, silent_after_s=600, connector_id=1)
+    base = datetime.now(UTC) - timedelta(minutes=10)
+    async with station(gateway, cb) as cp:
+        await cp.call(
+            call.StatusNotification(
+                timestamp=at_minutes(base, 0),
+                connector_status="Occupied",
+                evse_id=1,
+                connector_id=1,
+            )
+        )
+        await cp.call(
+            tx_event(
+                "Started",
+                0,
+                at_minutes(base, 0),
+                "TX-Q",
+                trigger="Authorized",
+                state="Charging",
+                id_token={"idToken": card, "type": "ISO14443"},
+                evse=True,
+                meter=[energy(100, at_minutes(base, 0), context="Transaction.Begin")],
+            )
+        )
+        live = await activities.check_charger_liveness(check)
+        assert live.alive and live.connector_charging
+        await cp.call(
+            tx_event(
+                "Ended",
+                1,
+                at_minutes(base, 5),
+                "TX-Q",
+                stopped_reason="Local",
+                meter=[energy(200, at_minutes(base, 5), context="Transaction.End")],
+            )
+        )
+        over = await activities.check_charger_liveness(check)
+        assert over.alive and not over.connector_charging

@@ -95,6 +95,25 @@ def test_id_tags_are_still_redacted_in_json_lines(captured: io.StringIO) -> None
     assert len([line for line in lines(captured) if line.get("logger") == LIBRARY_LOGGER]) == 2
 
 
+def test_ocpp201_id_tokens_are_redacted_and_their_type_kept() -> None:
+    redactor = TagRedactor(b"k" * 32)
+    card, group = "04E1A2B3C4D5E6", "GROUP-77"
+    frame = (
+        (
+            '[2,"1","TransactionEvent",{"idToken":{"idToken":"CARD","type":"ISO14443"}}]'
+            ' [3,"1",{"idTokenInfo":{"status":"Accepted","groupIdToken":'
+            '{"idToken":"GROUP","type":"Central"}}}]'
+        )
+        .replace("CARD", card)
+        .replace("GROUP", group)
+    )
+    kwargs = "{'id_token': {'id_token': 'CARD', 'type': 'ISO14443'}}".replace("CARD", card)
+    redacted = redactor.redact(frame + " " + kwargs)
+    assert card not in redacted and group not in redacted
+    assert redactor.fingerprint(card) in redacted and redactor.fingerprint(group) in redacted
+    assert '"type":"ISO14443"' in redacted and "'type': 'ISO14443'" in redacted
+
+
 def test_dev_stays_readable_and_production_is_json() -> None:
     assert log_format(Settings(env="dev")) == "console"
     assert log_format(Settings(env="test")) == "json"
