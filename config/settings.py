@@ -891,11 +891,21 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "steve_relay_timeout_s": _p("gateway"),
     "steve_relay_backoff_max_s": _p("gateway"),
     # Adaptive Cadence: the worker starts the scheduler, the API (and CLI) on a manual trigger.
-    "steve_sync_active_s": _p("worker", "api"),
-    "steve_sync_idle_s": _p("worker", "api"),
-    "steve_sync_dormant_s": _p("worker", "api"),
-    "steve_sync_demote_after": _p("worker", "api"),
-    "steve_sync_dormant_after_s": _p("worker", "api"),
+    "steve_sync_active_s": _p(
+        "worker", "api", "gateway"
+    ),  # gateway: starts the cadence (gateway/subscribers.py)
+    "steve_sync_idle_s": _p(
+        "worker", "api", "gateway"
+    ),  # gateway: starts the cadence (gateway/subscribers.py)
+    "steve_sync_dormant_s": _p(
+        "worker", "api", "gateway"
+    ),  # gateway: starts the cadence (gateway/subscribers.py)
+    "steve_sync_demote_after": _p(
+        "worker", "api", "gateway"
+    ),  # gateway: starts the cadence (gateway/subscribers.py)
+    "steve_sync_dormant_after_s": _p(
+        "worker", "api", "gateway"
+    ),  # gateway: starts the cadence (gateway/subscribers.py)
     "operation_allowlist": _API_CLI,
     "operation_pickup_timeout_s": _API_CLI,
 }
