@@ -18,6 +18,7 @@ import asyncio
 import base64
 import logging
 import math
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -46,6 +47,7 @@ from observability.metrics import CHARGERS_CONNECTED, HANDSHAKE_FAILURES
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+CONNECTION_WRITE_STRIPES = 64
 PATH_PREFIXES = ("/ocpp/", "/steve/websocket/CentralSystemService/")
 # Close code for a socket that lost the race against an authenticated connection.
 CLOSE_POLICY_VIOLATION = 1008
@@ -119,9 +121,17 @@ class OcppServer:
         self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
         # What serves a connection: GatewayChargePoint, or a SteVe relay (gateway/steve_relay.py).
         self.charge_point_class = charge_point_factory(ctx)
+        # Serialises a charger's connected/disconnected writes within this process (striped by
+        # charger id): a closing socket's "disconnected" never lands after the "connected" of
+        # the connection that replaced it.
+        self._connection_writes = [asyncio.Lock() for _ in range(CONNECTION_WRITE_STRIPES)]
 
     def close(self) -> None:
         self.hash_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _connection_write(self, charge_box_id: str) -> asyncio.Lock:
+        stripe = zlib.crc32(charge_box_id.encode()) % CONNECTION_WRITE_STRIPES
+        return self._connection_writes[stripe]
 
     def _peer(self, connection: ServerConnection, request: Request) -> str | None:
         remote = connection.remote_address
@@ -369,10 +379,14 @@ class OcppServer:
                 "charger.connection_replaced", charge_box_id, old.admission, admission
             )
         try:
-            if await journal.set_connected(
-                self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance, self.ctx.clock()
-            ):
-                self.ctx.wake_relay()
+            async with self._connection_write(charge_box_id):
+                if await journal.set_connected(
+                    self.ctx.sf,
+                    charge_box_id,
+                    self.ctx.settings.gateway_instance,
+                    self.ctx.clock(),
+                ):
+                    self.ctx.wake_relay()
             await record_version(self.ctx.sf, charge_box_id, VERSION_OF[protocol])
         except (SQLAlchemyError, OSError) as exc:
             log.error("%s: connection not recorded: %r", charge_box_id, exc)
@@ -386,10 +400,14 @@ class OcppServer:
             CHARGERS_CONNECTED.dec()
             await cp.close_background()
             if self.registry.remove(cp):
-                try:
-                    await journal.set_disconnected(
-                        self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance
-                    )
-                except (SQLAlchemyError, OSError) as exc:
-                    log.error("%s: disconnection not recorded: %r", charge_box_id, exc)
+                async with self._connection_write(charge_box_id):
+                    # The charger may have reconnected (here) while this socket was closing:
+                    # then the new connection's "connected" stands.
+                    if self.registry.get(charge_box_id) is None:
+                        try:
+                            await journal.set_disconnected(
+                                self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance
+                            )
+                        except (SQLAlchemyError, OSError) as exc:
+                            log.error("%s: disconnection not recorded: %r", charge_box_id, exc)
             log.info("charger %s disconnected", charge_box_id)

@@ -15,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from db.engine import SessionFactory
 from db.models import AuditLog, Charger, Connector
+from gateway import journal
 from gateway.main import Gateway
 from gateway.passwords import hash_password, verify_password
 from tests.gateway.conftest import charger_session, seed_charger, uid
@@ -140,3 +141,39 @@ async def test_boot_heartbeat_status(gateway: Gateway, session_factory: SessionF
             return charger is not None and not charger.connected
 
     await eventually(disconnected, timeout=10)
+
+
+async def test_a_quick_reconnect_stays_connected_when_the_old_socket_closes_late(
+    gateway: Gateway, session_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A charger that drops and reconnects at once (a firmware crash): the old socket's
+    "disconnected" write must never land after the new connection's "connected" — else the
+    charger heartbeats on a row that says it is gone and the watchdog closes its session as
+    silent. The old handler's write is slowed here as a loaded machine slows it."""
+    charge_box_id = await seed_charger(session_factory)
+    real = journal.set_disconnected
+    writes: list[str] = []
+
+    async def slow_set_disconnected(*args: object, **kwargs: object) -> None:
+        writes.append("started")
+        await asyncio.sleep(1.5)
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+        writes.append("done")
+
+    monkeypatch.setattr(journal, "set_disconnected", slow_set_disconnected)
+    async with charger_session(gateway, charge_box_id) as cp:
+        await cp.call(call.Heartbeat())
+    # The old socket is closed; reconnect while its handler is still writing.
+    await eventually(lambda: writes, timeout=10)
+    async with charger_session(gateway, charge_box_id) as cp:
+        await cp.call(call.Heartbeat())
+        await eventually(lambda: "done" in writes, timeout=10)
+
+        async def row_connected() -> bool:
+            async with session_factory() as s:
+                charger = await s.get(Charger, charge_box_id)
+                return charger is not None and charger.connected
+
+        await eventually(row_connected, timeout=10)
+        await asyncio.sleep(0.5)
+        assert await row_connected(), "the old socket's late write marked a live charger gone"
