@@ -15,7 +15,9 @@ import pytest
 from tests.firmware.conftest import IMAGE, Stack, charger_row, seed_chargers, sha256
 from tests.helpers import eventually, process_secrets
 
-pytestmark = pytest.mark.timeout(240)
+# A hang guard, not a measurement: each `polaris` process imports the whole CLI (seconds of
+# CPU), which a loaded machine stretches to tens of seconds per command.
+pytestmark = pytest.mark.timeout(600)
 
 
 async def polaris(stack: Stack, *args: str) -> tuple[int, Any]:
