@@ -67,3 +67,19 @@ function initUsage() {
 }
 if (document.readyState === "complete") initUsage();
 else window.addEventListener("load", initUsage);
+
+// -- catching up when the stream (re)opens ------------------------------------------------------
+// What changed between rendering the page and the stream opening (a stop answered while the
+// page reloaded, the bill that followed) is not replayed on a fresh stream: when console.js marks
+// the stream live, every live part of the page is fetched once more.
+let wasLive = false;
+new MutationObserver(() => {
+  const live = document.documentElement.dataset.live === "live";
+  if (live && !wasLive) {
+    for (const el of document.querySelectorAll("[data-live-types]")) {
+      if (window.htmx && el.getAttribute("hx-get")) window.htmx.trigger(el, "live");
+      el.dispatchEvent(new CustomEvent("polaris:live", { bubbles: false }));
+    }
+  }
+  wasLive = live;
+}).observe(document.documentElement, { attributes: true, attributeFilter: ["data-live"] });
