@@ -320,7 +320,9 @@ async def test_a_driver_charges_from_the_phone(
         await no_wider_than_the_phone(page)
         await check_accessibility(page, "live session")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(SCREENSHOTS / "console-driver-live-session.png"))
+        await page.screenshot(
+            path=str(SCREENSHOTS / "console-driver-live-session.png"), full_page=True
+        )
 
         # Stop: the charger stops its transaction; the session is billed (3.2 kWh × 0.30 + 0.50).
         await page.get_by_role("button", name="Stop charging").click()
