@@ -35,9 +35,7 @@ class SteveSyncRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     counters: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     log: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    errors: Mapped[list[dict[str, Any]]] = mapped_column(
-        JSONB, server_default=text("'[]'::jsonb")
-    )
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     __table_args__ = (
         CheckConstraint(
             "status IN ('running', 'completed', 'failed')", name="steve_sync_status_known"
