@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,6 +101,26 @@ def _seed_cards(database_url: str, count: int) -> None:
         )
 
 
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` on a running process (pip install py-spy; not a project dependency)."""
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _bare(args: argparse.Namespace) -> dict[str, Any]:
     port = _free_port()
     proc = subprocess.Popen(
@@ -116,6 +138,7 @@ def _bare(args: argparse.Namespace) -> dict[str, Any]:
 def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     pg = EmbeddedPostgres(tmp / "pg", port=_free_port())
     procs: list[subprocess.Popen[bytes]] = []
+    spies: list[subprocess.Popen[bytes]] = []
     try:
         pg.start()
         upgrade(pg.url())
@@ -170,8 +193,19 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
             )
         _wait_port(gateway_port)
+        if args.profile:
+            # Sampling profiles of the gateway and the worker while the load runs.
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for name, proc in (("worker", procs[-2]), ("gateway", procs[-1])):
+                spies.append(_py_spy(proc.pid, args.profile / f"{name}.collapsed"))
         return _load(f"ws://127.0.0.1:{gateway_port}/ocpp", args, "Polaris gateway")
     finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
         for proc in reversed(procs):
             proc.terminate()
             try:
@@ -220,6 +254,11 @@ def main() -> None:
     parser.add_argument("--ramp-s", type=float, default=60.0, help="chargers connect over this")
     parser.add_argument("--spread-s", type=float, default=300.0, help="first taps spread over this")
     parser.add_argument("--json", type=Path, help="also write both raw summaries here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write py-spy profiles (collapsed stacks) of the gateway and the worker here",
+    )
     parser.add_argument("--platform-log", type=Path, help="keep the platform processes' log here")
     args = parser.parse_args()
     bare = _bare(args)
