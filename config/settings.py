@@ -180,8 +180,9 @@ class Settings(BaseSettings):
     gateway_port: int = 9000
     gateway_instance: str = "gw-1"
     gateway_auto_register: bool = False
-    # How long Authorize waits for the workflow's pre-authorization before answering locally.
-    authorize_budget_s: float = 2.0
+    # How long Authorize waits for the workflow's pre-authorization before answering locally
+    # (the pre-authorization goes on; a late refusal still stops the session).
+    authorize_budget_s: float = 0.05
     # At most one meter-progress signal per transaction per this many seconds.
     meter_signal_interval_s: float = 30.0
     heartbeat_interval_s: int = 300

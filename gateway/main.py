@@ -85,7 +85,14 @@ class Gateway:
         self.ctx = GatewayContext(
             sf=self.sf,
             settings=settings,
-            authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
+            authorizer=Authorizer(
+                self.sf,
+                self.link,
+                settings,
+                clock,
+                tap_ttl=tap_ttl,
+                on_late_refusal=self.relay.wake,
+            ),
             throttle=throttle,
             meter_values=MeterValuesBatcher(self.sf, throttle, limits=limits),
             wake_relay=self.relay.wake,
