@@ -15,6 +15,7 @@ Not a test: it prints figures and never fails on them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,16 +137,26 @@ def _bare(args: argparse.Namespace) -> dict[str, Any]:
         proc.wait(10)
 
 
-def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def platform(
+    tmp: Path,
+    *,
+    cards: int,
+    platform_log: Path | None = None,
+    profile: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throw-away platform (PostgreSQL, Temporal, billing sandbox, worker, gateway): yields the
+    gateway's charger URL and its process."""
     pg = EmbeddedPostgres(tmp / "pg", port=_free_port())
     procs: list[subprocess.Popen[bytes]] = []
     spies: list[subprocess.Popen[bytes]] = []
     try:
         pg.start()
         upgrade(pg.url())
-        _seed_cards(pg.url(), args.chargers)
+        _seed_cards(pg.url(), cards)
         temporal_port, gateway_port = _free_port(), _free_port()
-        log = (args.platform_log or tmp / "platform.log").open("wb")
+        log = (platform_log or tmp / "platform.log").open("wb")
         procs.append(
             subprocess.Popen(
                 dev_server_command(port=temporal_port, ui_port=None, db_file=tmp / "temporal.db"),
@@ -172,6 +184,7 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
             "POLARIS_AUTH_INTERNAL_TOKEN": secrets.token_urlsafe(32),
             "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+            **(extra_env or {}),
         }
         # The billing sandbox stands in for Lago, so billing runs as it would in production.
         procs.append(
@@ -193,12 +206,12 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
             )
         _wait_port(gateway_port)
-        if args.profile:
+        if profile:
             # Sampling profiles of the gateway and the worker while the load runs.
-            args.profile.mkdir(parents=True, exist_ok=True)
+            profile.mkdir(parents=True, exist_ok=True)
             for name, proc in (("worker", procs[-2]), ("gateway", procs[-1])):
-                spies.append(_py_spy(proc.pid, args.profile / f"{name}.collapsed"))
-        return _load(f"ws://127.0.0.1:{gateway_port}/ocpp", args, "Polaris gateway")
+                spies.append(_py_spy(proc.pid, profile / f"{name}.collapsed"))
+        yield f"ws://127.0.0.1:{gateway_port}/ocpp", procs[-1]
     finally:
         for spy in spies:
             spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
@@ -213,6 +226,13 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         pg.destroy()
+
+
+def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    with platform(
+        tmp, cards=args.chargers, platform_log=args.platform_log, profile=args.profile
+    ) as (url, _):
+        return _load(url, args, "Polaris gateway")
 
 
 def _row(name: str, bare: dict[str, Any], ours: dict[str, Any]) -> str:

@@ -168,6 +168,7 @@ class Gateway:
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             # A bigger message closes the connection with 1009 before it is buffered whole.
             max_size=self.settings.gateway_max_frame_bytes,
+            compression="deflate" if self.settings.gateway_websocket_compression else None,
         )
         log.info(
             "gateway %s listening on %s:%s",
