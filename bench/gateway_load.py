@@ -25,10 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from cli.embedded_postgres import EmbeddedPostgres, port_is_open
@@ -123,6 +124,18 @@ def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s summary plus the CPU time the server process used meanwhile, per message
+    (on a shared machine a server's throughput says how much CPU it got, this what it needed)."""
+    server = psutil.Process(pid)
+    before = sum(server.cpu_times()[:2])
+    result = run()
+    used = sum(server.cpu_times()[:2]) - before
+    result["server_cpu_s"] = round(used, 2)
+    result["server_cpu_ms_per_message"] = round(1000 * used / max(result["messages"], 1), 3)
+    return result
+
+
 def _bare(args: argparse.Namespace) -> dict[str, Any]:
     port = _free_port()
     proc = subprocess.Popen(
@@ -131,7 +144,7 @@ def _bare(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         _wait_port(port)
-        return _load(f"ws://127.0.0.1:{port}/ocpp", args, "bare ocpp central system")
+        return _with_cpu(proc.pid, lambda: _load(f"ws://127.0.0.1:{port}/ocpp", args, "bare"))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -231,8 +244,8 @@ def platform(
 def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with platform(
         tmp, cards=args.chargers, platform_log=args.platform_log, profile=args.profile
-    ) as (url, _):
-        return _load(url, args, "Polaris gateway")
+    ) as (url, gateway):
+        return _with_cpu(gateway.pid, lambda: _load(url, args, "Polaris gateway"))
 
 
 def _row(name: str, bare: dict[str, Any], ours: dict[str, Any]) -> str:
@@ -258,6 +271,8 @@ def report(bare: dict[str, Any], ours: dict[str, Any]) -> str:
         "",
         "MeterValues throughput ratio (gateway / bare): "
         f"{ours['meter_values_burst_per_s'] / max(bare['meter_values_burst_per_s'], 1e-9):.2f}",
+        "server process CPU per message, ms (bare / gateway process alone): "
+        f"{bare['server_cpu_ms_per_message']} / {ours['server_cpu_ms_per_message']}",
     ]
     return "\n".join(lines)
 
