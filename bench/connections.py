@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import resource
@@ -318,6 +319,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.role == "load":
         _raise_nofile()
+        logging.getLogger("ocpp").setLevel(logging.CRITICAL)  # errors are counted, not printed
         print(json.dumps(asyncio.run(run_load(args))))
         return
     result = orchestrate(args)
