@@ -15,16 +15,21 @@ Not a test: it prints figures and never fails on them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from cli.embedded_postgres import EmbeddedPostgres, port_is_open
@@ -99,6 +104,38 @@ def _seed_cards(database_url: str, count: int) -> None:
         )
 
 
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` on a running process (pip install py-spy; not a project dependency)."""
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s summary plus the CPU time the server process used meanwhile, per message
+    (on a shared machine a server's throughput says how much CPU it got, this what it needed)."""
+    server = psutil.Process(pid)
+    before = sum(server.cpu_times()[:2])
+    result = run()
+    used = sum(server.cpu_times()[:2]) - before
+    result["server_cpu_s"] = round(used, 2)
+    result["server_cpu_ms_per_message"] = round(1000 * used / max(result["messages"], 1), 3)
+    return result
+
+
 def _bare(args: argparse.Namespace) -> dict[str, Any]:
     port = _free_port()
     proc = subprocess.Popen(
@@ -107,21 +144,32 @@ def _bare(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         _wait_port(port)
-        return _load(f"ws://127.0.0.1:{port}/ocpp", args, "bare ocpp central system")
+        return _with_cpu(proc.pid, lambda: _load(f"ws://127.0.0.1:{port}/ocpp", args, "bare"))
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def platform(
+    tmp: Path,
+    *,
+    cards: int,
+    platform_log: Path | None = None,
+    profile: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throw-away platform (PostgreSQL, Temporal, billing sandbox, worker, gateway): yields the
+    gateway's charger URL and its process."""
     pg = EmbeddedPostgres(tmp / "pg", port=_free_port())
     procs: list[subprocess.Popen[bytes]] = []
+    spies: list[subprocess.Popen[bytes]] = []
     try:
         pg.start()
         upgrade(pg.url())
-        _seed_cards(pg.url(), args.chargers)
+        _seed_cards(pg.url(), cards)
         temporal_port, gateway_port = _free_port(), _free_port()
-        log = (args.platform_log or tmp / "platform.log").open("wb")
+        log = (platform_log or tmp / "platform.log").open("wb")
         procs.append(
             subprocess.Popen(
                 dev_server_command(port=temporal_port, ui_port=None, db_file=tmp / "temporal.db"),
@@ -149,6 +197,7 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "POLARIS_AUTH_SECRET": secrets.token_urlsafe(32),
             "POLARIS_AUTH_INTERNAL_TOKEN": secrets.token_urlsafe(32),
             "POLARIS_LAGO_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+            **(extra_env or {}),
         }
         # The billing sandbox stands in for Lago, so billing runs as it would in production.
         procs.append(
@@ -170,8 +219,19 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
             )
         _wait_port(gateway_port)
-        return _load(f"ws://127.0.0.1:{gateway_port}/ocpp", args, "Polaris gateway")
+        if profile:
+            # Sampling profiles of the gateway and the worker while the load runs.
+            profile.mkdir(parents=True, exist_ok=True)
+            for name, proc in (("worker", procs[-2]), ("gateway", procs[-1])):
+                spies.append(_py_spy(proc.pid, profile / f"{name}.collapsed"))
+        yield f"ws://127.0.0.1:{gateway_port}/ocpp", procs[-1]
     finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
         for proc in reversed(procs):
             proc.terminate()
             try:
@@ -179,6 +239,13 @@ def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         pg.destroy()
+
+
+def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    with platform(
+        tmp, cards=args.chargers, platform_log=args.platform_log, profile=args.profile
+    ) as (url, gateway):
+        return _with_cpu(gateway.pid, lambda: _load(url, args, "Polaris gateway"))
 
 
 def _row(name: str, bare: dict[str, Any], ours: dict[str, Any]) -> str:
@@ -204,6 +271,8 @@ def report(bare: dict[str, Any], ours: dict[str, Any]) -> str:
         "",
         "MeterValues throughput ratio (gateway / bare): "
         f"{ours['meter_values_burst_per_s'] / max(bare['meter_values_burst_per_s'], 1e-9):.2f}",
+        "server process CPU per message, ms (bare / gateway process alone): "
+        f"{bare['server_cpu_ms_per_message']} / {ours['server_cpu_ms_per_message']}",
     ]
     return "\n".join(lines)
 
@@ -220,6 +289,11 @@ def main() -> None:
     parser.add_argument("--ramp-s", type=float, default=60.0, help="chargers connect over this")
     parser.add_argument("--spread-s", type=float, default=300.0, help="first taps spread over this")
     parser.add_argument("--json", type=Path, help="also write both raw summaries here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write py-spy profiles (collapsed stacks) of the gateway and the worker here",
+    )
     parser.add_argument("--platform-log", type=Path, help="keep the platform processes' log here")
     args = parser.parse_args()
     bare = _bare(args)

@@ -180,8 +180,9 @@ class Settings(BaseSettings):
     gateway_port: int = 9000
     gateway_instance: str = "gw-1"
     gateway_auto_register: bool = False
-    # How long Authorize waits for the workflow's pre-authorization before answering locally.
-    authorize_budget_s: float = 2.0
+    # How long Authorize waits for the workflow's pre-authorization before answering locally
+    # (the pre-authorization goes on; a late refusal still stops the session).
+    authorize_budget_s: float = 0.05
     # At most one meter-progress signal per transaction per this many seconds.
     meter_signal_interval_s: float = 30.0
     heartbeat_interval_s: int = 300
@@ -208,6 +209,9 @@ class Settings(BaseSettings):
     # -- gateway frame limits (docs/gateway.md, "Frame limits and poison frames") ------------
     # Largest WebSocket message a charger may send; a bigger one closes the socket with 1009.
     gateway_max_frame_bytes: int = Field(default=65536, ge=1024)
+    # permessage-deflate on charger sockets: off by default (its zlib state costs far more memory
+    # per connection than the rest of the connection; OCPP frames are small).
+    gateway_websocket_compression: bool = False
     # Token bucket per connection: sustained frames per second (0 disables) and burst size.
     gateway_max_frames_per_s: float = Field(default=20.0, ge=0)
     gateway_frame_burst: int = Field(default=50, ge=1)
@@ -816,6 +820,7 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "gateway_pending_chargers_max": _p("gateway"),
     "gateway_pending_charger_interval_s": _p("gateway"),
     "gateway_max_frame_bytes": _p("gateway"),
+    "gateway_websocket_compression": _p("gateway"),
     "gateway_max_frames_per_s": _p("gateway"),
     "gateway_frame_burst": _p("gateway"),
     "gateway_frame_flood_close_s": _p("gateway"),

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +25,7 @@ from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import AuditLog
 from gateway import intents
+from gateway.late_refusal import late_refusal
 from gateway.local_auth import LocalDecision, decide
 from gateway.scan_intercept import intercept_registration, record_login_tap
 from gateway.temporal_link import TemporalLink
@@ -48,7 +49,8 @@ DEFAULT_TAP_TTL = timedelta(minutes=3)
 # breaker: the next tap after it waits again), while the workflows still start in the background.
 BUDGET_MISSES_BEFORE_SKIP = 3
 SKIP_WAITING_S = 15.0
-BACKGROUND_TIMEOUT_S = 30.0
+# How long a pre-authorization may take in the background before its answer no longer counts.
+BACKGROUND_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +71,15 @@ class Authorizer:
         clock: Callable[[], datetime],
         *,
         tap_ttl: timedelta = DEFAULT_TAP_TTL,
+        on_late_refusal: Callable[[], None] = lambda: None,
     ) -> None:
         self._sf = sf
         self._link = link
         self._settings = settings
         self._clock = clock
         self._tap_ttl = tap_ttl
+        # Called after a late refusal queued an outbox row (the gateway wakes its relay).
+        self._on_late_refusal = on_late_refusal
         self._background: set[asyncio.Task[None]] = set()
         self._misses = 0
         self._skip_until = 0.0
@@ -94,7 +99,8 @@ class Authorizer:
             await self._audit(charge_box_id, id_tag, local.status, local.reason, "local")
             return AuthOutcome(local.status, "local", parent_id_tag=local.parent_id_tag)
         workflow_id = tap_workflow_id(charge_box_id, now, secrets.token_hex(8))
-        answer = await self._pre_authorize(workflow_id, charge_box_id, id_tag, local)
+        update = self._start_pre_authorize(workflow_id, charge_box_id, id_tag, local)
+        answer = await self._within_budget(update, workflow_id)
         if answer is None:
             status: AuthorizationStatus = local.status
             source = "local-fallback"
@@ -118,6 +124,13 @@ class Authorizer:
             if status != "Accepted":
                 reason = (answer.reason if answer else None) or "pre_authorization"
                 s.add(_audit_row(charge_box_id, id_tag, status, reason, source))
+        if answer is None and update is not None:
+            # Answered before the workflow: its answer still counts when it comes (late_refusal).
+            self._track(
+                asyncio.create_task(
+                    self._settle_late(update, workflow_id, charge_box_id, id_tag, status)
+                )
+            )
         return AuthOutcome(status, source, workflow_id, parent, expiry)
 
     @property
@@ -125,25 +138,79 @@ class Authorizer:
         """False while taps are answered locally because Temporal kept missing the budget."""
         return time.monotonic() >= self._skip_until
 
-    async def _pre_authorize(
+    def _start_pre_authorize(
         self, workflow_id: str, charge_box_id: str, id_tag: str, local: LocalDecision
-    ) -> PreAuthorizeResult | None:
+    ) -> asyncio.Task[object] | None:
+        """The workflow's start and pre-authorization, running from now on (None: no Temporal)."""
         client = self._link.client
         if client is None:
             return None
         update = self._update_with_start(client, workflow_id, charge_box_id, id_tag, local)
+        task: asyncio.Task[object] = asyncio.create_task(update)
+        return task
+
+    async def _within_budget(
+        self, update: asyncio.Task[object] | None, workflow_id: str
+    ) -> PreAuthorizeResult | None:
+        """The workflow's answer if it comes within the budget; None otherwise (the update goes
+        on: it is never cancelled by the budget, only by :data:`BACKGROUND_TIMEOUT_S`)."""
+        if update is None:
+            return None
         if not self.waiting_for_workflow:
             # Temporal has been missing the budget: answer the charger from the local decision at
             # once, and let the workflow start and pre-authorize in the background.
-            self._in_background(update)
             return None
-        try:
-            result = await asyncio.wait_for(update, timeout=self._settings.authorize_budget_s)
-        except Exception as exc:
+        done, _ = await asyncio.wait({update}, timeout=self._settings.authorize_budget_s)
+        if not done:
+            self._missed(workflow_id, TimeoutError("over the Authorize budget"))
+            return None
+        exc = update.exception()
+        if exc is not None:
             self._missed(workflow_id, exc)
             return None
         self._misses = 0
+        result = update.result()
         return result if isinstance(result, PreAuthorizeResult) else None
+
+    async def _settle_late(
+        self,
+        update: asyncio.Task[object],
+        workflow_id: str,
+        charge_box_id: str,
+        id_tag: str,
+        answered: AuthorizationStatus,
+    ) -> None:
+        """The workflow answered after the charger was: a refusal still stops the session."""
+        try:
+            result = await asyncio.wait_for(update, BACKGROUND_TIMEOUT_S)
+        except Exception as exc:
+            log.info("background pre_authorize of %s did not complete: %r", workflow_id, exc)
+            return
+        if not isinstance(result, PreAuthorizeResult) or tighter(answered, result.status) == (
+            answered
+        ):
+            return
+        log.warning(
+            "pre_authorize of %s refused the tap after it was answered %s: %s",
+            workflow_id,
+            answered,
+            result.status,
+        )
+        try:
+            await late_refusal(
+                self._sf,
+                workflow_id=workflow_id,
+                charge_box_id=charge_box_id,
+                id_tag=id_tag,
+                status=result.status,
+                reason=result.reason or "pre_authorization",
+                now=self._clock(),
+            )
+        except Exception as exc:
+            # Not recorded: the session goes on as the charger was told (and is audited below).
+            log.error("late refusal of %s not recorded: %r", workflow_id, exc)
+            return
+        self._on_late_refusal()
 
     async def _update_with_start(
         self,
@@ -215,15 +282,6 @@ class Authorizer:
                 BUDGET_MISSES_BEFORE_SKIP,
                 SKIP_WAITING_S,
             )
-
-    def _in_background(self, update: Coroutine[object, object, object]) -> None:
-        async def run() -> None:
-            try:
-                await asyncio.wait_for(update, BACKGROUND_TIMEOUT_S)
-            except Exception as exc:
-                log.info("background pre_authorize did not complete: %r", exc)
-
-        self._track(asyncio.create_task(run()))
 
     async def _audit(
         self, charge_box_id: str, id_tag: str, status: str, reason: str, source: str

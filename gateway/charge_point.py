@@ -37,6 +37,7 @@ from gateway.group_commit import MeterValuesBatcher
 from gateway.local_auth import decide
 from gateway.log_redaction import TagRedactor
 from gateway.meter import REFUSED_PROBLEMS, parse_samples
+from gateway.open_transactions import OpenTransactions
 from gateway.stop_checks import read_stop
 from observability.metrics import JOURNAL_WRITE
 
@@ -146,6 +147,8 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         self._background: set[asyncio.Task[None]] = set()
         self._touched_at = 0.0
         self._touch_task: asyncio.Task[None] | None = None
+        # The last good register of each open transaction of this connection (MeterValues).
+        self.open_transactions = OpenTransactions()
 
     # -- liveness ------------------------------------------------------------------------
 
@@ -309,6 +312,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
                 connector_id=connector_id,
                 transaction_id=kwargs.get("transaction_id"),
                 samples=samples,
+                remembered=self.open_transactions,
             )
         if events:
             self.ctx.wake_relay()
@@ -338,6 +342,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         }
         if stop.flags:
             raw["transactionData"] = kwargs.get("transaction_data")
+        self.open_transactions.forget(transaction_id)
         if not -BIGINT_MAX <= transaction_id <= BIGINT_MAX:
             # No transaction can have this id, and no column can hold it: acknowledged, logged.
             log.warning("%s: StopTransaction for impossible transactionId", self.id)

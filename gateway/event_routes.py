@@ -37,11 +37,13 @@ from config.settings import Settings
 from workflows.local_list_messages import LOCAL_LIST_SYNC_WORKFLOW, SIGNAL_LOCAL_LIST_SYNC
 from workflows.messages import (
     SESSION_WORKFLOW,
+    SIGNAL_AUTHORIZATION_REFUSED,
     SIGNAL_CONNECTOR_STATUS,
     SIGNAL_METER_PROGRESS,
     SIGNAL_TRANSACTION_CLOSED,
     SIGNAL_TRANSACTION_STARTED,
     SIGNAL_TRANSACTION_STOPPED,
+    AuthorizationRefused,
     ConnectorStatus,
     MeterProgress,
     SessionInput,
@@ -219,6 +221,7 @@ for _kind, _model, _restart in (
     (SIGNAL_METER_PROGRESS, MeterProgress, False),
     (SIGNAL_CONNECTOR_STATUS, ConnectorStatus, False),
     (SIGNAL_TRANSACTION_CLOSED, TransactionClosed, False),
+    (SIGNAL_AUTHORIZATION_REFUSED, AuthorizationRefused, False),
 ):
     register(
         Route(

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.engine import SessionFactory
 from domain.energy import MeterLimits
 from gateway.meter import Sample
-from gateway.metering import record_in
+from gateway.metering import flush, record_in
+from gateway.open_transactions import OpenTransaction, OpenTransactions
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class _Request:
     connector_id: int
     transaction_id: int | None
     samples: list[Sample]
+    remembered: OpenTransactions | None
     done: asyncio.Future[int] = field(repr=False, default_factory=asyncio.Future)
 
 
@@ -58,9 +60,13 @@ class MeterValuesBatcher:
         connector_id: int,
         transaction_id: int | None,
         samples: list[Sample],
+        remembered: OpenTransactions | None = None,
     ) -> int:
-        """Journal one message; returns its number of outbox events once it is committed."""
-        request = _Request(charge_box_id, connector_id, transaction_id, samples)
+        """Journal one message; returns its number of outbox events once it is committed.
+
+        ``remembered``: the connection's open transactions (the fast path of the monotonicity
+        check); updated only once the message is committed."""
+        request = _Request(charge_box_id, connector_id, transaction_id, samples, remembered)
         self._queue.append(request)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="meter-values-group-commit")
@@ -84,8 +90,15 @@ class MeterValuesBatcher:
                     request.done.set_result(events)
 
     async def _commit(self, batch: list[_Request]) -> list[int]:
+        sink: list[dict[str, object]] = []
         async with self._sf.begin() as s:
-            return [await self._record(s, request) for request in batch]
+            outcomes = [await self._record(s, request, sink) for request in batch]
+            await flush(s, sink)  # every sample of the batch in one statement
+        # Committed: the connections may now remember the registers.
+        for request, (_, known) in zip(batch, outcomes, strict=True):
+            if known is not None and request.remembered is not None:
+                request.remembered.put(known)
+        return [events for events, _ in outcomes]
 
     async def _commit_one(self, request: _Request) -> None:
         try:
@@ -97,7 +110,9 @@ class MeterValuesBatcher:
         if not request.done.done():
             request.done.set_result(events)
 
-    async def _record(self, s: AsyncSession, request: _Request) -> int:
+    async def _record(
+        self, s: AsyncSession, request: _Request, sink: list[dict[str, object]]
+    ) -> tuple[int, OpenTransaction | None]:
         return await record_in(
             s,
             charge_box_id=request.charge_box_id,
@@ -106,6 +121,8 @@ class MeterValuesBatcher:
             samples=request.samples,
             progress_gate=self._gate,
             limits=self._limits,
+            remembered=request.remembered,
+            sink=sink,
         )
 
     async def close(self) -> None:

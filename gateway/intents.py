@@ -69,7 +69,8 @@ async def take(
             )
             .order_by(t.c.created_at.desc(), t.c.id.desc())
             .limit(1)
-            .with_for_update(skip_locked=True)
+            # Waits (never skips) while a late refusal updates the row (gateway/late_refusal.py).
+            .with_for_update()
         )
     ).first()
     if row is None:

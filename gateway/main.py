@@ -88,7 +88,14 @@ class Gateway:
         self.ctx = GatewayContext(
             sf=self.sf,
             settings=settings,
-            authorizer=Authorizer(self.sf, self.link, settings, clock, tap_ttl=tap_ttl),
+            authorizer=Authorizer(
+                self.sf,
+                self.link,
+                settings,
+                clock,
+                tap_ttl=tap_ttl,
+                on_late_refusal=self.relay.wake,
+            ),
             throttle=throttle,
             meter_values=MeterValuesBatcher(self.sf, throttle, limits=limits),
             wake_relay=self.relay.wake,
@@ -167,6 +174,7 @@ class Gateway:
             select_subprotocol=select_subprotocol,
             # A bigger message closes the connection with 1009 before it is buffered whole.
             max_size=self.settings.gateway_max_frame_bytes,
+            compression="deflate" if self.settings.gateway_websocket_compression else None,
         )
         log.info(
             "gateway %s listening on %s:%s",

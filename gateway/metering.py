@@ -8,6 +8,7 @@ progress, of unflagged samples only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Charger, MeterSample, Transaction
 from domain.energy import MeterLimits, implausible_energy
-from gateway import load_trigger
+from gateway import load_trigger, open_transactions
 from gateway.meter import (
     BILLING_REGISTER,
     Sample,
@@ -24,6 +25,7 @@ from gateway.meter import (
     monotonic_flag,
     window_flag,
 )
+from gateway.open_transactions import OpenTransaction, OpenTransactions, TransactionView
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_METER_PROGRESS, MeterProgress, SessionInput
 
@@ -49,8 +51,12 @@ _NEIGHBOURS = select(
 )
 
 
+# Core, not ORM: the rows are plain dicts and nothing reads them back.
+_INSERT_SAMPLES = insert(MeterSample.__table__)  # type: ignore[arg-type]
+
+
 async def _neighbours(
-    s: AsyncSession, tx: Transaction, at: datetime
+    s: AsyncSession, tx: Transaction | TransactionView, at: datetime
 ) -> tuple[int, int | None, int | None]:
     """Highest good register at or before ``at``, lowest good register after it, and the
     charger's maximum power (None when the charger row is gone)."""
@@ -64,20 +70,34 @@ async def _neighbours(
     return low, high, max_power_w
 
 
+async def flush(s: AsyncSession, sink: list[dict[str, object]]) -> None:
+    """Insert the rows gathered in ``sink`` (one statement for a whole group commit)."""
+    if sink:
+        await s.execute(_INSERT_SAMPLES, sink)
+        sink.clear()
+
+
 async def store_samples(
     s: AsyncSession,
     *,
     charge_box_id: str,
     connector_id: int,
-    tx: Transaction | None,
+    tx: Transaction | TransactionView | None,
     transaction_id: int | None,
     samples: list[Sample],
     progress_gate: Callable[[int, bool], bool],
     limits: MeterLimits | None = None,
+    known: OpenTransaction | None = None,
+    sink: list[dict[str, object]] | None = None,
 ) -> int:
-    """Insert samples (flagged as needed) and queue progress; returns the number of events."""
+    """Insert samples (flagged as needed) and queue progress; returns the number of events.
+
+    ``known``: the open transaction as its connection remembers it (advanced here with every
+    good sample); a billing sample at or after its latest good sample is checked against it
+    without a query. ``sink``: gather the rows there instead of inserting them (the caller
+    flushes them before its transaction commits)."""
     limits = limits or MeterLimits()
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, object]] = [] if sink is None else sink
     good: list[tuple[datetime, int, str | None]] = []
     for sample in sorted(samples, key=lambda x: x.sampled_at):
         flag: str | None = sample.problem
@@ -89,7 +109,15 @@ async def store_samples(
             flag = window_flag(sample.sampled_at, tx.started_at, tx.stopped_at)
             if flag is None and is_billing_sample(sample):
                 assert sample.energy_wh is not None
-                low, high, max_power_w = await _neighbours(s, tx, sample.sampled_at)
+                if known is not None and (
+                    known.good_at is None or sample.sampled_at >= known.good_at
+                ):
+                    # Newer than every good sample stored: nothing after it, the highest before.
+                    low, high, max_power_w = known.good_wh, None, known.max_power_w
+                else:
+                    if sink is not None:
+                        await flush(s, sink)  # the neighbour query sees this batch's rows
+                    low, high, max_power_w = await _neighbours(s, tx, sample.sampled_at)
                 for at, wh, _ in good:
                     if at <= sample.sampled_at:
                         low = max(low, wh)
@@ -105,23 +133,25 @@ async def store_samples(
                     )
                 if flag is None:
                     good.append((sample.sampled_at, sample.energy_wh, sample.context))
+                    if known is not None:
+                        known.advance(sample.sampled_at, sample.energy_wh)
         rows.append(
-            dict(
-                transaction_id=transaction_id,
-                charge_box_id=charge_box_id,
-                connector_id=connector_id,
-                sampled_at=sample.sampled_at,
-                measurand=sample.measurand[:64],
-                phase=sample.phase,
-                unit=sample.unit,
-                context=sample.context,
-                raw_value=sample.raw_value,
-                energy_wh=sample.energy_wh,
-                flag=flag,
-            )
+            {
+                "transaction_id": transaction_id,
+                "charge_box_id": charge_box_id,
+                "connector_id": connector_id,
+                "sampled_at": sample.sampled_at,
+                "measurand": sample.measurand[:64],
+                "phase": sample.phase,
+                "unit": sample.unit,
+                "context": sample.context,
+                "raw_value": sample.raw_value,
+                "energy_wh": sample.energy_wh,
+                "flag": flag,
+            }
         )
-    if rows:
-        await s.execute(insert(MeterSample), rows)
+    if sink is None:
+        await flush(s, rows)
     if tx is None or not good:
         return 0
     start = SessionInput(
@@ -163,17 +193,23 @@ async def record_in(
     samples: list[Sample],
     progress_gate: Callable[[int, bool], bool],
     limits: MeterLimits | None = None,
-) -> int:
-    """Journal one MeterValues message inside the caller's transaction; returns outbox events."""
-    tx: Transaction | None = None
+    remembered: OpenTransactions | None = None,
+    sink: list[dict[str, object]] | None = None,
+) -> tuple[int, OpenTransaction | None]:
+    """Journal one MeterValues message inside the caller's transaction.
+
+    Returns the number of outbox events and, for an open transaction, what its connection is to
+    remember once the caller's transaction has committed (``remembered``: what it remembers
+    now; see :mod:`gateway.open_transactions`)."""
+    tx: Transaction | TransactionView | None = None
+    known: OpenTransaction | None = None
     if transaction_id is not None:
-        tx = (
-            await s.execute(
-                select(Transaction).where(
-                    Transaction.id == transaction_id, Transaction.charge_box_id == charge_box_id
-                )
-            )
-        ).scalar_one_or_none()
+        known = remembered.get(transaction_id) if remembered is not None else None
+        if known is not None and known.tx.charge_box_id == charge_box_id:
+            tx = known.tx
+        else:
+            clock = remembered.clock if remembered is not None else time.monotonic
+            tx, known = await open_transactions.load(s, charge_box_id, transaction_id, clock())
     elif connector_id > 0:
         # Some firmwares omit transactionId: attribute to the open transaction, if any.
         tx = (
@@ -204,7 +240,7 @@ async def record_in(
         )
     ):
         events += 1
-    return events + await store_samples(
+    events += await store_samples(
         s,
         charge_box_id=charge_box_id,
         connector_id=connector_id,
@@ -213,7 +249,10 @@ async def record_in(
         samples=samples,
         progress_gate=progress_gate,
         limits=limits,
+        known=known,
+        sink=sink,
     )
+    return events, known
 
 
 class ProgressThrottle:

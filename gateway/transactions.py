@@ -97,10 +97,13 @@ async def start_transaction(
             s, charge_box_id=charge_box_id, id_tag=id_tag, connector_id=connector_id, now=now
         )
         origin: SessionOrigin = "charger"
-        if intent is not None:
+        if intent is not None and (intent.origin == "remote" or intent.auth_status == "Accepted"):
             workflow_id = intent.workflow_id
             origin = "remote" if intent.origin == "remote" else "tap"
         else:
+            # No tap, or a tap whose workflow refused the card (in time or late,
+            # gateway/late_refusal.py): that workflow has ended, so a start the charger makes
+            # anyway is a session of its own, flagged start_refused (the refusal tightens it below).
             workflow_id = charger_workflow_id(
                 charge_box_id, connector_id, started_at, meter_start_wh
             )

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SessionActivities,
         SessionReadModel,
     )
-    from domain.closure import CLOSED_NOT_CHARGING
+    from domain.closure import CLOSED_NOT_CHARGING, FLAG_START_REFUSED
     from domain.session import (
         FINAL_PHASES,
         TRANSACTION_PHASES,
@@ -59,6 +59,8 @@ with workflow.unsafe.imports_passed_through():
 
 # The invoice_linked signal is recorded; before it, such a signal was ignored.
 INVOICE_PATCH = "session-invoice-linked-v1"
+# pre_authorize checks the card even when the transaction started first (a late answer).
+LATE_PRE_AUTHORIZE_PATCH = "late-pre-authorize-v1"
 
 
 @workflow.defn(name=msg.SESSION_WORKFLOW)
@@ -305,6 +307,16 @@ class ChargingSessionWorkflow(
         async with self._auth_lock:
             if self._auth_result is not None:
                 return self._auth_result  # a repeated tap or a retried update
+            if (
+                self._state.phase in TRANSACTION_PHASES
+                and self._state.origin == "tap"
+                and request.local_status == "Accepted"
+                and workflow.patched(LATE_PRE_AUTHORIZE_PATCH)
+            ):
+                # The charger started before this update was handled (the gateway answered the
+                # tap from its local decision): the card is still checked, and on a refusal the
+                # gateway stops the transaction (gateway/late_refusal.py).
+                return await self._authorize(request.id_tag, request.connector_id)
             if self._state.phase != Phase.REQUESTED:
                 return msg.PreAuthorizeResult(
                     status="Invalid", reason=f"session is {self._state.phase.value}"
@@ -397,6 +409,38 @@ class ChargingSessionWorkflow(
                 flags=signal.flags,
             )
         )
+
+    @workflow.signal(name=msg.SIGNAL_AUTHORIZATION_REFUSED)
+    async def authorization_refused(self, signal: msg.AuthorizationRefused) -> None:
+        """The pre-authorization refused the card after the transaction started (the charger
+        was answered from the gateway's local decision): flag the session, as a refused
+        StartTransaction is, and tell the charger to stop. Histories recorded before this
+        signal existed never carry it, so they replay unchanged."""
+        if not self._first_time(signal.event_id):
+            return
+        if self._state.transaction_id != signal.transaction_id:
+            return
+        flag = f"{FLAG_START_REFUSED}:{signal.status}"
+        if flag not in self._state.flags:
+            self._state = self._state.model_copy(
+                update={"flags": [*self._state.flags, flag], "auth_status": signal.status}
+            )
+        if self._state.phase not in TRANSACTION_PHASES:
+            return  # already stopped: the flag goes with the bill
+        result = self._apply(StopRequested(at=workflow.now(), requested_by="authorization"))
+        sends = (
+            [e for e in result.effects if isinstance(e, SendRemoteStop)]
+            if isinstance(result, Transition)
+            else []
+        )
+        if not sends:
+            return
+        refused = await self._command_refused(
+            "RemoteStopTransaction", {"transactionId": sends[0].transaction_id}
+        )
+        if refused is not None:
+            workflow.logger.warning("remote stop of a refused card failed: %s", refused)
+            self._apply(RemoteStopFailed(at=workflow.now(), reason=refused))
 
     @workflow.signal(name=msg.SIGNAL_CONNECTOR_STATUS)
     def connector_status(self, signal: msg.ConnectorStatus) -> None:

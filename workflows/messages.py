@@ -25,6 +25,9 @@ SIGNAL_CONNECTOR_STATUS = "connector_status"
 # The gateway closed a transaction the charger forgot (new transaction on the connector, a
 # reboot that reports the connector free).
 SIGNAL_TRANSACTION_CLOSED = "transaction_closed"
+# The workflow's own pre-authorization refused the card after the gateway had answered the
+# charger from its local decision and the transaction had started (gateway/late_refusal.py).
+SIGNAL_AUTHORIZATION_REFUSED = "authorization_refused"
 # Signal (LagoWebhookWorkflow's activity → workflow): a Lago invoice bills this session.
 SIGNAL_INVOICE_LINKED = "invoice_linked"
 
@@ -127,6 +130,18 @@ class TransactionClosed(BaseModel):
 
     event_id: int
     transaction_id: int
+    reason: str
+    at: datetime
+
+
+class AuthorizationRefused(BaseModel):
+    """Signal ``authorization_refused``: the session's pre-authorization refused the card after
+    its transaction started (the charger had been answered in time from the local decision).
+    The session is flagged ``start_refused:<status>`` and the charger told to stop."""
+
+    event_id: int
+    transaction_id: int
+    status: AuthorizationStatus
     reason: str
     at: datetime
 

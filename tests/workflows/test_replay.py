@@ -15,6 +15,9 @@ it is recorded:
   ``… tests/workflows/test_data_error.py``.
 - ``charging_session_v4``: with ``session-closure-v1`` (a forgotten transaction closed, then a
   late stop's compensation), ``… tests/workflows/test_session_closure.py``.
+- ``charging_session_v5``: with ``late-pre-authorize-v1`` (the tap's pre_authorize handled after
+  the start, refusing the card; then ``authorization_refused`` and a remote stop),
+  ``… tests/sessions/test_late_refusal.py -k after``.
 - ``firmware_campaign_*``: ``… tests/firmware/test_campaign.py -k "threshold or operator"``.
 - ``idle_fee_v1``: statuses that never free the connector (one redelivered), the watch timer,
   the charger checked, the line recorded, ``… tests/idle_fee/test_workflow.py -k watch``.
@@ -57,6 +60,7 @@ MARKERS: dict[str, str] = {
     "charging_session_v2": "lago_send_usage_events",
     "charging_session_v3": "DataError",
     "charging_session_v4": "record_session_closure",
+    "charging_session_v5": "authorization_refused",
     "firmware_campaign_threshold_v1": "EVENT_TYPE_TIMER_FIRED",
     "firmware_campaign_halt_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
     "idle_fee_v1": "idle_fee_charger_seen",
