@@ -298,9 +298,13 @@ def build_admin_router(
         """Open: webhooks are stored as ``skipped`` (replay them after the reset)."""
         return await lago_webhook_log.breaker(ctx)
 
+    # A default, not an annotation: annotations are resolved from the module's globals, where
+    # this closure's ``require_admin`` is not.
+    admin = Depends(require_admin)
+
     @api.post(f"{BREAKER_PATH}/reset", response_model=BreakerState)
     async def reset_lago_webhook_breaker(
-        ctx: Services, principal: Annotated[Principal, Depends(require_admin)]
+        ctx: Services, principal: Principal = admin
     ) -> BreakerState:
         """Close the breaker (audited)."""
         return await lago_webhook_log.reset(ctx, actor_of(principal))
