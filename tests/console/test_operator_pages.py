@@ -108,7 +108,7 @@ async def test_operator_pages(console_stack: ConsoleStack, new_page: Any) -> Non
     await page.get_by_role("button", name="Add version").click()
     await page.locator("#e-price_per_kwh_minor").wait_for()
     await page.locator("#f-price_per_kwh_minor").fill("42")
-    await page.get_by_role("button", name="Add version").click()
+    await page.locator("#f-price_per_kwh_minor").press("Enter")  # by keyboard: Enter submits
     version = page.locator("[data-version='2']")
     await version.wait_for()
     assert "0.42 EUR" in (await version.text_content() or "")
