@@ -522,6 +522,7 @@ async def _campaigns_context(request: Request, user: Operator) -> dict[str, Any]
         "campaigns": await api.get("/api/v1/firmware-campaigns"),
         "firmware": firmware,
         "firmware_options": [(f["id"], f"{f['name']} {f['version']}") for f in firmware],
+        "firmware_names": {f["id"]: f"{f['name']} {f['version']}" for f in firmware},
     }
 
 

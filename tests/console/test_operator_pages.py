@@ -294,3 +294,17 @@ async def test_operator_pages(console_stack: ConsoleStack, new_page: Any) -> Non
     # The halt is a signal: the page shows the workflow's answer when it arrives (live).
     await page.locator("[data-campaign-state='halted']").wait_for(timeout=60_000)
     await check_accessibility(page, "campaign halted")
+
+    # -- every list again, now that it lists what this test made ------------------------------
+    for path, shown in (
+        ("/console/operator/tariffs", code),
+        ("/console/operator/sites", f"Depot {suffix} North"),
+        (f"/console/operator/cards?q={id_tag}", id_tag),
+        (f"/console/operator/users?search={driver_email}", driver_email),
+        (f"/console/operator/reservations?charge_box_id={charger}", charger),
+        ("/console/operator/firmware-campaigns", f"fw-{suffix}.bin"),
+        ("/console/operator/billing", f"replay of {event_id}"),
+    ):
+        await page.goto(path)
+        await page.locator("main").get_by_text(shown).first.wait_for()
+        await check_accessibility(page, f"{path} with rows")
