@@ -5,6 +5,14 @@
 # (Dockerfile.auth). See docs/selfhosting.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+ARG NODE_IMAGE=node:20-slim
+
+##### console-assets: the web console's npm packages, exactly as api/console/package-lock.json pins #####
+FROM ${NODE_IMAGE} AS console-assets
+WORKDIR /console
+COPY api/console/package.json api/console/package-lock.json ./
+# Runtime packages only (htmx, uPlot, fetch-event-source); axe-core is for the browser tests.
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 
 ##### build: install the project and its dependencies into a virtualenv #####
 FROM ${PYTHON_IMAGE} AS build
@@ -36,6 +44,13 @@ COPY services ./services
 RUN pip install --upgrade pip \
  && pip install . \
  && polaris --help >/dev/null
+# The console serves its npm files from node_modules next to the installed api/console package
+# (api/console/assets.py): put them there, and fail the build if one is missing.
+COPY --from=console-assets /console/node_modules /tmp/console-node_modules
+RUN cd / \
+ && mv /tmp/console-node_modules \
+      "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/api/console/node_modules" \
+ && python -c 'from api.console.assets import missing_vendor_files as m; assert not m(), m()'
 
 ##### runtime #####
 FROM ${PYTHON_IMAGE} AS runtime

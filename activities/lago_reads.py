@@ -22,12 +22,15 @@ __all__ = [
     "InvoiceSummary",
     "LagoNotFound",
     "LagoUnavailable",
+    "OperatorInvoice",
+    "OperatorInvoicePage",
     "UsageCharge",
     "WalletSummary",
     "WalletTransactionItem",
     "current_usage",
     "get_invoice",
     "invoice_pdf",
+    "list_all_invoices",
     "list_invoices",
     "list_wallets",
     "portal_url",
@@ -136,6 +139,49 @@ async def list_invoices(
     meta = listing.get("meta") or {}
     return InvoicePage(
         invoices=[InvoiceSummary(**_summary(i)) for i in listing.get("invoices") or []],
+        page=page,
+        total_pages=meta.get("total_pages"),
+        total_count=meta.get("total_count"),
+    )
+
+
+class OperatorInvoice(InvoiceSummary):
+    external_customer_id: str | None = None
+
+
+class OperatorInvoicePage(BaseModel):
+    invoices: list[OperatorInvoice]
+    page: int
+    total_pages: int | None = None
+    total_count: int | None = None
+
+
+async def list_all_invoices(
+    client: Any,
+    *,
+    external_customer_id: str | None = None,
+    status: str | None = None,
+    payment_status: str | None = None,
+    page: int = 1,
+    per_page: int = 20,
+) -> OperatorInvoicePage:
+    """Every customer's invoices (operators), filtered as Lago's ``GET /invoices`` filters."""
+    options: dict[str, Any] = {"page": page, "per_page": per_page}
+    for name, value in (
+        ("external_customer_id", external_customer_id),
+        # Lago's filters are arrays (``statuses[]``); one value each here.
+        ("statuses[]", status),
+        ("payment_statuses[]", payment_status),
+    ):
+        if value:
+            options[name] = value
+    listing = await call_lago(client.invoices.find_all, options)
+    meta = listing.get("meta") or {}
+    return OperatorInvoicePage(
+        invoices=[
+            OperatorInvoice(**_summary(i), external_customer_id=_customer_of(i))
+            for i in listing.get("invoices") or []
+        ],
         page=page,
         total_pages=meta.get("total_pages"),
         total_count=meta.get("total_count"),

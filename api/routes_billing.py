@@ -2,7 +2,8 @@
 
 Drivers (``/api/v1/me/billing/...``) read their own Lago customer only: the customer's external
 id is the public id of their active mapping (``user_mappings``). Another driver's invoice or
-wallet answers 404 like every cross-tenant read. Operators act on any invoice
+wallet answers 404 like every cross-tenant read. Operators list every invoice
+(``GET /api/v1/invoices``) and act on any
 (``/api/v1/invoices/{lago_id}/finalize|void|retry-payment``); each action is audited.
 
 Lago errors are mapped here, once: not found → 404, unavailable → 503 ``BILLING_UNAVAILABLE``,
@@ -29,7 +30,7 @@ from activities.lago_client import (
     call_lago,
     make_lago_client,
 )
-from api.authz import CurrentUser, LiveAdmin
+from api.authz import AdminUser, CurrentUser, LiveAdmin
 from api.deps import AppState, State
 from api.errors import ApiError, NotFound
 from api.services import Services, actor_of
@@ -177,6 +178,28 @@ async def my_portal(user: CurrentUser, state: State) -> PortalOut:
     account = await _account(state, user.user_id)
     with lago_errors("customer"):
         return PortalOut(url=await lago_reads.portal_url(_client(state), account.customer_id))
+
+
+@router.get("/invoices", response_model=lago_reads.OperatorInvoicePage)
+async def all_invoices(
+    _: AdminUser,
+    state: State,
+    customer: Annotated[str | None, Query(max_length=255)] = None,
+    status: Annotated[Literal["draft", "finalized", "voided", "failed"] | None, Query()] = None,
+    payment_status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> lago_reads.OperatorInvoicePage:
+    """Every driver's invoices, from Lago (``customer``: the Lago customer's external id)."""
+    with lago_errors("invoices"):
+        return await lago_reads.list_all_invoices(
+            _client(state),
+            external_customer_id=customer,
+            status=status,
+            payment_status=payment_status,
+            page=page,
+            per_page=per_page,
+        )
 
 
 _CLIENT_METHODS: dict[InvoiceAction, str] = {

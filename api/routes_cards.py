@@ -1,4 +1,5 @@
-"""Operators: EV cards (create, read, update), link to a driver + Lago, unlink, reassign.
+"""Operators: EV cards (create, read, update), link to a driver + Lago (and watch the link saga),
+unlink, reassign, report lost.
 
 Admin only (changes live-checked and audited); thin over :mod:`services.cards`."""
 
@@ -9,9 +10,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.authz import AdminUser, LiveAdmin
+from api.deps import State
+from api.routes_me import ReportLostOut, report_card_lost
 from api.services import Services, actor_of
 from services import cards
-from services.cards import CardDetail, CardIn, CardOut, CardPatch, LinkIn, UnlinkOut
+from services.cards import (
+    CardDetail,
+    CardIn,
+    CardOut,
+    CardPatch,
+    LinkIn,
+    LinkProgress,
+    UnlinkOut,
+)
 from workflows.card_link import CardLinkResult
 
 router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
@@ -53,3 +64,16 @@ async def link_card(id_tag: str, body: LinkIn, admin: LiveAdmin, ctx: Services) 
 async def unlink_card(id_tag: str, admin: LiveAdmin, ctx: Services) -> UnlinkOut:
     """Soft unlink (``is_active=false``), cascading to the card's child cards."""
     return await cards.unlink_card(ctx, actor_of(admin), id_tag)
+
+
+@router.get("/{id_tag}/link", response_model=LinkProgress)
+async def link_progress(id_tag: str, _: AdminUser, ctx: Services) -> LinkProgress:
+    """The newest link saga of the card: its steps so far (404 when none has run)."""
+    return await cards.link_progress(ctx, id_tag)
+
+
+@router.post("/{id_tag}/report-lost", response_model=ReportLostOut)
+async def report_lost(id_tag: str, admin: LiveAdmin, state: State, ctx: Services) -> ReportLostOut:
+    """As a driver's report: deactivated at once, Blocked on the chargers, a running session
+    stopped, the operators told."""
+    return await report_card_lost(state, ctx, admin, id_tag, owner=None)

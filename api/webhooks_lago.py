@@ -22,8 +22,8 @@ harmless, for as long as the row is kept.) If Temporal cannot be reached the row
 ``pending`` and the answer is 503, so Lago retries — and the retry (a duplicate) starts the run.
 
 Routers: :data:`router` (webhook, reads the public key from settings when such a setting exists)
-or :func:`build_webhook_router` (explicit key); :func:`build_admin_router` (replay) takes the
-admin check as a dependency.
+or :func:`build_webhook_router` (explicit key); :func:`build_admin_router` (the event log, replay,
+the breaker's state and reset) takes the admin check as a dependency.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
@@ -46,19 +46,25 @@ from pydantic import BaseModel
 from temporalio.service import RPCError
 
 from activities.lago_webhooks import (
+    BreakerState,
     replay_webhook_event,
     start_webhook_workflow,
     store_webhook_event,
 )
+from api.authz import Principal
 from api.deps import State
 from api.errors import ApiError, NotFound
+from api.services import Services, actor_of
 from config.settings import Settings
 from db.billing_models import WEBHOOK_PENDING
+from services import lago_webhook_log
 
 log = logging.getLogger("polaris.api.webhooks.lago")
 
 WEBHOOK_PATH = "/api/webhook/lago"
 REPLAY_PATH = "/api/admin/webhooks/lago/{event_id}/replay"
+EVENTS_PATH = "/api/admin/webhooks/lago"
+BREAKER_PATH = "/api/admin/webhooks/lago/breaker"
 
 
 class InvalidSignature(ApiError):
@@ -273,6 +279,35 @@ def build_admin_router(
         except LookupError as exc:
             raise NotFound("webhook event") from exc
         return ReplayStarted(id=stored.id, replay_of=event_id, status=stored.status)
+
+    @api.get(EVENTS_PATH, response_model=list[lago_webhook_log.WebhookEventOut])
+    async def list_lago_webhooks(
+        ctx: Services,
+        status: Annotated[str | None, Query(max_length=16)] = None,
+        webhook_type: Annotated[str | None, Query(max_length=100)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[lago_webhook_log.WebhookEventOut]:
+        """The stored webhooks (and replays), newest first."""
+        return await lago_webhook_log.list_events(
+            ctx, status=status, webhook_type=webhook_type, limit=limit, offset=offset
+        )
+
+    @api.get(BREAKER_PATH, response_model=BreakerState)
+    async def lago_webhook_breaker(ctx: Services) -> BreakerState:
+        """Open: webhooks are stored as ``skipped`` (replay them after the reset)."""
+        return await lago_webhook_log.breaker(ctx)
+
+    # A default, not an annotation: annotations are resolved from the module's globals, where
+    # this closure's ``require_admin`` is not.
+    admin = Depends(require_admin)
+
+    @api.post(f"{BREAKER_PATH}/reset", response_model=BreakerState)
+    async def reset_lago_webhook_breaker(
+        ctx: Services, principal: Principal = admin
+    ) -> BreakerState:
+        """Close the breaker (audited)."""
+        return await lago_webhook_log.reset(ctx, actor_of(principal))
 
     return api
 

@@ -22,9 +22,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.identity import REASSIGN_REQUIRED, BillingMode, normalize_email
 from db.audit import add_audit
@@ -365,6 +365,44 @@ async def _run_link(
         raise LinkFailed(str(exc.cause or exc)) from exc
 
 
+class LinkProgress(BaseModel):
+    """The newest card-link saga of a card: whether it still runs, and its steps so far."""
+
+    running: bool
+    workflow_status: str
+    progress: CardLinkResult
+
+
+# A query needs a worker: without one, the answer is "unavailable" after this long.
+PROGRESS_WAIT_S = 5.0
+
+
+async def link_progress(ctx: ServiceContext, id_tag: str) -> LinkProgress:
+    """The card-link saga's ``progress`` query: the steps completed (and compensated) so far."""
+    async with ctx.sessions() as db:
+        if await db.get(EvCard, id_tag) is None:
+            raise NotFound("card not found")
+    try:
+        client = await ctx.temporal()
+        handle = client.get_workflow_handle(card_link_workflow_id(id_tag))
+        described = await asyncio.wait_for(handle.describe(), PROGRESS_WAIT_S)
+        progress = await asyncio.wait_for(
+            handle.query("progress", result_type=CardLinkResult), PROGRESS_WAIT_S
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound("no link of this card has run") from exc
+        raise Unavailable("Temporal is not reachable") from exc
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        raise Unavailable("Temporal is not reachable") from exc
+    status = described.status
+    return LinkProgress(
+        running=status == WorkflowExecutionStatus.RUNNING,
+        workflow_status=status.name.lower() if status is not None else "unknown",
+        progress=progress,
+    )
+
+
 async def unlink_card(ctx: ServiceContext, actor: Actor, id_tag: str) -> UnlinkOut:
     """Soft unlink (``is_active=false``), cascading to the card's child cards."""
     async with ctx.sessions() as db, db.begin():
@@ -415,6 +453,7 @@ __all__ = [
     "LinkIn",
     "LinkInProgress",
     "LinkPending",
+    "LinkProgress",
     "MappingOut",
     "NotLinked",
     "ReassignRequired",

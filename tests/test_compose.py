@@ -215,6 +215,13 @@ def test_dockerfiles_match_the_compose_file() -> None:
         )
     users = re.findall(r"^USER\s+(\S+)", app, re.M)
     assert users and not users[-1].startswith(("root", "0")), "the app image must not run as root"
+    # The console's npm assets: installed from the lock file in a node stage, copied next to the
+    # installed package (api/console/assets.py looks there), checked at build time.
+    assert re.search(r"^FROM \$\{NODE_IMAGE\} AS console-assets", app, re.M)
+    assert "COPY api/console/package.json api/console/package-lock.json" in app
+    assert re.search(r"npm ci --omit=dev", app)
+    assert "COPY --from=console-assets /console/node_modules" in app
+    assert "missing_vendor_files" in app
 
     auth = (ROOT / "Dockerfile.auth").read_text()
     assert re.search(r"node:20", auth)
@@ -225,7 +232,14 @@ def test_dockerfiles_match_the_compose_file() -> None:
     assert users and users[-1] != "root"
 
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for entry in (".git", ".venv", ".polaris", "auth/node_modules", ".env"):
+    for entry in (
+        ".git",
+        ".venv",
+        ".polaris",
+        "auth/node_modules",
+        "api/console/node_modules",
+        ".env",
+    ):
         assert entry in ignored, entry
 
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.console import assets, routes_auth, routes_driver, routes_operator
+from api.console import (
+    assets,
+    routes_auth,
+    routes_driver,
+    routes_operator,
+    routes_operator_ops,
+)
 from api.console.api_client import ApiFailure
 from api.console.web import ConsoleHttpError, SignInRequired, is_htmx, page
 
 
 def install(app: FastAPI) -> None:
-    for module in (assets, routes_auth, routes_operator, routes_driver):
+    for module in (assets, routes_auth, routes_operator, routes_operator_ops, routes_driver):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)

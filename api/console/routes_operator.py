@@ -36,7 +36,9 @@ async def _dashboard_data(request: Request, user: Operator) -> dict[str, Any]:
     offline = [c for c in chargers if not c.get("connected")]
     operations = await api.get("/api/v1/operations", limit=100)
     failed = [o for o in operations if o.get("status") in FAILED_OPERATION_STATUSES][:10]
+    breaker = await api.get("/api/admin/webhooks/lago/breaker")
     return {
+        "breaker": breaker,
         "kpis": kpis,
         "live_sessions": live,
         "offline": offline[:20],

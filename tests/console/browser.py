@@ -109,3 +109,29 @@ async def check_accessibility(page: Any, what: str = "") -> None:
     assert not bad, f"axe on {what or page.url}: " + "\n".join(
         f"{v['impact']} {v['id']}: {v['help']}\n    " + "\n    ".join(v["nodes"]) for v in bad
     )
+
+
+async def api_call(page: Any, method: str, path: str, **options: Any) -> Any:
+    """Call the API from the signed-in page, as a client would: a JWT from ``POST
+    /console/token`` (CSRF-protected), then ``fetch``. ``json=`` or ``text=`` is the body.
+    Answers ``{"status": …, "body": …}``."""
+    return await page.evaluate(
+        """async ([method, path, options]) => {
+            const csrf = document.querySelector('meta[name="csrf-token"]').content;
+            const t = await fetch("/console/token",
+                {method: "POST", headers: {"X-CSRF-Token": csrf}});
+            const {token} = await t.json();
+            const headers = {Authorization: `Bearer ${token}`};
+            let body;
+            if (options.json !== undefined) {
+                headers["Content-Type"] = "application/json";
+                body = JSON.stringify(options.json);
+            } else if (options.text !== undefined) {
+                headers["Content-Type"] = "application/octet-stream";
+                body = options.text;
+            }
+            const r = await fetch(path, {method, headers, body});
+            return {status: r.status, body: await r.json().catch(() => null)};
+        }""",
+        [method, path, options],
+    )

@@ -24,7 +24,7 @@ from activities.lago import LagoBilling
 from config.settings import Settings
 from db.engine import make_engine, make_session_factory
 from tests.billing.conftest import API_KEY, seed_driver
-from tests.console.browser import SCREENSHOTS, check_accessibility
+from tests.console.browser import SCREENSHOTS, api_call, check_accessibility
 from tests.console.conftest import ConsoleStack
 from tests.console.test_console_foundation import sign_in_with_password
 from tests.operations.charger import OperationsCharger
@@ -112,6 +112,16 @@ async def test_operator_runs_a_charger_from_the_console(
     await sign_in_with_password(page, email, password)
     await page.wait_for_url("**/console/operator")
 
+    # -- a tariff for the charger, so the session has a price and a cost ---------------------
+    tariff = f"WEB-{uuid.uuid4().hex[:6].upper()}"
+    made = await api_call(
+        page,
+        "POST",
+        "/api/v1/tariffs",
+        json={"code": tariff, "currency": "EUR", "price_per_kwh_minor": 35},
+    )
+    assert made["status"] == 201, made
+
     # -- add a charger: the API's error next to the field, then success -----------------------
     await page.get_by_role("link", name="Chargers").click()
     await page.wait_for_url("**/console/operator/chargers")
@@ -126,6 +136,7 @@ async def test_operator_runs_a_charger_from_the_console(
     await check_accessibility(page, "add charger, refused")
     await page.locator("#f-connectors").fill("2")
     await page.locator("#f-max_power_w").fill(str(MAX_POWER_W))
+    await page.locator("#f-tariff").fill(tariff)
     await page.get_by_role("button", name="Add charger").click()
     secret = await page.locator("[data-charger-password]").text_content()
     assert secret
@@ -171,6 +182,9 @@ async def test_operator_runs_a_charger_from_the_console(
         session_link = page.get_by_role("link", name=f"{charge_box_id}/1")
         await session_link.wait_for()
         await page.locator("[data-live-status]", has_text="live").wait_for()
+        # The shot shows the live figures once they caught up: the session counted, its kWh.
+        await page.locator("[data-kpi='active_sessions']", has_text="1").wait_for()
+        await page.locator("[data-energy]", has_text="0.400 kWh").wait_for(timeout=60_000)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SCREENSHOTS / "operator-dashboard.png"), full_page=True)
         await check_accessibility(page, "dashboard with a live session")
@@ -199,6 +213,9 @@ async def test_operator_runs_a_charger_from_the_console(
         await page.locator(
             "[data-session-state]", has_text=re.compile("stopped|billed|closed")
         ).wait_for(timeout=90_000)
+        # Billed under the charger's tariff: 3 kWh at 0.35 EUR.
+        await page.locator(f"[data-session-tariff='{tariff}']").wait_for(timeout=90_000)
+        await page.locator("[data-session-cost='105']").wait_for(timeout=90_000)
         timeline = page.locator("[data-timeline]")
         await timeline.locator("li[data-kind='activity']").first.wait_for(timeout=60_000)
         await timeline.locator("li[data-kind='signal']").first.wait_for()

@@ -74,6 +74,9 @@ LAGO = DRIVER
 ROUTES: dict[tuple[str, str], Rule] = {
     # -- admin webhooks (inbound Lago events replayed by an operator)
     ("POST", "/api/admin/webhooks/lago/{event_id}/replay"): OPERATOR,
+    ("GET", "/api/admin/webhooks/lago"): OPERATOR,
+    ("GET", "/api/admin/webhooks/lago/breaker"): OPERATOR,
+    ("POST", "/api/admin/webhooks/lago/breaker/reset"): OPERATOR,
     # -- me
     ("GET", "/api/v1/me"): DRIVER,
     ("GET", "/api/v1/me/cards"): DRIVER,
@@ -145,6 +148,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PATCH", "/api/v1/cards/{id_tag}"): OPERATOR,
     ("POST", "/api/v1/cards/{id_tag}/link"): OPERATOR,
     ("POST", "/api/v1/cards/{id_tag}/unlink"): OPERATOR,
+    ("GET", "/api/v1/cards/{id_tag}/link"): OPERATOR,
+    ("POST", "/api/v1/cards/{id_tag}/report-lost"): OPERATOR,
     # -- sessions
     ("GET", "/api/v1/sessions"): OPERATOR,
     ("GET", "/api/v1/sessions/{session_id}"): OPERATOR,
@@ -165,7 +170,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/chargers/{charge_box_id}/scan-secret"): OPERATOR,
     ("POST", "/api/v1/scan/login"): PUBLIC,
     ("POST", "/api/v1/scan/{scan_id}/exchange"): PUBLIC,
-    # -- invoices (operator actions)
+    # -- invoices (operator list and actions)
+    ("GET", "/api/v1/invoices"): OPERATOR,
     ("POST", "/api/v1/invoices/{lago_id}/finalize"): OPERATOR,
     ("POST", "/api/v1/invoices/{lago_id}/void"): OPERATOR,
     ("POST", "/api/v1/invoices/{lago_id}/retry-payment"): OPERATOR,

@@ -95,6 +95,9 @@ async function live(url) {
           async onopen(response) {
             if (!response.ok) throw new Error(`stream: ${response.status}`);
             setStatus("live");
+            // What changed between the page's render (or the last stream) and now came with no
+            // event we could see: refresh every live fragment once.
+            for (const el of document.querySelectorAll("[data-live-types]")) refresh(el);
           },
           onmessage(message) {
             if (message.id) lastId = message.id;
