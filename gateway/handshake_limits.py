@@ -106,6 +106,14 @@ class FailureThrottle:
             return IN_FLIGHT_RETRY_S
         return None
 
+    def locked_for_s(self, key: str) -> float | None:
+        """How long ``key`` is still locked out (None when it is not)."""
+        state = self._keys.get(key)
+        if state is None:
+            return None
+        now = self._clock()
+        return state.locked_until - now if now < state.locked_until else None
+
     def begin(self, key: str) -> None:
         state = self._keys.get(key)
         if state is None:
@@ -175,6 +183,10 @@ class Ticket:
     address_key: str
     charge_box_id: str
     charger_throttled: bool
+    # False for a handshake that offers no credentials: it can never be a wrong password, so it
+    # holds no place in the failure count (a reconnect storm of chargers that need no password,
+    # all behind one address, must not lock that address out).
+    reserved: bool = True
 
 
 class HandshakeGuard:
@@ -195,9 +207,22 @@ class HandshakeGuard:
         # chargeBoxId → the address key it last proved its password from.
         self._last_good: OrderedDict[str, str] = OrderedDict()
 
-    def admit(self, address: str | None, charge_box_id: str) -> Ticket | float:
-        """A ticket to check this handshake, or the seconds to wait (answer 429)."""
+    def admit(
+        self, address: str | None, charge_box_id: str, *, offers_credentials: bool = True
+    ) -> Ticket | float:
+        """A ticket to check this handshake, or the seconds to wait (answer 429).
+
+        A handshake without credentials cannot fail a password check: it is refused only while
+        its address or charger id is locked out, and reserves nothing."""
         key = address_key(address)
+        if not offers_credentials:
+            locks = [self.by_address.locked_for_s(key)]
+            if self._last_good.get(charge_box_id) != key:
+                locks.append(self.by_charger.locked_for_s(charge_box_id))
+            wait = max((w for w in locks if w is not None), default=None)
+            if wait is not None:
+                return wait
+            return Ticket(key, charge_box_id, charger_throttled=False, reserved=False)
         charger_throttled = self._last_good.get(charge_box_id) != key
         waits = [self.by_address.retry_after_s(key)]
         if charger_throttled:
@@ -211,6 +236,8 @@ class HandshakeGuard:
         return Ticket(key, charge_box_id, charger_throttled)
 
     def settle(self, ticket: Ticket, outcome: Outcome) -> None:
+        if not ticket.reserved:
+            return
         if outcome is Outcome.FAILED:
             self.by_address.fail(ticket.address_key)
             if ticket.charger_throttled:

@@ -162,7 +162,11 @@ class OcppServer:
         peer = self._peer(connection, request)
         # Admission and the cap are decided before the first await, so a burst of concurrent
         # handshakes sees each other's reservations.
-        ticket = self.guard.admit(peer, charge_box_id)
+        ticket = self.guard.admit(
+            peer,
+            charge_box_id,
+            offers_credentials=request.headers.get("Authorization") is not None,
+        )
         if not isinstance(ticket, Ticket):
             return _retry_later(connection, HTTPStatus.TOO_MANY_REQUESTS, ticket)
         if self.pending_handshakes >= self.ctx.settings.gateway_max_pending_handshakes:

@@ -20,7 +20,14 @@ from websockets.typing import Subprotocol
 
 from config.settings import Settings
 from db.engine import SessionFactory
-from gateway.handshake_limits import FailureThrottle, address_key, client_address
+from gateway.handshake_limits import (
+    FailureThrottle,
+    HandshakeGuard,
+    Outcome,
+    Ticket,
+    address_key,
+    client_address,
+)
 from gateway.main import Gateway
 from gateway.passwords import verify_calls
 from tests.gateway.conftest import charger_session, seed_charger
@@ -297,3 +304,62 @@ def test_failure_throttle_memory_is_bounded() -> None:
         throttle.begin(f"10.0.{i // 250}.{i % 250}")
         throttle.fail(f"10.0.{i // 250}.{i % 250}")
     assert len(throttle) == 50
+
+
+async def test_a_reconnect_storm_without_credentials_from_one_address_is_not_throttled(
+    limited_gateway: GatewayFactory, session_factory: SessionFactory
+) -> None:
+    """Chargers that need no password, all behind one address (a site's NAT), reconnecting at
+    once: none of them can fail a password check, so none is answered 429 — while an address
+    locked out by wrong passwords stays refused, credentials or not."""
+    chargers = [
+        await seed_charger(session_factory, allow_unauthenticated=True) for _ in range(4 * LIMIT)
+    ]
+    async with limited_gateway(gateway_max_pending_handshakes=10 * LIMIT) as gateway:
+        accepted: list[str] = []
+        refused: Counter[int] = Counter()
+
+        async def reconnect(cb: str) -> None:
+            try:
+                async with connect(
+                    f"ws://127.0.0.1:{gateway.port}/ocpp/{cb}",
+                    subprotocols=[Subprotocol("ocpp1.6")],
+                    local_addr=("127.0.0.5", 0),
+                    open_timeout=60,
+                ):
+                    accepted.append(cb)
+            except InvalidStatus as exc:
+                refused[exc.response.status_code] += 1
+
+        async with asyncio.timeout(120):
+            await asyncio.gather(*(reconnect(cb) for cb in chargers))
+        assert not refused, refused
+        assert sorted(accepted) == sorted(chargers)
+
+        # An address locked out by wrong passwords is refused even without credentials.
+        victim = await seed_charger(session_factory, password="pw")
+        await flood(gateway, victim, LIMIT, source="127.0.0.6", concurrency=1)
+        assert await handshake_status(gateway, chargers[0], source="127.0.0.6") == 429
+
+
+def test_handshakes_without_credentials_reserve_nothing() -> None:
+    settings = Settings(
+        env="test",
+        gateway_auth_failure_limit=2,
+        gateway_auth_failure_window_s=60,
+        gateway_auth_backoff_s=60,
+        gateway_auth_backoff_max_s=60,
+    )
+    guard = HandshakeGuard(settings)
+    tickets = [guard.admit("10.0.0.1", f"CB-{i}", offers_credentials=False) for i in range(50)]
+    assert all(isinstance(t, Ticket) and not t.reserved for t in tickets)
+    assert len(guard.by_address) == 0
+    for t in tickets:
+        assert isinstance(t, Ticket)
+        guard.settle(t, Outcome.NEUTRAL)
+    # Two wrong passwords lock the address out: then even a credential-less handshake waits.
+    for _ in range(2):
+        t = guard.admit("10.0.0.1", "CB-x")
+        assert isinstance(t, Ticket)
+        guard.settle(t, Outcome.FAILED)
+    assert isinstance(guard.admit("10.0.0.1", "CB-y", offers_credentials=False), float)
