@@ -266,8 +266,15 @@ def build_admin_router(
     """Operator routes for the webhook log; ``require_admin`` is a FastAPI dependency."""
     api = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 
+    # A default, not an annotation: annotations are resolved from the module's globals, where
+    # this closure's ``require_admin`` is not.
+    admin = Depends(require_admin)
+
     @api.post(REPLAY_PATH, response_model=ReplayStarted, status_code=202)
-    async def replay_lago_webhook(event_id: int, state: State) -> ReplayStarted:
+    async def replay_lago_webhook(
+        event_id: int, state: State, ctx: Services, principal: Principal = admin
+    ) -> ReplayStarted:
+        """Process a stored webhook again, as a new event row (audited)."""
         try:
             client = await state.temporal()
         except (RPCError, OSError, RuntimeError) as exc:
@@ -278,6 +285,7 @@ def build_admin_router(
             )
         except LookupError as exc:
             raise NotFound("webhook event") from exc
+        await lago_webhook_log.audit_replay(ctx, actor_of(principal), event_id, stored.id)
         return ReplayStarted(id=stored.id, replay_of=event_id, status=stored.status)
 
     @api.get(EVENTS_PATH, response_model=list[lago_webhook_log.WebhookEventOut])
@@ -297,10 +305,6 @@ def build_admin_router(
     async def lago_webhook_breaker(ctx: Services) -> BreakerState:
         """Open: webhooks are stored as ``skipped`` (replay them after the reset)."""
         return await lago_webhook_log.breaker(ctx)
-
-    # A default, not an annotation: annotations are resolved from the module's globals, where
-    # this closure's ``require_admin`` is not.
-    admin = Depends(require_admin)
 
     @api.post(f"{BREAKER_PATH}/reset", response_model=BreakerState)
     async def reset_lago_webhook_breaker(

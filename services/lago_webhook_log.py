@@ -112,3 +112,15 @@ async def reset(ctx: ServiceContext, actor: Actor) -> BreakerState:
         },
     )
     return after
+
+
+async def audit_replay(ctx: ServiceContext, actor: Actor, event_id: int, replay_id: int) -> None:
+    """An operator replayed a stored webhook: who, which event, which new row."""
+    await write_audit(
+        ctx.sessions,
+        actor.id,
+        "lago_webhooks.replayed",
+        subject=f"lago_webhook:{event_id}",
+        source=actor.source,
+        details={"event_id": event_id, "replay_id": replay_id},
+    )

@@ -21,12 +21,14 @@ from temporalio.worker import Worker
 
 from activities.lago import LagoBilling, SendUsageEventsInput
 from activities.lago_webhooks import LagoWebhookActivities, breaker_state, reset_breaker
+from api.authz import Principal
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.webhooks_lago import build_admin_router, build_webhook_router, hmac_signature
 from config.settings import Settings
 from db.billing_models import LagoWebhookEvent, Notification, SessionInvoice
 from db.engine import SessionFactory
+from db.models import AuditLog
 from tests.billing.conftest import seed_billing_events, seed_driver
 from tests.helpers import eventually
 from tests.sandbox.conftest import RunningSandbox
@@ -55,7 +57,18 @@ async def api(
     install_error_handlers(app)
     public_pem = RSA_KEY.as_pem(private=False).decode()
     app.include_router(build_webhook_router(public_key=public_pem))
-    app.include_router(build_admin_router(lambda: None))
+    app.include_router(
+        build_admin_router(
+            lambda: Principal(
+                user_id="admin-tests",
+                email=None,
+                role="admin",
+                session_id=None,
+                impersonated_by=None,
+                source="127.0.0.1",
+            )
+        )
+    )
     await reset_breaker(session_factory, by="tests")
     activities = LagoWebhookActivities(session_factory, breaker_threshold=2)
     async with (
@@ -258,6 +271,18 @@ async def test_invoice_created_links_sessions_notifies_and_replays(
             )
         ).all()
     assert len(notes_after) == 1  # a replay never notifies twice
+    async with session_factory() as db:
+        audited = (
+            await db.scalars(
+                select(AuditLog).where(
+                    AuditLog.action == "lago_webhooks.replayed",
+                    AuditLog.subject == f"lago_webhook:{event_id}",
+                )
+            )
+        ).all()
+    assert [(a.actor, a.details["replay_id"]) for a in audited] == [
+        ("user:admin-tests", replay.json()["id"])
+    ]
     missing = await api.post("/api/admin/webhooks/lago/999999999/replay")
     assert missing.status_code == 404
 
