@@ -15,6 +15,9 @@ it is recorded:
   ``… tests/workflows/test_data_error.py``.
 - ``charging_session_v4``: with ``session-closure-v1`` (a forgotten transaction closed, then a
   late stop's compensation), ``… tests/workflows/test_session_closure.py``.
+- ``charging_session_v5``: with ``ocpp201-transaction-status-v1`` (the watchdog asks a 2.0.1
+  station GetTransactionStatus and closes the transaction it no longer has),
+  ``… tests/sessions/test_ocpp201_transaction_status.py -k no_longer``.
 - ``firmware_campaign_*``: ``… tests/firmware/test_campaign.py -k "threshold or operator"``.
 - ``local_list_sync_v1``: a differential update refused with VersionMismatch, the Full update
   that followed, ``… tests/local_lists/test_sync.py -k mismatch``.
@@ -55,6 +58,7 @@ MARKERS: dict[str, str] = {
     "charging_session_v2": "lago_send_usage_events",
     "charging_session_v3": "DataError",
     "charging_session_v4": "record_session_closure",
+    "charging_session_v5": "send_charger_command",
     "firmware_campaign_threshold_v1": "EVENT_TYPE_TIMER_FIRED",
     "firmware_campaign_halt_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
     "local_list_sync_v1": "local_list_record_accepted",
