@@ -5,62 +5,21 @@ reconnects with it and the old one is refused (real gateway, real Temporal, real
 
 from __future__ import annotations
 
-import asyncio
-import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client
-from websockets.asyncio.client import connect
 
 from db.engine import SessionFactory
-from db.models import AuditLog, Charger
+from db.models import AuditLog
 from db.operation_models import ChargerOperation
 from gateway.main import Gateway
 from services import chargers
 from services.context import ServiceContext
 from tests.gateway.conftest import uid
-from tests.gateway.station201 import Station201
 from tests.gateway.test_charger_auth import basic, handshake_status
-from tests.helpers import eventually
-from tests.operations.conftest import ADMIN
+from tests.operations.conftest import ADMIN, station201
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _connected(sf: SessionFactory, charge_box_id: str, value: bool) -> bool:
-    async with sf() as db:
-        row = await db.get(Charger, charge_box_id)
-    return row is not None and row.connected is value
-
-
-@asynccontextmanager
-async def station201(
-    gateway: Gateway, sf: SessionFactory, charge_box_id: str, password: str
-) -> AsyncIterator[Station201]:
-    token = base64.b64encode(f"{charge_box_id}:{password}".encode()).decode()
-    async with connect(
-        f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}",
-        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-        additional_headers={"Authorization": f"Basic {token}"},
-    ) as ws:
-        assert ws.subprotocol == "ocpp2.0.1"
-        cp = Station201(charge_box_id, ws)
-        task = asyncio.create_task(cp.start())
-        try:
-
-            async def registered() -> bool:
-                in_registry = gateway.registry.get(charge_box_id) is not None
-                return in_registry and await _connected(sf, charge_box_id, True)
-
-            await eventually(registered, message="the station to be connected")
-            yield cp
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    await eventually(lambda: _connected(sf, charge_box_id, False), message="the disconnect")
 
 
 async def test_a_connected_2_0_1_charger_gets_its_new_password_as_set_variables(
