@@ -9,6 +9,7 @@ With ``POLARIS_RECORD_HISTORIES=1`` the closing test also records
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from gateway.main import Gateway
 from tests.gateway.conftest import seed_card
 from tests.gateway.station201 import Station201, at_minutes, energy, station, tx_event
 from tests.helpers import eventually
+from tests.operations.test_api_and_cli import polaris
 from tests.sessions.conftest import session_row
 from tests.sessions.test_forgotten_transactions import ended, price, priced_charger
 
@@ -149,6 +151,20 @@ async def test_an_ongoing_or_queued_2_0_1_transaction_is_kept_by_the_watchdog(
     async with sf() as s:
         tx = await s.scalar(select(Transaction).where(Transaction.workflow_id == workflow_id))
     assert tx is not None and tx.closed_at is None and tx.stopped_at is not None
+
+    # The operator's view: the charger's transactionId and the version, and lookup by it.
+    listed = await polaris(stack.settings, "sessions", "list", "--charger", cb, "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["workflow_id"], row["transaction_id"]) == (workflow_id, tx.id)
+    assert (row["ocpp_version"], row["ocpp_transaction_id"]) == ("2.0.1", "TX-KEPT")
+    for key in ("TX-KEPT", f"{cb}:TX-KEPT", str(tx.id)):
+        shown = await polaris(stack.settings, "sessions", "show", key, "--json")
+        assert shown.returncode == 0, shown.stderr
+        story = json.loads(shown.stdout)
+        assert story["workflow_id"] == workflow_id and story["ocpp_transaction_id"] == "TX-KEPT"
+    missing = await polaris(stack.settings, "sessions", "show", f"{cb}:TX-NONE")
+    assert missing.returncode != 0 and "no session" in missing.stderr
 
 
 async def test_a_2_0_1_transaction_the_station_no_longer_has_is_closed(
