@@ -86,6 +86,9 @@ class ChargerLivenessInput(BaseModel):
     charge_box_id: str
     silent_after_s: float
     connector_id: int | None = None
+    # The session's transaction (our integer id): names the charger's 2.0.1 transactionId the
+    # watchdog may ask about (GetTransactionStatus). None: not asked.
+    transaction_id: int | None = None
 
 
 class ChargerLiveness(BaseModel):
@@ -96,6 +99,10 @@ class ChargerLiveness(BaseModel):
     # since the charger last booted? A status from before a reboot is no evidence: the charger
     # may have come back without the transaction. True when no connector was asked about.
     connector_charging: bool = True
+    # The charger's own transactionId when the session's transaction is an OCPP 2.0.1 one the
+    # station has not ended (and we have neither stopped nor closed): the watchdog asks the
+    # station about it (GetTransactionStatus) before closing. None for 1.6 and for an ended one.
+    ocpp_transaction_id: str | None = None
 
 
 class ChargerRouteInput(BaseModel):
@@ -265,6 +272,11 @@ class SessionActivities:
             connected=charger.connected,
             last_seen_at=charger.last_seen_at,
             connector_charging=charging,
+            ocpp_transaction_id=(
+                await self._open_201_transaction_id(input.charge_box_id, input.transaction_id)
+                if input.transaction_id is not None
+                else None
+            ),
         )
 
     async def _open_201_transaction(self, charge_box_id: str, evse_id: int) -> bool:
@@ -285,6 +297,23 @@ class SessionActivities:
                 .limit(1)
             )
         return found is not None
+
+    async def _open_201_transaction_id(self, charge_box_id: str, transaction_id: int) -> str | None:
+        """The charger's 2.0.1 transactionId of our transaction, while nobody has ended it."""
+        async with self._sessions() as db:
+            found = await db.scalar(
+                select(Ocpp201Transaction.ocpp_transaction_id)
+                .join(Transaction, Transaction.id == Ocpp201Transaction.transaction_id)
+                .where(
+                    Ocpp201Transaction.charge_box_id == charge_box_id,
+                    Ocpp201Transaction.transaction_id == transaction_id,
+                    Ocpp201Transaction.ended_at.is_(None),
+                    Transaction.stopped_at.is_(None),
+                    Transaction.closed_at.is_(None),
+                )
+                .limit(1)
+            )
+        return found
 
     @activity.defn(name=ACTIVITY_RESOLVE_CHARGER_ROUTE)
     async def resolve_charger_route(self, input: ChargerRouteInput) -> ChargerRoute:

@@ -40,7 +40,8 @@ def _warn(text: str) -> None:
 
 def _show(view: dict[str, Any]) -> None:
     connectors = view.get("connectors", [])
-    fields = {k: v for k, v in view.items() if k not in ("connectors", "authentication")}
+    lists = ("connectors", "authentication", "security_events", "events")
+    fields = {k: v for k, v in view.items() if k not in lists}
     auth = view["authentication"]
     fields["authentication"] = auth["mode"] + (
         " (new password pending: the old one works until the charger uses the new one)"
@@ -63,8 +64,28 @@ def _show(view: dict[str, Any]) -> None:
                 f"  {c['connector_id']}: {c['status']} {c['error_code']} "
                 f"since {c['since'] or '-'}; {running} ({plug}{power})"
             )
+    for title, key in (("security events", "security_events"), ("events", "events")):
+        if view.get(key):
+            print(f"{title} (newest first):")
+            for e in view[key]:
+                print(f"  {_event_line(e)}")
     if auth["warning"]:
         _warn(f"charger {view['charge_box_id']} {auth['warning']}")
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    """One audited SecurityEventNotification / NotifyEvent of `chargers show`."""
+    at = event.get("timestamp") or event.get("at")
+    if str(event.get("action", "")).startswith("security_event."):
+        words = [str(event.get("type")), str(event.get("tech_info") or "")]
+    else:
+        words = [
+            f"{event.get('component')}.{event.get('variable')}",
+            f"= {event.get('actual_value')}",
+            f"({event.get('trigger')}, {event.get('notification_type')})",
+            str(event.get("tech_info") or ""),
+        ]
+    return " ".join([str(at), *(w for w in words if w)])
 
 
 async def _add(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
@@ -146,6 +167,8 @@ async def _set(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> i
             "max_power_w": "max_power_w",
             "allow_unauthenticated": "allow_unauthenticated",
             "label": "label",
+            "free_vend": "free_vend",
+            "registration_status": "registration_status",
         },
         clearing=True,
     )
@@ -242,6 +265,18 @@ def add_chargers_commands(sub: Any) -> Any:
         help="let it connect WITHOUT a password (dangerous: anyone can speak for it)",
     )
     change.add_argument("--label", type=optional, help='("" clears it)')
+    change.add_argument(
+        "--free-vend",
+        type=yes_no,
+        metavar="true|false",
+        help="OCPP 2.0.1: accept the start button (NoAuthorization); such sessions are "
+        "flagged free_vend and never billed to a customer",
+    )
+    change.add_argument(
+        "--registration-status",
+        choices=("Accepted", "Pending", "Rejected"),
+        help="OCPP 2.0.1: the answer to its next BootNotification",
+    )
     change.add_argument(
         "--connector-type",
         action="append",

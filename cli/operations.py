@@ -32,7 +32,9 @@ def add_operation_commands(chargers_sub: Any) -> None:
         "op",
         help="send an OCPP operation to a charger (e.g. Reset type=Soft)",
         description="Fields are named as in OCPP 1.6: type=Soft, key=HeartbeatInterval value=60, "
-        "connectorId=1; objects and lists as JSON or @file.json.",
+        "connectorId=1 (translated for a charger on OCPP 2.0.1); the 2.0.1-only operations "
+        "(GetVariables, SetVariables, GetBaseReport, GetTransactionStatus, "
+        "RequestStart/StopTransaction) take 2.0.1 fields; objects and lists as JSON or @file.json.",
     )
     op.add_argument("charge_box_id", help="chargeBoxId")
     op.add_argument("action", help="the OCPP action, e.g. Reset, GetConfiguration, TriggerMessage")
@@ -80,17 +82,23 @@ def _read_file(path: str) -> str:
 async def _run_op(settings: Settings, args: argparse.Namespace) -> int:
     from cli.output import emit, fail
     from cli.service_context import open_service_context
-    from domain.operations import FieldParseError, parse_fields
+    from domain.operations import OCPP201_ONLY_ACTIONS, FieldParseError, parse_fields
     from gateway import ocpp16_operations as ocpp16
+    from gateway import ocpp201_operations as ocpp201
     from services import operations
     from services.actor import Actor
     from services.errors import InvalidInput, NotFound, ServiceError
 
     try:
         try:
-            schema = ocpp16.request_schema(args.action)
+            if args.action in OCPP201_ONLY_ACTIONS:  # GetVariables, SetVariables, …
+                schema = ocpp201.request_schema(args.action)
+            else:
+                schema = ocpp16.request_schema(args.action)
         except ocpp16.UnknownAction as exc:
-            raise NotFound(str(exc)) from None
+            raise NotFound(
+                f"{exc}, or an OCPP 2.0.1 one: {', '.join(OCPP201_ONLY_ACTIONS)}"
+            ) from None
         try:
             fields = parse_fields(args.fields, schema, read_file=_read_file)
         except FieldParseError as exc:

@@ -1,7 +1,9 @@
 """``polaris seed demo``: idempotent demo data for a new installation.
 
 A site with charger ``DEMO-CP-1`` (2 connectors), a tariff, an EV card ``DEMO-CARD-1`` mapped to
-the driver ``driver@example.com``, and an admin (``POLARIS_ADMIN_EMAIL``, default
+the driver ``driver@example.com``, the cards an OCPP 2.0.1 charger presents (:data:`DEMO_201_CARDS`:
+ISO 14443 hex UIDs with their token type, two cards of one group, a blocked and an expired card,
+all the driver's), and an admin (``POLARIS_ADMIN_EMAIL``, default
 ``admin@example.com``) whose password is ``POLARIS_ADMIN_PASSWORD`` or generated and printed once,
 when the admin is first created. Running it again changes nothing.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import select
@@ -28,6 +31,32 @@ DEMO_CONNECTORS = (1, 2)
 DEMO_CARD = "DEMO-CARD-1"
 DEMO_DRIVER = "driver@example.com"
 DEMO_TARIFF = "demo-standard"
+# The group (parent) of the two fleet cards: an idTag no charger presents itself.
+DEMO_GROUP = "DEMO-FLEET-GROUP"
+
+
+@dataclass(frozen=True)
+class DemoCard:
+    id_tag: str
+    label: str
+    token_type: str | None = None
+    parent: str | None = None
+    blocked: bool = False
+    expired: bool = False
+
+
+# What an OCPP 2.0.1 charger presents: RFID cards by their UID in hex (ISO 14443: 4 or 7 bytes)
+# with the idToken type (a typed card matches only that type); 2.0.1 Authorize and
+# TransactionEvent answer their status and groupIdToken (docs/gateway.md, "OCPP 2.0.1").
+DEMO_201_CARDS: tuple[DemoCard, ...] = (
+    DemoCard("04E1A2B3C4D5E6", "ISO 14443 card (7-byte UID)", token_type="ISO14443"),
+    DemoCard("A1B2C3D4", "second ISO 14443 card (4-byte UID)", token_type="ISO14443"),
+    DemoCard("04F1000000000A", "fleet card A", token_type="ISO14443", parent=DEMO_GROUP),
+    DemoCard("04F1000000000B", "fleet card B", token_type="ISO14443", parent=DEMO_GROUP),
+    DemoCard("04B10C0ED00001", "blocked card", token_type="ISO14443", blocked=True),
+    DemoCard("04E0000000DEAD", "expired card", token_type="ISO14443", expired=True),
+)
+EXPIRED_AT = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -104,11 +133,37 @@ async def _seed_rows(session: AsyncSession, driver: AuthUser) -> str:
     await session.execute(
         insert(EvCard).values(id_tag=DEMO_CARD, label="Demo card").on_conflict_do_nothing()
     )
+    await session.execute(
+        insert(EvCard)
+        .values(id_tag=DEMO_GROUP, label="Demo fleet (group of two cards)")
+        .on_conflict_do_nothing()
+    )
+    for card in DEMO_201_CARDS:
+        await session.execute(
+            insert(EvCard)
+            .values(
+                id_tag=card.id_tag,
+                label=f"Demo {card.label}",
+                token_type=card.token_type,
+                parent_id_tag=card.parent,
+                blocked=card.blocked,
+                expires_at=EXPIRED_AT if card.expired else None,
+            )
+            .on_conflict_do_nothing()
+        )
+    public_id = await _map_card(session, driver, DEMO_CARD, None)
+    for card in DEMO_201_CARDS:
+        await _map_card(session, driver, card.id_tag, public_id)
+    return public_id
+
+
+async def _map_card(
+    session: AsyncSession, driver: AuthUser, id_tag: str, public_id: str | None
+) -> str:
+    """Map ``id_tag`` to the driver once; answers the mapping's public id."""
     mapped = (
         await session.execute(
-            select(UserMapping.public_id).where(
-                UserMapping.id_tag == DEMO_CARD, UserMapping.is_active
-            )
+            select(UserMapping.public_id).where(UserMapping.id_tag == id_tag, UserMapping.is_active)
         )
     ).scalar_one_or_none()
     if mapped is not None:
@@ -118,16 +173,17 @@ async def _seed_rows(session: AsyncSession, driver: AuthUser) -> str:
             select(UserMapping.public_id).where(UserMapping.user_id == driver.id).limit(1)
         )
     ).scalar_one_or_none()
-    public_id = existing_public_id or public_id_from_bytes(secrets.token_bytes(5))
+    public_id = public_id or existing_public_id or public_id_from_bytes(secrets.token_bytes(5))
     session.add(
         UserMapping(
             user_id=driver.id,
             public_id=public_id,
             email=driver.email,
-            id_tag=DEMO_CARD,
+            id_tag=id_tag,
             lago_customer_external_id=public_id,
         )
     )
+    await session.flush()
     return public_id
 
 
@@ -163,6 +219,9 @@ async def seed_demo(settings: Settings) -> int:
     print(f"site       {DEMO_SITE}")
     print(f"charger    {DEMO_CHARGER} (connectors {', '.join(map(str, DEMO_CONNECTORS))})")
     print(f"card       {DEMO_CARD} -> {DEMO_DRIVER}")
+    for card in DEMO_201_CARDS:
+        group = f", group {card.parent}" if card.parent else ""
+        print(f"card       {card.id_tag} ({card.token_type}{group}): {card.label} -> {DEMO_DRIVER}")
     print(f"tariff     {DEMO_TARIFF}: 0.30 EUR/kWh + 0.50 EUR per session")
     print(f"billing    {billing}")
     if admin.created and generated:

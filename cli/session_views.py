@@ -10,7 +10,10 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from db.models import ChargingSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import ChargingSession, Transaction
 from services import session_list
 from services.actor import Actor
 from services.context import ServiceContext
@@ -50,6 +53,24 @@ def session_dict(row: ChargingSession) -> dict[str, Any]:
         "end_reason": row.end_reason,
         "flags": list(row.flags or []),
     }
+
+
+async def add_protocols(db: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each session's OCPP version and, for 2.0.1, the charger's own transactionId (from the
+    journal row of its transaction; None without a transaction)."""
+    ids = [r["transaction_id"] for r in rows if r.get("transaction_id") is not None]
+    found = {}
+    if ids:
+        query = select(Transaction.id, Transaction.ocpp_version, Transaction.ocpp_transaction_id)
+        found = {
+            t.id: (t.ocpp_version or "1.6", t.ocpp_transaction_id)
+            for t in (await db.execute(query.where(Transaction.id.in_(ids)))).all()
+        }
+    for r in rows:
+        version, ocpp_tx = found.get(r.get("transaction_id"), (None, None))
+        r["ocpp_version"] = version
+        r["ocpp_transaction_id"] = ocpp_tx
+    return rows
 
 
 def format_money(amount_minor: int, currency: str | None) -> str:
@@ -101,6 +122,8 @@ async def list_command(ctx: ServiceContext, args: argparse.Namespace) -> int:
     )
     page = await session_list.list_sessions(ctx, Actor.cli(), query)
     rows = [session_dict(r) for r in page.rows]
+    async with ctx.sessions() as db:
+        await add_protocols(db, rows)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -26,6 +26,7 @@ from api.session_actions import SessionActionError, force_close
 from cli.output import emit_json, fail
 from cli.service_context import open_service_context
 from cli.session_views import (
+    add_protocols,
     format_money,
     iso,
     list_command,
@@ -66,7 +67,7 @@ from workflows.messages import (
 
 async def list_sessions(db: AsyncSession, limit: int) -> list[dict[str, Any]]:
     page = await find_sessions(db, SessionQuery(limit=limit))
-    return [session_dict(r) for r in page.rows]
+    return await add_protocols(db, [session_dict(r) for r in page.rows])
 
 
 async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | None:
@@ -74,7 +75,7 @@ async def session_story(db: AsyncSession, session_id: str) -> dict[str, Any] | N
     row = await find_session(db, session_id)
     if row is None:
         return None
-    story = session_dict(row)
+    [story] = await add_protocols(db, [session_dict(row)])
     story["charger_authentication"] = charger_authentication(
         await db.get(Charger, row.charge_box_id)
     )

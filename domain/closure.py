@@ -15,6 +15,9 @@ CLOSED_CHARGER_REBOOTED = "charger_rebooted"  # rebooted, then reported the conn
 CLOSED_NOT_CHARGING = "not_charging"  # a live charger whose connector stopped charging
 CLOSED_BY_OPERATOR = "operator"  # polaris sessions close / the admin API
 CLOSED_CHARGER_SILENT = "charger_silent"  # the watchdog: the charger itself went silent
+# OCPP 2.0.1: asked (GetTransactionStatus), the station says the transaction is not ongoing and
+# it holds no queued messages for it.
+CLOSED_NOT_ONGOING = "not_ongoing"
 
 FLAG_FORCE_CLOSED = "force_closed"
 FLAG_OPERATOR_ENERGY = "operator_energy"

@@ -234,6 +234,14 @@ def _validator(action: str) -> Any:
     return get_validator(MessageType.Call, action, OCPP_VERSION)
 
 
+def request_schema(action: str) -> dict[str, Any]:
+    """The JSON schema of a 2.0.1-only operation's request (for field parsing)."""
+    if action not in OCPP201_ONLY_ACTIONS:
+        raise Untranslatable(f"{action} is not an OCPP 2.0.1-only operation")
+    schema: dict[str, Any] = _validator(action).schema
+    return schema
+
+
 def validate_request(action: str, fields: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Schema violations of a 2.0.1 request (``action`` is the 2.0.1 name)."""
     issues = []
@@ -259,6 +267,7 @@ __all__ = [
     "Untranslatable",
     "build_frame",
     "is_supported",
+    "request_schema",
     "translate_answer",
     "translate_request",
     "validate_request",

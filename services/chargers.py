@@ -14,14 +14,14 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.audit import add_audit
-from db.models import Charger, Connector, PendingCharger, Site, Tariff, Transaction
+from db.models import AuditLog, Charger, Connector, PendingCharger, Site, Tariff, Transaction
 from domain.availability import ConnectorType
 from gateway.passwords import hash_password
 from services.actor import Actor
@@ -88,6 +88,11 @@ class ConnectorPatch(BaseModel):
     max_power_w: int | None = Field(default=None, gt=0, le=10_000_000)
 
 
+RegistrationStatus = Literal["Accepted", "Pending", "Rejected"]
+# How many of the charger's latest security events / NotifyEvents `chargers show` lists.
+RECENT_EVENTS = 10
+
+
 class ChargerPatch(BaseModel):
     """Fields left out are kept; ``site``, ``tariff`` or ``label`` given as null are cleared.
     ``connectors``: per-connector changes (:class:`ConnectorPatch`)."""
@@ -100,6 +105,11 @@ class ChargerPatch(BaseModel):
     allow_unauthenticated: bool | None = None
     label: str | None = Field(default=None, max_length=200)
     connectors: list[ConnectorPatch] | None = Field(default=None, max_length=MAX_CONNECTORS)
+    # OCPP 2.0.1: the start button (idToken type NoAuthorization) is accepted, flagged free_vend
+    # and never billed to a customer; and what its next BootNotification is answered
+    # (Pending / Rejected: every other message gets SecurityError until it is Accepted).
+    free_vend: bool | None = None
+    registration_status: RegistrationStatus | None = None
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -145,6 +155,7 @@ def _summary(charger: Charger, site: str | None, tariff: str | None) -> dict[str
         # The OCPP version the last connection negotiated (each connection chooses its own).
         "ocpp_version": charger.ocpp_version,
         "free_vend": charger.free_vend,
+        "registration_status": charger.registration_status,
         "connected": charger.connected,
         "gateway_instance": charger.gateway_instance,
         "last_seen_at": charger.last_seen_at,
@@ -211,7 +222,26 @@ async def _view(db: AsyncSession, charger: Charger) -> dict[str, Any]:
     return {
         **_summary(charger, site, tariff),
         "connectors": await _connectors(db, charger.charge_box_id),
+        # OCPP 2.0.1 SecurityEventNotification and NotifyEvent, as the gateway audited them.
+        "security_events": await _recent_audit(db, charger.charge_box_id, "security_event.%"),
+        "events": await _recent_audit(db, charger.charge_box_id, "charger.event"),
     }
+
+
+async def _recent_audit(db: AsyncSession, charge_box_id: str, action: str) -> list[dict[str, Any]]:
+    rows = (
+        await db.scalars(
+            select(AuditLog)
+            .where(
+                AuditLog.subject == charge_box_id,
+                AuditLog.actor == "gateway",
+                AuditLog.action.like(action),
+            )
+            .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+            .limit(RECENT_EVENTS)
+        )
+    ).all()
+    return [{"at": r.at, "action": r.action, **(r.details or {})} for r in rows]
 
 
 async def list_chargers(
@@ -323,7 +353,7 @@ async def set_charger(
     ctx: ServiceContext, actor: Actor, charge_box_id: str, patch: ChargerPatch
 ) -> dict[str, Any]:
     changes = patch.model_dump(exclude_unset=True)
-    for required in ("max_power_w", "allow_unauthenticated"):
+    for required in ("max_power_w", "allow_unauthenticated", "free_vend", "registration_status"):
         if required in changes and changes[required] is None:
             raise invalid(required, f"{required} cannot be cleared")
     warnings: list[str] = []
@@ -340,7 +370,13 @@ async def set_charger(
             if "tariff" in changes:
                 before["tariff"] = tariff
                 charger.tariff_id = await _tariff_id(db, changes["tariff"])
-            for key in ("max_power_w", "allow_unauthenticated", "label"):
+            for key in (
+                "max_power_w",
+                "allow_unauthenticated",
+                "label",
+                "free_vend",
+                "registration_status",
+            ):
                 if key in changes:
                     before[key] = getattr(charger, key)
                     setattr(charger, key, changes[key])

@@ -21,7 +21,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from db.audit import add_audit, write_audit
-from db.models import Charger
+from db.models import Charger, Transaction
 from db.operation_models import ChargerConfiguration, ChargerOperation
 from db.operations import finish_operation, insert_operation
 from domain.operations import (
@@ -64,8 +64,16 @@ def check_action(ctx: ServiceContext, actor: Actor, action: str) -> None:
         raise Forbidden(f"the {actor.role} role may not send {action} (operation allow-list)")
 
 
-def validate_fields(action: str, fields: dict[str, Any]) -> None:
+def validate_fields(action: str, fields: dict[str, Any], version: str = "1.6") -> None:
+    """Check ``fields`` (OCPP 1.6 names, or a 2.0.1-only operation's own) for a charger whose last
+    connection used OCPP ``version``."""
     if action in OCPP201_ONLY_ACTIONS:
+        if version != ocpp201.OCPP_VERSION:
+            raise InvalidInput(
+                f"{action} exists only in OCPP 2.0.1 and the charger's last connection used "
+                f"OCPP {version}; nothing was sent",
+                issues=[{"path": ["action"], "message": "an OCPP 2.0.1-only operation"}],
+            )
         issues = ocpp201.validate_request(action, fields)
         version = ocpp201.OCPP_VERSION
     else:
@@ -76,6 +84,44 @@ def validate_fields(action: str, fields: dict[str, Any]) -> None:
             f"the {action} request does not fit the OCPP {version} schema; nothing was sent",
             issues=issues,
         )
+
+
+def charger_version(charger: Charger) -> str:
+    """The OCPP version of the charger's last connection (1.6 when it never said)."""
+    return ocpp201.OCPP_VERSION if charger.ocpp_version == ocpp201.OCPP_VERSION else "1.6"
+
+
+async def translate_for_201(
+    ctx: ServiceContext, charge_box_id: str, action: str, fields: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The 2.0.1 action and payload the gateway will send for this operation (the adapter
+    ``gateway/ocpp201_operations.py``, with the facts it looks up), checked against the 2.0.1
+    schema. :class:`InvalidInput` when it has no translation or the result does not fit."""
+    facts = ocpp201.Facts()
+    if action == "RemoteStopTransaction":
+        async with ctx.sessions() as db:
+            ocpp_tx = await db.scalar(
+                select(Transaction.ocpp_transaction_id).where(
+                    Transaction.id == fields.get("transactionId"),
+                    Transaction.charge_box_id == charge_box_id,
+                )
+            )
+        facts = ocpp201.Facts(ocpp_transaction_id=ocpp_tx)
+    try:
+        sent_action, payload = ocpp201.translate_request(action, fields, facts)
+    except ocpp201.Untranslatable as exc:
+        raise InvalidInput(
+            f"{exc} (the charger's last connection used OCPP 2.0.1); nothing was sent",
+            issues=[{"path": ["action"], "message": str(exc)}],
+        ) from None
+    issues = ocpp201.validate_request(sent_action, payload)
+    if issues:
+        raise InvalidInput(
+            f"the {action} request, as {sent_action}, does not fit the OCPP 2.0.1 schema; "
+            "nothing was sent",
+            issues=issues,
+        )
+    return sent_action, payload
 
 
 async def request_operation(
@@ -107,11 +153,19 @@ async def request_operation(
                     }
                 ],
             )
-        validate_fields(action, fields)
         async with ctx.sessions() as db:
             charger = await db.get(Charger, charge_box_id)
         if charger is None:
+            validate_fields(action, fields)
             raise NotFound(f"charger {charge_box_id!r} not found")
+        # Validated and previewed with the adapter of the charger's last-used protocol.
+        version = charger_version(charger)
+        validate_fields(action, fields, version)
+        frame_action, frame_fields = action, redact_request(action, fields)
+        if version == ocpp201.OCPP_VERSION:
+            frame_action, frame_fields = await translate_for_201(
+                ctx, charge_box_id, action, frame_fields
+            )
     except (Forbidden, InvalidInput, NotFound) as exc:
         await write_audit(
             ctx.sessions,
@@ -136,9 +190,9 @@ async def request_operation(
             "dry_run": True,
             "charge_box_id": charge_box_id,
             "action": action,
-            "protocol": ocpp16.PROTOCOL,
+            "protocol": ocpp201.PROTOCOL if version == ocpp201.OCPP_VERSION else ocpp16.PROTOCOL,
             # Secrets show as *** here too: the frame sent carries the value.
-            "frame": ocpp16.build_frame(action, redact_request(action, fields), operation_id),
+            "frame": ocpp16.build_frame(frame_action, frame_fields, operation_id),
             "sent": False,
         }
     connected = charger.connected and charger.gateway_instance is not None
@@ -153,11 +207,7 @@ async def request_operation(
             source=actor.source,
             workflow_id=workflow_id_for(operation_id) if connected else None,
             # The protocol of the charger's last connection (2.0.1: translated at the gateway).
-            protocol=(
-                ocpp201.PROTOCOL
-                if charger.ocpp_version == ocpp201.OCPP_VERSION
-                else ocpp16.PROTOCOL
-            ),
+            protocol=ocpp201.PROTOCOL if version == ocpp201.OCPP_VERSION else ocpp16.PROTOCOL,
             status="requested" if connected else "charger_offline",
             error=None if connected else f"{charge_box_id} is not connected",
         )

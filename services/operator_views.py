@@ -39,9 +39,15 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def find_session(db: AsyncSession, session_id: str) -> ChargingSession | None:
-    """By workflow id, or (digits, possibly negative: ``-1`` exists in the wild) by transaction
-    id: the journal's transaction names its workflow."""
+    """By workflow id, by transaction id (digits, possibly negative: ``-1`` exists in the wild;
+    the journal's transaction names its workflow), or by an OCPP 2.0.1 charger's own
+    transactionId (unique per charger: ``<chargeBoxId>:<transactionId>`` when two chargers used
+    the same one)."""
     text = session_id.strip()
+    found = await db.get(ChargingSession, text)
+    if found is not None:
+        return found
+    workflow_id: str | None = None
     if text.lstrip("-").isdigit() and len(text) <= 19:
         workflow_id = await db.scalar(
             select(Transaction.workflow_id).where(Transaction.id == int(text))
@@ -52,10 +58,36 @@ async def find_session(db: AsyncSession, session_id: str) -> ChargingSession | N
                 .where(ChargingSession.transaction_id == int(text))
                 .limit(1)
             )
-        if workflow_id is None:
-            return None
-        text = workflow_id
-    return await db.get(ChargingSession, text)
+    if workflow_id is None:
+        workflow_id = await _by_charger_transaction_id(db, text)
+    if workflow_id is None:
+        return None
+    return await db.get(ChargingSession, workflow_id)
+
+
+async def _by_charger_transaction_id(db: AsyncSession, text: str) -> str | None:
+    candidates: list[tuple[str | None, str]] = [(None, text)]
+    charge_box_id, sep, ocpp_tx = text.rpartition(":")
+    if sep and charge_box_id and ocpp_tx:
+        candidates.insert(0, (charge_box_id, ocpp_tx))
+    for charger, tx in candidates:
+        if len(tx) > 36:
+            continue
+        query = select(Transaction.charge_box_id, Transaction.workflow_id).where(
+            Transaction.ocpp_transaction_id == tx
+        )
+        if charger is not None:
+            query = query.where(Transaction.charge_box_id == charger)
+        rows = (await db.execute(query.limit(2))).all()
+        if len(rows) > 1:
+            raise InvalidInput(
+                f"transactionId {tx!r} was used by more than one charger; "
+                f"name it as <chargeBoxId>:{tx}",
+                issues=[{"path": ["session_id"], "message": "ambiguous transactionId"}],
+            )
+        if rows:
+            return str(rows[0].workflow_id)
+    return None
 
 
 async def get_session(ctx: ServiceContext, actor: Actor, session_id: str) -> ChargingSession:

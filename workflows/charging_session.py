@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SessionActivities,
         SessionReadModel,
     )
-    from domain.closure import CLOSED_NOT_CHARGING, FLAG_START_REFUSED
+    from domain.closure import CLOSED_NOT_CHARGING, CLOSED_NOT_ONGOING, FLAG_START_REFUSED
     from domain.session import (
         FINAL_PHASES,
         TRANSACTION_PHASES,
@@ -183,12 +183,31 @@ class ChargingSessionWorkflow(
                 charge_box_id=self._state.charge_box_id,
                 silent_after_s=limit,
                 connector_id=self._state.connector_id,
+                transaction_id=self._state.transaction_id,
             ),
             start_to_close_timeout=sup.DB_TIMEOUT,
             retry_policy=sup.DB_RETRY,
         )
         if self._signals != heard or self._state.phase != phase:
             return
+        if (
+            liveness.ocpp_transaction_id is not None
+            and liveness.connected
+            and workflow.patched(closure.TRANSACTION_STATUS_PATCH)
+        ):
+            # OCPP 2.0.1: ask the station before deciding (its connector statuses say nothing
+            # about charging, and a queued Ended must not be pre-empted).
+            status = await self._transaction_status(liveness.ocpp_transaction_id)
+            if self._signals != heard or self._state.phase != phase:
+                return
+            if status is not None:
+                ongoing, queued = status
+                if ongoing or queued:
+                    self._last_signal_at = workflow.now()
+                else:
+                    self._close(TransactionClosed(at=workflow.now(), reason=CLOSED_NOT_ONGOING))
+                return
+            # No answer (offline, timeout, CallError): the rules below decide, as before.
         if liveness.alive:
             if liveness.connector_charging or not workflow.patched(closure.CLOSURE_PATCH):
                 # The charger still talks and its connector still charges: the transaction is

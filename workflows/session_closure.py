@@ -15,7 +15,7 @@ Each closure is recorded in the journal and the audit log by an activity (the ma
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from temporalio import workflow
@@ -39,6 +39,9 @@ with workflow.unsafe.imports_passed_through():
 # Closures are recorded (journal + audit), and the watchdog closes a live charger's transaction
 # once its connector stopped charging. Before it, a live charger kept every transaction open.
 CLOSURE_PATCH = "session-closure-v1"
+# OCPP 2.0.1: the watchdog asks the station (GetTransactionStatus) about a silent transaction
+# before closing or abandoning it. Before it, no command was sent there.
+TRANSACTION_STATUS_PATCH = "ocpp201-transaction-status-v1"
 
 
 class SessionClosureMixin:
@@ -51,12 +54,31 @@ class SessionClosureMixin:
     _apply: Callable[[Event], Transition | Rejection]
     _first_time: Callable[[int], bool]
     _data_error: Callable[[ActivityError], bool]  # SessionBillingMixin
+    _send_command: Callable[
+        [msg.ChargerAction, dict[str, object]], Awaitable[msg.ChargerCommandResult]
+    ]  # SessionCommandsMixin
 
     def _close(self, event: TransactionClosed) -> Transition | Rejection:
         result = self._apply(event)
         if isinstance(result, Transition) and self._abandoned_at is None:
             self._abandoned_at = workflow.now()  # the late-stop window starts now
         return result
+
+    async def _transaction_status(self, ocpp_transaction_id: str) -> tuple[bool, bool] | None:
+        """Ask a 2.0.1 station about its transaction: (ongoing, messages queued), or None when it
+        could not be asked or gave no usable answer."""
+        try:
+            answer = await self._send_command(
+                "GetTransactionStatus", {"transactionId": ocpp_transaction_id}
+            )
+        except ActivityError as err:
+            workflow.logger.warning("GetTransactionStatus not answered: %s", err.cause or err)
+            return None
+        queued = answer.payload.get("messagesInQueue")
+        ongoing = answer.payload.get("ongoingIndicator")
+        if not isinstance(queued, bool) or not isinstance(ongoing, bool):
+            return None  # ongoingIndicator is optional in the schema: no answer, no closure
+        return ongoing, queued
 
     async def _record_closure(self, effect: RecordClosure) -> None:
         if not workflow.patched(CLOSURE_PATCH):
@@ -120,4 +142,4 @@ class SessionClosureMixin:
             raise ValueError(f"no running transaction: session is {self._state.phase.value}")
 
 
-__all__ = ["CLOSURE_PATCH", "SessionClosureMixin"]
+__all__ = ["CLOSURE_PATCH", "TRANSACTION_STATUS_PATCH", "SessionClosureMixin"]

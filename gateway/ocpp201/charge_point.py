@@ -195,6 +195,8 @@ class GatewayChargePoint201(GatewayChargePoint):
                 item.get("actualValue"),
                 item.get("trigger"),
             )
+        async with journal_guard(self.ctx, "NotifyEvent"):
+            await journal.record_events(self.ctx.sf, self.charge_box_id, self._request)
         return call_result.NotifyEvent()
 
     @handles(Action.security_event_notification)

@@ -88,6 +88,61 @@ async def audit(
 
 
 SECRET_VARIABLES = frozenset({"basicauthpassword"})
+# audit_log.action of one NotifyEvent eventData entry (shown by `polaris chargers show`).
+AUDIT_CHARGER_EVENT = "charger.event"
+
+
+def event_details(request: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """One NotifyEvent ``eventData`` entry as an audit row's details (a secret variable's value
+    is never stored)."""
+    component = item.get("component") or {}
+    variable = item.get("variable") or {}
+    value = item.get("actualValue")
+    if str(variable.get("name", "")).lower() in SECRET_VARIABLES:
+        value = "***"
+    details: dict[str, Any] = {
+        "event_id": item.get("eventId"),
+        "timestamp": item.get("timestamp"),
+        "trigger": item.get("trigger"),
+        "component": component.get("name"),
+        "variable": variable.get("name"),
+        "actual_value": value,
+        "notification_type": item.get("eventNotificationType"),
+        "generated_at": request.get("generatedAt"),
+        "seq_no": request.get("seqNo"),
+    }
+    for key, name in (
+        ("techCode", "tech_code"),
+        ("techInfo", "tech_info"),
+        ("cleared", "cleared"),
+        ("cause", "cause"),
+        ("transactionId", "transaction_id"),
+        ("variableMonitoringId", "variable_monitoring_id"),
+    ):
+        if key in item:
+            details[name] = item[key]
+    if "evse" in component:
+        details["evse"] = component["evse"]
+    if "instance" in component:
+        details["component_instance"] = component["instance"]
+    return details
+
+
+async def record_events(sf: SessionFactory, charge_box_id: str, request: dict[str, Any]) -> int:
+    """A NotifyEvent's entries into the audit log, one row each, in one transaction."""
+    rows = [
+        {
+            "actor": "gateway",
+            "action": AUDIT_CHARGER_EVENT,
+            "subject": charge_box_id,
+            "details": event_details(request, item),
+        }
+        for item in request.get("eventData", [])
+    ]
+    if rows:
+        async with sf.begin() as s:
+            await s.execute(insert(AuditLog), rows)
+    return len(rows)
 
 
 async def record_report(

@@ -104,14 +104,18 @@ class Station201(ChargePoint):  # type: ignore[misc]
 
 @asynccontextmanager
 async def station(
-    gateway: Gateway, charge_box_id: str, *, subprotocols: tuple[str, ...] = ("ocpp2.0.1",)
+    gateway: Gateway,
+    charge_box_id: str,
+    *,
+    subprotocols: tuple[str, ...] = ("ocpp2.0.1",),
+    cls: type[Station201] = Station201,
 ) -> AsyncIterator[Station201]:
     async with connect(
         f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}",
         subprotocols=list(subprotocols),  # type: ignore[arg-type]
     ) as ws:
         assert ws.subprotocol == "ocpp2.0.1"
-        cp = Station201(charge_box_id, ws)
+        cp = cls(charge_box_id, ws)
         task = asyncio.create_task(cp.start())
         try:
             yield cp

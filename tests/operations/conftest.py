@@ -26,6 +26,7 @@ from tests.gateway.conftest import (  # noqa: F401  (fixtures re-exported for th
     seed_charger,
 )
 from tests.gateway.session_stub import CommandProbe, RecordingSession
+from tests.gateway.station201 import Station201
 from tests.helpers import eventually
 from tests.operations.charger import OperationsCharger
 from workflows.charger_operation import ChargerOperationWorkflow
@@ -97,6 +98,39 @@ async def operations_charger(
             yield cp
         finally:
             cp.release.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    await eventually(lambda: _connected(sf, charge_box_id, False), message="the disconnect")
+
+
+@asynccontextmanager
+async def station201(
+    gateway: Gateway,  # noqa: F811
+    sf: SessionFactory,
+    charge_box_id: str,
+    password: str | None = None,
+) -> AsyncIterator[Station201]:
+    headers = {}
+    if password is not None:
+        token = base64.b64encode(f"{charge_box_id}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    async with connect(
+        f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_box_id}",
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        additional_headers=headers,
+    ) as ws:
+        assert ws.subprotocol == "ocpp2.0.1"
+        cp = Station201(charge_box_id, ws)
+        task = asyncio.create_task(cp.start())
+        try:
+
+            async def registered() -> bool:
+                in_registry = gateway.registry.get(charge_box_id) is not None
+                return in_registry and await _connected(sf, charge_box_id, True)
+
+            await eventually(registered, message="the station to be connected")
+            yield cp
+        finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     await eventually(lambda: _connected(sf, charge_box_id, False), message="the disconnect")

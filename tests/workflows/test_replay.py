@@ -18,6 +18,9 @@ it is recorded:
 - ``charging_session_v5``: with ``late-pre-authorize-v1`` (the tap's pre_authorize handled after
   the start, refusing the card; then ``authorization_refused`` and a remote stop),
   ``… tests/sessions/test_late_refusal.py -k after``.
+- ``charging_session_v6``: with ``ocpp201-transaction-status-v1`` (the watchdog asks a 2.0.1
+  station GetTransactionStatus and closes the transaction it no longer has),
+  ``… tests/sessions/test_ocpp201_transaction_status.py -k no_longer``.
 - ``firmware_campaign_*``: ``… tests/firmware/test_campaign.py -k "threshold or operator"``.
 - ``idle_fee_v1``: statuses that never free the connector (one redelivered), the watch timer,
   the charger checked, the line recorded, ``… tests/idle_fee/test_workflow.py -k watch``.
@@ -61,6 +64,7 @@ MARKERS: dict[str, str] = {
     "charging_session_v3": "DataError",
     "charging_session_v4": "record_session_closure",
     "charging_session_v5": "authorization_refused",
+    "charging_session_v6": "send_charger_command",
     "firmware_campaign_threshold_v1": "EVENT_TYPE_TIMER_FIRED",
     "firmware_campaign_halt_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
     "idle_fee_v1": "idle_fee_charger_seen",
