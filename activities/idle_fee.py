@@ -8,6 +8,12 @@ key for ``POST /invoices``, so it is sent at most once the way per-session invoi
 ``lago_invoice_id`` is the answer, otherwise the customer's one-off invoices are searched for the
 marker ``[polaris:idle-fee:<session workflow id>]`` in the fee description before one is created,
 and the invoice id is stored in the same transaction. See ``docs/extending.md``.
+
+A line that cannot be sent for good (Lago refused it, or the session has no Lago customer) is
+alerted on like unsent usage lines: an ERROR log and one operator notification per session
+(``billing.unsent``, dedupe key ``billing.unsent:idle-fee:<session>``, its ``data.reason`` the
+last error). That notification is what lists the line as unsent; ``services/billing_unsent.py``
+sends it again through this same activity code.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from activities.db_errors import data_errors_are_final
 from activities.lago_client import LagoError, make_lago_client, to_application_error
 from activities.lago_invoices import AddOnSpec, create_one_off_invoice, find_one_off_invoice
 from config.settings import Settings
+from db.billing_models import Notification
 from db.engine import SessionFactory
 from db.idle_fee_models import IdleFeeLine
 from db.models import (
@@ -37,6 +44,7 @@ from db.models import (
     Transaction,
     UserMapping,
 )
+from db.notifications import BILLING_UNSENT, notify
 from db.tariffs import idle_terms, version_at
 from domain.events import CHARGER_STATUS_CHANGED
 from domain.idle_fee import idle_fee_line_id
@@ -103,6 +111,15 @@ async def _session_version(
 
 def idle_fee_marker(session_workflow_id: str) -> str:
     return f"[polaris:idle-fee:{session_workflow_id}]"
+
+
+# The operator notification of an idle fee left unsent (also what lists it as unsent).
+UNSENT_DEDUPE_PREFIX = "billing.unsent:idle-fee:"
+NO_CUSTOMER = "NoLagoCustomer"
+
+
+def unsent_dedupe_key(session_workflow_id: str) -> str:
+    return f"{UNSENT_DEDUPE_PREFIX}{session_workflow_id}"
 
 
 class IdleFeeActivities:
@@ -205,11 +222,52 @@ class IdleFeeActivities:
     @activity.defn(name=ACTIVITY_SEND)
     @data_errors_are_final
     async def send(self, input: SendIdleFeeInput) -> SendIdleFeeResult:
-        """The line as a one-off Lago invoice, at most once (see the module's docstring)."""
+        """The line as a one-off Lago invoice, at most once (see the module's docstring).
+
+        Left unsent for good (a non-retryable refusal, or no Lago customer): alerted first."""
+        session_workflow_id = input.session_workflow_id
         try:
-            return await self._send(input.session_workflow_id)
+            result = await self._send(session_workflow_id)
         except LagoError as exc:
-            raise to_application_error(exc) from exc
+            error = to_application_error(exc)
+            if error.non_retryable:
+                await self._alert_unsent(session_workflow_id, error.type, str(error))
+            raise error from exc
+        if result.status == "no_customer":
+            await self._alert_unsent(
+                session_workflow_id, NO_CUSTOMER, "the session has no Lago customer"
+            )
+        return result
+
+    async def _alert_unsent(self, session_workflow_id: str, kind: str | None, reason: str) -> None:
+        """ERROR log + one operator notification per session; its ``data`` keeps the last error
+        (a later refusal, e.g. of a resend, updates it)."""
+        log.error(
+            "idle fee of %s not sent to Lago (%s: %s); it stays unsent: "
+            "`polaris billing unsent list`",
+            session_workflow_id,
+            kind,
+            reason,
+        )
+        data = {"session": session_workflow_id, "line": "idle_fee", "type": kind}
+        data["reason"] = reason[:500]
+        try:
+            async with self._sessions() as db, db.begin():
+                await notify(
+                    db,
+                    audience="operators",
+                    kind=BILLING_UNSENT,
+                    dedupe_key=unsent_dedupe_key(session_workflow_id),
+                    title=f"The idle fee of session {session_workflow_id} was not sent to Lago",
+                    data=data,
+                )
+                await db.execute(
+                    update(Notification)
+                    .where(Notification.dedupe_key == unsent_dedupe_key(session_workflow_id))
+                    .values(data=data)
+                )
+        except Exception:  # the alert must never hide the refusal itself
+            log.exception("could not record the operator notification for %s", session_workflow_id)
 
     async def _send(self, session_workflow_id: str) -> SendIdleFeeResult:
         async with self._sessions() as db, db.begin():
@@ -231,8 +289,7 @@ class IdleFeeActivities:
             if line.lago_customer_external_id is None:
                 line.lago_customer_external_id = await self._customer(db, session_workflow_id)
             customer = line.lago_customer_external_id
-            if customer is None:
-                log.warning("idle fee of %s has no Lago customer; left unsent", session_workflow_id)
+            if customer is None:  # alerted by ``send``
                 return SendIdleFeeResult(status="no_customer")
             marker = idle_fee_marker(session_workflow_id)
             invoice = await find_one_off_invoice(
@@ -292,4 +349,11 @@ class IdleFeeActivities:
         return str(card) if card is not None else None
 
 
-__all__ = ["IDLE_FEE_ADD_ON", "IdleFeeActivities", "idle_fee_marker"]
+__all__ = [
+    "IDLE_FEE_ADD_ON",
+    "NO_CUSTOMER",
+    "UNSENT_DEDUPE_PREFIX",
+    "IdleFeeActivities",
+    "idle_fee_marker",
+    "unsent_dedupe_key",
+]

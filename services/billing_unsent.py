@@ -9,25 +9,35 @@ cause is fixed in Lago, sends them again: the same activity code, the same deter
 
 Unsent means: ``sent_at`` is NULL, the session is flagged ``lago_unsent`` or no longer running,
 and it was not billed by a per-session invoice (those rows are never sent as usage).
+
+Idle fees (``idle_fees``, ``activities/idle_fee.py``) are listed in the same list as their own
+kind of line (``kind`` = ``idle_fee``): a fee with an amount, no ``sent_at``, and the operator
+notification its send wrote when it was left unsent for good (a refusal, or no Lago customer) —
+a fee whose workflow is still retrying is not listed. ``resend`` sends it again through the same
+activity code (row lock + the Lago marker search: exactly once).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, literal, or_, select, update
 from temporalio.exceptions import ApplicationError
 
+from activities.idle_fee import UNSENT_DEDUPE_PREFIX, IdleFeeActivities
 from activities.lago import LagoBilling, SendUsageEventsInput
 from db.audit import write_audit
-from db.billing_models import SessionInvoice
+from db.billing_models import Notification, SessionInvoice
+from db.idle_fee_models import IdleFeeLine
 from db.models import BillingEvent, ChargingSession
 from domain.session_model import FINAL_PHASES
 from services.actor import Actor
 from services.context import ServiceContext
 from services.errors import NotFound
+from workflows.idle_fee_messages import SendIdleFeeInput
 
 FLAG_LAGO_UNSENT = "lago_unsent"
+IDLE_FEE = "idle_fee"
 OPERATOR_KIND = "billing.unsent"
 # Operator notifications are not a driver's: they go to this pseudo user id.
 OPERATORS = "operators"
@@ -47,7 +57,7 @@ def _unsent_filter(session: str | None) -> Any:
     return condition
 
 
-def _row(event: BillingEvent) -> dict[str, Any]:
+def _row(event: BillingEvent, last_error: str | None) -> dict[str, Any]:
     return {
         "transaction_id": event.transaction_id,
         "session": event.workflow_id,
@@ -58,21 +68,66 @@ def _row(event: BillingEvent) -> dict[str, Any]:
         "currency": event.currency,
         "customer": event.lago_customer_external_id,
         "occurred_at": event.occurred_at.isoformat(),
+        "last_error": last_error,
     }
+
+
+def _idle_fee_row(line: IdleFeeLine, last_error: str | None) -> dict[str, Any]:
+    return {
+        "transaction_id": line.line_id,
+        "session": line.session_workflow_id,
+        "sequence": None,
+        "kind": IDLE_FEE,
+        "energy_wh": None,
+        "amount_minor": line.amount_minor,
+        "currency": line.currency,
+        "customer": line.lago_customer_external_id,
+        "occurred_at": line.ended_at.isoformat(),
+        "last_error": last_error,
+    }
+
+
+def _last_error(data: dict[str, Any] | None) -> str | None:
+    if not data or not data.get("reason"):
+        return None
+    return f"{data['type']}: {data['reason']}" if data.get("type") else str(data["reason"])
 
 
 async def list_unsent(
     ctx: ServiceContext, actor: Actor, *, session: str | None = None, limit: int = 500
 ) -> list[dict[str, Any]]:
+    """Usage lines, then idle fees (``kind`` = ``idle_fee``); ``last_error`` is the reason the
+    operator notification of the session's line holds (the last refusal for idle fees)."""
+    usage_alert = Notification.dedupe_key == literal("billing.unsent:") + BillingEvent.workflow_id
+    idle_alert = Notification.dedupe_key == literal(UNSENT_DEDUPE_PREFIX) + (
+        IdleFeeLine.session_workflow_id
+    )
     async with ctx.sessions() as db:
-        rows = await db.scalars(
-            select(BillingEvent)
-            .join(ChargingSession, ChargingSession.workflow_id == BillingEvent.workflow_id)
-            .where(_unsent_filter(session))
-            .order_by(BillingEvent.created_at, BillingEvent.workflow_id, BillingEvent.sequence)
-            .limit(limit)
-        )
-        return [_row(r) for r in rows]
+        usage = (
+            await db.execute(
+                select(BillingEvent, Notification.data)
+                .join(ChargingSession, ChargingSession.workflow_id == BillingEvent.workflow_id)
+                .outerjoin(Notification, usage_alert)
+                .where(_unsent_filter(session))
+                .order_by(BillingEvent.created_at, BillingEvent.workflow_id, BillingEvent.sequence)
+                .limit(limit)
+            )
+        ).all()
+        idle_filter = and_(IdleFeeLine.sent_at.is_(None), IdleFeeLine.amount_minor > 0)
+        if session is not None:
+            idle_filter = and_(idle_filter, IdleFeeLine.session_workflow_id == session)
+        idle = (
+            await db.execute(
+                select(IdleFeeLine, Notification.data)
+                .join(Notification, idle_alert)
+                .where(idle_filter)
+                .order_by(IdleFeeLine.created_at, IdleFeeLine.session_workflow_id)
+                .limit(limit)
+            )
+        ).all()
+    return [_row(e, _last_error(d)) for e, d in usage] + [
+        _idle_fee_row(line, _last_error(d)) for line, d in idle
+    ]
 
 
 async def resend_unsent(
@@ -80,11 +135,13 @@ async def resend_unsent(
 ) -> dict[str, Any]:
     """Send every unsent line again (of one session, or all); per session: what happened."""
     rows = await list_unsent(ctx, actor, session=session, limit=100_000)
-    sessions = sorted({r["session"] for r in rows})
-    if session is not None and not sessions:
+    sessions = sorted({r["session"] for r in rows if r["kind"] != IDLE_FEE})
+    idle_fees = sorted({r["session"] for r in rows if r["kind"] == IDLE_FEE})
+    if session is not None and not rows:
         async with ctx.sessions() as db:
-            if await db.get(ChargingSession, session) is None:
-                raise NotFound(f"session {session}")
+            known = await db.get(ChargingSession, session) or await db.get(IdleFeeLine, session)
+        if known is None:
+            raise NotFound(f"session {session}")
     billing = LagoBilling(ctx.settings, ctx.sessions, plan_code=ctx.settings.lago_plan_code)
     results: list[dict[str, Any]] = []
     for workflow_id in sessions:
@@ -93,7 +150,9 @@ async def resend_unsent(
         except ApplicationError as exc:
             results.append({"session": workflow_id, "ok": False, "error": str(exc)})
             continue
-        left = await list_unsent(ctx, actor, session=workflow_id)
+        left = [
+            r for r in await list_unsent(ctx, actor, session=workflow_id) if r["kind"] != IDLE_FEE
+        ]
         if not left:
             await _clear_flag(ctx, workflow_id)
         results.append(
@@ -105,6 +164,10 @@ async def resend_unsent(
                 "left": len(left),
             }
         )
+    if idle_fees:
+        activities = IdleFeeActivities(ctx.settings, ctx.sessions)
+        for workflow_id in idle_fees:
+            results.append(await _resend_idle_fee(activities, workflow_id))
     await write_audit(
         ctx.sessions,
         actor.id,
@@ -114,6 +177,25 @@ async def resend_unsent(
         details={"sessions": results},
     )
     return {"sessions": results, "lines": len(rows)}
+
+
+async def _resend_idle_fee(activities: IdleFeeActivities, workflow_id: str) -> dict[str, Any]:
+    """The idle fee through ``idle_fee_send``'s own code: the row lock and the Lago marker search
+    keep it one invoice however often it is resent; a refusal alerts (and records the error)."""
+    result: dict[str, Any] = {"session": workflow_id, "kind": IDLE_FEE}
+    try:
+        sent = await activities.send(SendIdleFeeInput(session_workflow_id=workflow_id))
+    except ApplicationError as exc:
+        return {**result, "ok": False, "error": f"{exc.type}: {exc}"}
+    if sent.lago_invoice_id is None:
+        return {**result, "ok": False, "status": sent.status, "error": sent.status}
+    return {
+        **result,
+        "ok": True,
+        "status": sent.status,
+        "lago_invoice_id": sent.lago_invoice_id,
+        "invoice_number": sent.invoice_number,
+    }
 
 
 async def _clear_flag(ctx: ServiceContext, workflow_id: str) -> None:
