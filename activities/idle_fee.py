@@ -235,7 +235,7 @@ class IdleFeeActivities:
             raise error from exc
         if result.status == "no_customer":
             await self._alert_unsent(
-                session_workflow_id, NO_CUSTOMER, "the session has no Lago customer"
+                session_workflow_id, NO_CUSTOMER, "no Lago customer: the session's card has none"
             )
         return result
 

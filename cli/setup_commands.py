@@ -46,6 +46,7 @@ async def _billing_plan(ctx: ServiceContext, actor: Actor, args: argparse.Namesp
 async def _unsent_list(ctx: ServiceContext, actor: Actor, args: argparse.Namespace) -> int:
     rows = await billing_unsent.list_unsent(ctx, actor, session=args.session)
     columns = ["session", "sequence", "kind", "energy_wh", "amount_minor", "currency", "customer"]
+    columns.append("last_error")
     emit(rows, as_json=args.json, columns=columns)
     return 0
 
@@ -55,7 +56,11 @@ async def _unsent_resend(ctx: ServiceContext, actor: Actor, args: argparse.Names
     if args.json:
         emit(result, as_json=True)
     else:
-        emit(result["sessions"], as_json=False, columns=["session", "ok", "sent", "left", "error"])
+        emit(
+            result["sessions"],
+            as_json=False,
+            columns=["session", "kind", "ok", "sent", "left", "error"],
+        )
     # Exit 1 when a session's lines are still refused (scripts and alerts can tell).
     return 0 if all(s["ok"] for s in result["sessions"]) else 1
 
@@ -88,7 +93,8 @@ def add_setup_commands(sub: Any) -> None:
     plan.add_argument("--name", default="EV charging")
     plan.set_defaults(handler=_billing_plan)
     unsent = billing_sub.add_parser(
-        "unsent", help="usage lines Lago refused for good: list them, send them again"
+        "unsent",
+        help="usage lines and idle fees Lago refused for good: list them, send them again",
     )
     unsent_sub = unsent.add_subparsers(dest="unsent_command", required=True)
     for name, handler, text in (

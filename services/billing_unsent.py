@@ -88,9 +88,7 @@ def _idle_fee_row(line: IdleFeeLine, last_error: str | None) -> dict[str, Any]:
 
 
 def _last_error(data: dict[str, Any] | None) -> str | None:
-    if not data or not data.get("reason"):
-        return None
-    return f"{data['type']}: {data['reason']}" if data.get("type") else str(data["reason"])
+    return str(data["reason"]) if data and data.get("reason") else None
 
 
 async def list_unsent(
@@ -186,7 +184,7 @@ async def _resend_idle_fee(activities: IdleFeeActivities, workflow_id: str) -> d
     try:
         sent = await activities.send(SendIdleFeeInput(session_workflow_id=workflow_id))
     except ApplicationError as exc:
-        return {**result, "ok": False, "error": f"{exc.type}: {exc}"}
+        return {**result, "ok": False, "error": str(exc)}
     if sent.lago_invoice_id is None:
         return {**result, "ok": False, "status": sent.status, "error": sent.status}
     return {
