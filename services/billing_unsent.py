@@ -137,8 +137,9 @@ async def resend_unsent(
     idle_fees = sorted({r["session"] for r in rows if r["kind"] == IDLE_FEE})
     if session is not None and not rows:
         async with ctx.sessions() as db:
-            known = await db.get(ChargingSession, session) or await db.get(IdleFeeLine, session)
-        if known is None:
+            known = await db.get(ChargingSession, session) is not None
+            known = known or await db.get(IdleFeeLine, session) is not None
+        if not known:
             raise NotFound(f"session {session}")
     billing = LagoBilling(ctx.settings, ctx.sessions, plan_code=ctx.settings.lago_plan_code)
     results: list[dict[str, Any]] = []
