@@ -29,11 +29,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import websockets
+from ocpp.exceptions import InternalError
 from ocpp.v16 import ChargePoint, call
 
 from bench.platform import charger_id, id_tag
 
 SUBPROTOCOL = websockets.Subprotocol("ocpp1.6")
+RESENDS = 20
 
 
 class Stats:
@@ -43,13 +45,23 @@ class Stats:
         self.sessions: list[dict[str, Any]] = []
 
     async def call(self, cp: ChargePoint, payload: Any) -> Any:
+        """Send until answered; a CallError InternalError (the gateway could not journal the
+        message in time) is counted and the message resent unchanged after a pause, as OCPP
+        asks a charger to. The latency is the first send to the final answer."""
         action = type(payload).__name__
         started = time.perf_counter()
-        try:
-            result = await cp.call(payload, suppress=False)
-        except Exception as exc:
-            self.errors[f"{action}:{type(exc).__name__}"] += 1
-            raise
+        for attempt in range(RESENDS + 1):
+            try:
+                result = await cp.call(payload, suppress=False)
+                break
+            except InternalError:
+                self.errors[f"{action}:InternalError"] += 1
+                if attempt == RESENDS:
+                    raise
+                await asyncio.sleep(1 + random.random())
+            except Exception as exc:
+                self.errors[f"{action}:{type(exc).__name__}"] += 1
+                raise
         self.latencies[action].append((time.perf_counter() - started) * 1000)
         return result
 
