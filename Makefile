@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test chaos lint typecheck install bench clean
+.PHONY: dev test chaos lint typecheck install bench bench-sessions bench-outage clean
 
 $(STAMP): pyproject.toml auth/package-lock.json api/console/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.gateway_load
+
+# End-to-end sessions/s (billed in the Lago sandbox) vs a trivial workflow on the same Temporal
+# server, and the 60 s Temporal outage (docs/performance.md). Minutes each; not in `make test`.
+bench-sessions: $(STAMP)
+	$(BIN)/python -m bench.session_throughput
+
+bench-outage: $(STAMP)
+	$(BIN)/python -m bench.temporal_outage
 
 clean:
 	rm -rf $(VENV) auth/node_modules api/console/node_modules .mypy_cache .pytest_cache .ruff_cache
