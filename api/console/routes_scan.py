@@ -25,8 +25,14 @@ from fastapi.responses import JSONResponse, Response
 
 from api.console import csrf
 from api.console.api_client import Api, ApiFailure
-from api.console.session import COOKIE, IMPERSONATION_COOKIE, SCAN_COOKIE, secure_cookies
-from api.console.web import ConsoleHttpError, page, redirect
+from api.console.session import (
+    COOKIE,
+    IMPERSONATION_COOKIE,
+    SCAN_COOKIE,
+    ConsoleUser,
+    secure_cookies,
+)
+from api.console.web import ConsoleHttpError, MaybeUser, page, redirect
 from api.deps import State
 
 router = APIRouter(prefix="/console/scan", include_in_schema=False)
@@ -81,7 +87,8 @@ def _form_page(
 
 
 @router.get("")
-async def scan_page(request: Request, c: str = "", charger: str = "") -> Response:
+async def scan_page(request: Request, user: MaybeUser, c: str = "", charger: str = "") -> Response:
+    # ``user`` (resolved for every page of this flow) decides which CSRF token the form carries.
     return _form_page(request, (c or charger).strip())
 
 
@@ -89,10 +96,11 @@ async def scan_page(request: Request, c: str = "", charger: str = "") -> Respons
 async def arm(
     request: Request,
     state: State,
+    user: MaybeUser,
     charger: Annotated[str, Form()] = "",
     code: Annotated[str, Form()] = "",
 ) -> Response:
-    if not await csrf.valid(request, None):
+    if not await _csrf_ok(request, user):
         raise ConsoleHttpError(403, "Forbidden", "The form expired; reload the page and retry.")
     charger, code = charger.strip(), code.strip()
     errors: dict[str, list[str]] = {}
@@ -139,6 +147,12 @@ async def arm(
     return response
 
 
+async def _csrf_ok(request: Request, user: ConsoleUser | None) -> bool:
+    """The token the page was rendered with: the session's when someone is signed in already
+    (the browser may be a signed-in driver scanning again), else the double-submit one."""
+    return await csrf.valid(request, user.session_token if user is not None else None)
+
+
 def _claim_of(request: Request, scan_id: str) -> str | None:
     held = request.cookies.get(CLAIM_COOKIE, "")
     cookie_scan, _, claim = held.partition(":")
@@ -146,7 +160,7 @@ def _claim_of(request: Request, scan_id: str) -> str | None:
 
 
 @router.get("/{scan_id}")
-async def waiting_page(request: Request, scan_id: str, charger: str = "") -> Response:
+async def waiting_page(request: Request, user: MaybeUser, scan_id: str) -> Response:
     if _claim_of(request, scan_id) is None:
         return _form_page(request, "", message=EXCHANGE_REFUSALS["NOT_FOUND"], status_code=404)
     return page(
@@ -158,8 +172,8 @@ async def waiting_page(request: Request, scan_id: str, charger: str = "") -> Res
 
 
 @router.post("/{scan_id}/exchange")
-async def exchange(request: Request, state: State, scan_id: str) -> JSONResponse:
-    if not await csrf.valid(request, None):
+async def exchange(request: Request, state: State, user: MaybeUser, scan_id: str) -> JSONResponse:
+    if not await _csrf_ok(request, user):
         return _answer({"status": "failed", "message": "The page expired; scan again."}, 403)
     claim = _claim_of(request, scan_id)
     if claim is None:
