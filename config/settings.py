@@ -559,7 +559,9 @@ class Settings(BaseSettings):
 
     @property
     def scan_qr_page_url(self) -> str:
-        return (self.scan_qr_base_url or f"http://{self.api_host}:{self.api_port}/scan").rstrip("/")
+        return (
+            self.scan_qr_base_url or f"http://{self.api_host}:{self.api_port}/console/scan"
+        ).rstrip("/")
 
     @property
     def meter_limits(self) -> MeterLimits:

@@ -15,13 +15,21 @@ from api.console import (
     routes_driver,
     routes_operator,
     routes_operator_ops,
+    routes_scan,
 )
 from api.console.api_client import ApiFailure
 from api.console.web import ConsoleHttpError, SignInRequired, is_htmx, page
 
 
 def install(app: FastAPI) -> None:
-    for module in (assets, routes_auth, routes_operator, routes_operator_ops, routes_driver):
+    for module in (
+        assets,
+        routes_auth,
+        routes_operator,
+        routes_operator_ops,
+        routes_driver,
+        routes_scan,
+    ):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)

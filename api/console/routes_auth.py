@@ -21,6 +21,7 @@ from api.console import csrf
 from api.console.session import (
     COOKIE,
     IMPERSONATION_COOKIE,
+    SCAN_COOKIE,
     auth_url,
     forwarded_headers,
     jwt_cache,
@@ -207,19 +208,22 @@ async def magic_exchange(
 @router.post("/sign-out")
 async def sign_out(request: Request, state: State, user: SignedIn) -> Response:
     # The cookie goes regardless; a session the auth service did not hear about expires.
+    # A scan sign-in holds only a JWT (no session token to end): its cookie just goes.
     with contextlib.suppress(httpx.HTTPError):
-        await state.http.post(
-            auth_url(state, "/api/auth/sign-out"),
-            headers={
-                "authorization": f"Bearer {user.session_token}",
-                **forwarded_headers(request, state),
-            },
-            json={},
-        )
+        if not user.by_scan:
+            await state.http.post(
+                auth_url(state, "/api/auth/sign-out"),
+                headers={
+                    "authorization": f"Bearer {user.session_token}",
+                    **forwarded_headers(request, state),
+                },
+                json={},
+            )
     jwt_cache(request).drop(user.session_token)
     response = redirect("/console/sign-in", request)
     response.delete_cookie(COOKIE, path="/")
     response.delete_cookie(IMPERSONATION_COOKIE, path="/")
+    response.delete_cookie(SCAN_COOKIE, path="/")
     return response
 
 

@@ -10,6 +10,11 @@ stops working within the JWT's lifetime, and at once on every route the API live
 An operator's impersonation keeps the driver's read-only JWT in a second cookie,
 ``polaris_console_as`` (the JWT only: the auth service never hands out the driver's session
 token); driver pages use it while it lasts, with a banner.
+
+A driver signed in by scanning a charger's QR code has no session token at all: the scan sign-in
+answers a JWT of at most 15 minutes (docs/identity.md). Its cookie, ``polaris_console_scan``,
+holds that JWT until it expires — nothing renews it; then the driver sees the sign-in page. Only
+a driver's JWT minted by a scan (``amr`` has ``scan``, no impersonation) is accepted there.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from api.deps import AppState
 
 COOKIE = "polaris_console"
 IMPERSONATION_COOKIE = "polaris_console_as"
+SCAN_COOKIE = "polaris_console_scan"
 # A JWT is reused until this many seconds before it expires.
 _JWT_MARGIN_S = 60
 _CACHE_LIMIT = 10_000
@@ -43,6 +49,8 @@ class ConsoleUser:
     # Set while an operator views the console as a driver (read-only).
     impersonation_jwt: str | None = None
     impersonated: Principal | None = None
+    # Signed in by a scan: ``session_token`` is then the JWT itself (no auth session to renew).
+    by_scan: bool = False
 
     @property
     def is_operator(self) -> bool:
@@ -104,11 +112,19 @@ def forwarded_headers(request: Request, state: AppState) -> dict[str, str]:
     return {"x-forwarded-for": address} if address else {}
 
 
-async def _principal_of(jwt: str, request: Request, state: AppState) -> Principal | None:
+async def _principal_of(
+    jwt: str, request: Request, state: AppState, *, scan_only: bool = False
+) -> Principal | None:
     try:
         claims = await verifier_of(state).verify(jwt)
     except (InvalidToken, JwksUnavailable):
         return None
+    if scan_only:
+        amr = claims.raw.get("amr")
+        if not isinstance(amr, list) or "scan" not in amr or claims.raw.get("impersonatedBy"):
+            return None
+        if claims.role in ("admin", "operator"):
+            return None
     sid = claims.raw.get("sid")
     by = claims.raw.get("impersonatedBy")
     return Principal(
@@ -140,7 +156,7 @@ async def console_user(request: Request, state: AppState) -> ConsoleUser | None:
     """The signed-in user of this request, or None (no cookie, session ended, user banned)."""
     session_token = request.cookies.get(COOKIE)
     if not session_token:
-        return None
+        return await _scan_user(request, state)
     cache = jwt_cache(request)
     jwt = cache.get(session_token)
     principal = await _principal_of(jwt, request, state) if jwt else None
@@ -167,6 +183,17 @@ async def console_user(request: Request, state: AppState) -> ConsoleUser | None:
                 impersonated=impersonated,
             )
     return user
+
+
+async def _scan_user(request: Request, state: AppState) -> ConsoleUser | None:
+    """The driver a scan signed in, while the JWT in ``SCAN_COOKIE`` lasts."""
+    jwt = request.cookies.get(SCAN_COOKIE)
+    if not jwt:
+        return None
+    principal = await _principal_of(jwt, request, state, scan_only=True)
+    if principal is None:
+        return None
+    return ConsoleUser(session_token=jwt, jwt=jwt, principal=principal, by_scan=True)
 
 
 def secure_cookies(state: AppState) -> bool:
