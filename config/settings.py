@@ -293,7 +293,7 @@ class Settings(BaseSettings):
     scan_arms_per_charger: int = Field(default=5, ge=1)
     scan_arms_per_charger_window_s: int = Field(default=300, ge=1)
     # The driver's QR sign-in page; a charger's QR code is <this>?c=<chargeBoxId>#k=<secret>.
-    # Unset: http://<api_host>:<api_port>/scan.
+    # Unset: http://<api_host>:<api_port>/console/scan (the console's scan sign-in page).
     scan_qr_base_url: str | None = None
     # -- end of scan-to-login ------------------------------------------------------------------
     # -- Poison input (issue #8): what the gateway accepts from a charger ----------------------
