@@ -92,9 +92,9 @@ def _nested_deeper_than(value: object, limit: int) -> bool:
     return False
 
 
-def _answer_id(msg: list[Any]) -> str:
+def answer_id(msg: list[Any]) -> str:
     """The unique id of a well-formed CallResult ``[3, id, {}]`` or CallError
-    ``[4, id, code, description, {}]``."""
+    ``[4, id, code, description, {}]`` (framed alike in OCPP 1.6 and 2.0.1)."""
     if msg[0] == 3:
         well_formed = len(msg) == 3 and isinstance(msg[2], dict)
     else:
@@ -185,7 +185,7 @@ def check_frame(raw: str | bytes, handled: Container[str]) -> str | None:
             raise UnusableAnswer(str(problem))
         raise FrameProblem(uid, problem)
     if msg[0] in (3, 4):
-        return _answer_id(msg)
+        return answer_id(msg)
     if msg[0] != 2:
         raise FrameProblem(
             uid,

@@ -50,7 +50,7 @@ from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.messages import CallError
 from ocpp.v201.enums import Action
 
-from gateway.frames import UnusableAnswer
+from gateway.frames import UnusableAnswer, answer_id
 
 OCPP_VERSION = "2.0.1"
 SCHEMAS = Path(ocpp.v201.__file__).parent / "schemas"
@@ -177,21 +177,6 @@ def schema_error(action: str, payload: dict[str, Any]) -> OCPPError | None:
     return PropertyConstraintViolationError(details=details)
 
 
-def _answer_id(msg: list[Any]) -> str:
-    if msg[0] == 3:
-        well_formed = len(msg) == 3 and isinstance(msg[2], dict)
-    else:
-        well_formed = (
-            len(msg) == 5
-            and isinstance(msg[2], str)
-            and isinstance(msg[3], str)
-            and isinstance(msg[4], dict)
-        )
-    if not (well_formed and isinstance(msg[1], str)):
-        raise UnusableAnswer(f"MessageTypeId {msg[0]} frame has the wrong shape")
-    return msg[1]
-
-
 def _rpc(uid: str, cause: str) -> FrameProblem:
     return FrameProblem(uid, RpcFrameworkError(details={"cause": cause}))
 
@@ -218,7 +203,7 @@ def check_frame(raw: str | bytes, handled: Container[str]) -> str | CheckedCall:
             raise UnusableAnswer(f"nests deeper than {MAX_JSON_DEPTH} levels")
         raise _rpc(uid, f"frame nests deeper than {MAX_JSON_DEPTH} levels")
     if msg[0] in (3, 4):
-        return _answer_id(msg)
+        return answer_id(msg)
     if msg[0] != 2:
         raise FrameProblem(
             uid,
