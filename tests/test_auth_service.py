@@ -352,3 +352,26 @@ async def test_log_carries_no_secrets(client: httpx.AsyncClient, auth_service: A
         *auth_service.internal_tokens.values(),
     ):
         assert secret not in log
+
+
+async def test_a_magic_link_never_points_at_an_untrusted_console(
+    client: httpx.AsyncClient, auth_service: AuthService, pg_url: str
+) -> None:
+    """The attack: request a victim's magic link with a callback on the attacker's own
+    `/console/auth/magic` page, hoping the mailed link (its token) lands there. Refused, or the
+    mail keeps the auth service's own link: the token never names another origin."""
+    import psycopg
+
+    email = _email("phish")
+    await ensure_user(auth_service, email)
+    response = await client.post(
+        "/api/auth/sign-in/magic-link",
+        json={"email": email, "callbackURL": "https://evil.example/console/auth/magic"},
+    )
+    assert response.status_code in (200, 403), response.text
+    await asyncio.sleep(1)
+    async with await psycopg.AsyncConnection.connect(libpq_url(pg_url)) as conn:
+        cur = await conn.execute("SELECT url FROM auth.mail_outbox WHERE to_email = %s", (email,))
+        urls = [str(r[0]) for r in await cur.fetchall() if r[0]]
+    assert all(u.startswith(f"{auth_service.base_url}/") for u in urls), urls
+    assert not any("evil.example" in u.split("?")[0] for u in urls), urls
