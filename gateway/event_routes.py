@@ -217,7 +217,11 @@ def _session_signal(model: type[BaseModel]) -> Callable[[int, Payload], Any]:
 
 for _kind, _model, _restart in (
     (SIGNAL_TRANSACTION_STARTED, TransactionStarted, True),
-    (SIGNAL_TRANSACTION_STOPPED, TransactionStopped, True),
+    # A stop means something only to the run that saw its start (a fresh run in ``requested``
+    # rejects it). When that run has closed, the row is a redelivery (the gateway died between
+    # Temporal taking the signal and the row being marked) or a stop past the late-stop window:
+    # restarting the id would start a phantom run that overwrites the billed session's read model.
+    (SIGNAL_TRANSACTION_STOPPED, TransactionStopped, False),
     (SIGNAL_METER_PROGRESS, MeterProgress, False),
     (SIGNAL_CONNECTOR_STATUS, ConnectorStatus, False),
     (SIGNAL_TRANSACTION_CLOSED, TransactionClosed, False),

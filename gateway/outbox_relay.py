@@ -11,10 +11,14 @@ Failures (Temporal down, timeouts) increment ``attempts``, record ``last_error``
 workflow off exponentially in this process; nothing is lost. Inserts wake the relay through
 :meth:`OutboxRelay.wake`; a poll is the fallback (and covers rows written by other processes).
 
-A route with ``may_restart`` (``transaction_started``, ``transaction_stopped``, the generic
-kinds) may (re)start a closed workflow id: a start or a late stop must always reach a workflow.
-The others (``meter_progress``, ``connector_status``…) must never resurrect a finished workflow:
-when it is closed they are marked delivered with a note.
+A route with ``may_restart`` (``transaction_started``, the generic kinds) may (re)start a closed
+workflow id: a start must always reach a workflow (a tap's workflow that expired before the
+charger's late StartTransaction runs again). The others (``transaction_stopped``,
+``meter_progress``, ``connector_status``…) must never resurrect a finished workflow: when it is
+closed they are marked delivered with a note. A delivery is at least once — the gateway may die
+after Temporal took a signal and before the row is marked — so a restarting route must only be
+one whose redelivery to a closed id is harmless: a ``transaction_started`` cannot be redelivered
+to a closed session, since its session's later rows (the stop) wait behind it.
 
 A kind with no route is never claimed: it was written by a newer gateway during a rolling
 upgrade, and this relay does not guess what it means (it would otherwise start a phantom

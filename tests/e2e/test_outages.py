@@ -13,9 +13,12 @@ import signal
 import pytest
 from ocpp.v16 import call
 from ocpp.v16.enums import AuthorizationStatus
+from sqlalchemy import text
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.lago import LagoBilling
 from db.engine import SessionFactory
+from db.models import GatewayOutbox
 from tests.e2e.conftest import (
     Billed,
     Platform,
@@ -187,3 +190,56 @@ async def test_duplicate_stop_after_gateway_restart_is_billed_once(
     await charger.connect()
     await _stop(charger, id_tag, tx)
     await _assert_billed_once(platform, session_factory, tx, subscription)
+
+
+async def test_a_stop_delivered_again_after_the_session_closed_starts_no_second_run(
+    platform: Platform,
+    session_factory: SessionFactory,
+    lago_billing: LagoBilling,
+    charger_factory: list[SimulatedCharger],
+) -> None:
+    """The gateway died after Temporal took the stop's signal and before it marked the outbox
+    row delivered: its successor delivers the row again, to a session already billed and closed.
+
+    That used to start the workflow id again — a fresh run in ``requested`` that ignores the
+    stop and then writes ``requested`` (later ``expired``) over the billed session's read model.
+    """
+    charger, id_tag, tx, subscription = await _begin(
+        platform, session_factory, lago_billing, charger_factory
+    )
+    await _stop(charger, id_tag, tx)
+    first = await _assert_billed_once(platform, session_factory, tx, subscription)
+
+    client = await Client.connect(platform.env["POLARIS_TEMPORAL_ADDRESS"])
+    handle = client.get_workflow_handle(first.workflow_id)
+
+    async def closed() -> str | None:
+        described = await handle.describe()
+        done = described.status == WorkflowExecutionStatus.COMPLETED
+        return described.run_id if done else None
+
+    run_id = await eventually(closed, timeout=60, message="session workflow completed")
+
+    # What a gateway killed between the signal and the mark leaves behind.
+    async with session_factory.begin() as db:
+        row_id = (
+            await db.execute(
+                text(
+                    "UPDATE gateway_outbox SET delivered_at = NULL, last_error = NULL "
+                    "WHERE workflow_id = :w AND kind = 'transaction_stopped' RETURNING id"
+                ),
+                {"w": first.workflow_id},
+            )
+        ).scalar_one()
+
+    async def delivered_again() -> GatewayOutbox | None:
+        async with session_factory() as db:
+            row = await db.get(GatewayOutbox, row_id, populate_existing=True)
+        return row if row is not None and row.delivered_at is not None else None
+
+    row = await eventually(delivered_again, timeout=60, message="stop row delivered again")
+    assert row.last_error == "workflow already closed; event dropped"
+    described = await handle.describe()
+    assert (described.run_id, described.status) == (run_id, WorkflowExecutionStatus.COMPLETED)
+    again = await _assert_billed_once(platform, session_factory, tx, subscription)
+    assert again.state == first.state
