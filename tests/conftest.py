@@ -126,8 +126,14 @@ async def temporal_client(temporal_address: str) -> Client:
     return await Client.connect(temporal_address, data_converter=DATA_CONVERTER)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server of the test's own.
+
+    Not shared: the server skips time only while no workflow task is outstanding, so a workflow
+    one test leaves running (a cadence that never ends, its worker gone) would get a task at its
+    next timer that nobody takes, and every later test's clock would stop — they hang until
+    their timeout."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER,
         test_server_existing_path=str(test_server_binary()),
