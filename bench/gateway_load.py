@@ -241,11 +241,82 @@ def platform(
         pg.destroy()
 
 
+def _cpu_by_role(tmp: Path) -> dict[str, float]:
+    """CPU seconds (user + system) so far of every process of this run, by role: the platform's
+    processes are this script's descendants, PostgreSQL's are found by their data directory."""
+    roles: dict[str, float] = {}
+    me = psutil.Process()
+    procs = {p.pid: p for p in me.children(recursive=True)}
+    for p in psutil.process_iter(["cmdline"]):
+        if str(tmp) in " ".join(p.info["cmdline"] or []):
+            procs.setdefault(p.pid, p)
+    for p in [me, *procs.values()]:
+        try:
+            cmd = " ".join(p.cmdline())
+            used = sum(p.cpu_times()[:2])
+        except psutil.Error:
+            continue
+        if p.pid == me.pid:
+            continue
+        role = next(
+            (
+                name
+                for name, marker in (
+                    ("load generator", "bench.load"),
+                    ("gateway", "cli.main gateway"),
+                    ("worker", "cli.main worker"),
+                    ("billing sandbox", "sandbox.lago"),
+                    ("temporal", "temporal"),
+                    ("postgres", "postgres"),
+                    ("py-spy", "py-spy"),
+                )
+                if marker in cmd
+            ),
+            "other",
+        )
+        roles[role] = roles.get(role, 0.0) + used
+    return roles
+
+
+def _journal_means(metrics_url: str) -> dict[str, float]:
+    """Mean journal write per OCPP action, ms, from the gateway's /metrics (queue wait, the
+    group commit and the commit itself: what a charger waits for besides the network)."""
+    import httpx
+
+    text = httpx.get(metrics_url, timeout=10).text
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        for suffix, into in (("_sum{", sums), ("_count{", counts)):
+            if line.startswith("polaris_gateway_journal_write_seconds" + suffix):
+                action = line.split('action="', 1)[1].split('"', 1)[0]
+                into[action] = float(line.rsplit(" ", 1)[1])
+    return {a: round(1000 * sums[a] / counts[a], 2) for a in sums if counts.get(a)}
+
+
 def _gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    metrics_port = _free_port()
     with platform(
-        tmp, cards=args.chargers, platform_log=args.platform_log, profile=args.profile
+        tmp,
+        cards=args.chargers,
+        platform_log=args.platform_log,
+        profile=args.profile,
+        extra_env={"POLARIS_GATEWAY_METRICS_PORT": str(metrics_port)},
     ) as (url, gateway):
-        return _with_cpu(gateway.pid, lambda: _load(url, args, "Polaris gateway"))
+        before = _cpu_by_role(tmp)
+        started = time.monotonic()
+        result = _with_cpu(gateway.pid, lambda: _load(url, args, "Polaris gateway"))
+        elapsed = time.monotonic() - started
+        after = _cpu_by_role(tmp)
+        result["cpu_s_by_process"] = {
+            role: round(after[role] - before.get(role, 0.0), 1) for role in sorted(after)
+        }
+        result["load_wall_s"] = round(elapsed, 1)
+        try:
+            result["journal_mean_ms"] = _journal_means(f"http://127.0.0.1:{metrics_port}/metrics")
+        except Exception as exc:  # a figure we could not read is left out, never invented
+            print(f"(journal latency not read from /metrics: {exc!r})", flush=True)
+        return result
 
 
 def _row(name: str, bare: dict[str, Any], ours: dict[str, Any]) -> str:
@@ -274,6 +345,18 @@ def report(bare: dict[str, Any], ours: dict[str, Any]) -> str:
         "server process CPU per message, ms (bare / gateway process alone): "
         f"{bare['server_cpu_ms_per_message']} / {ours['server_cpu_ms_per_message']}",
     ]
+    if "cpu_s_by_process" in ours:
+        cores = sum(ours["cpu_s_by_process"].values()) / max(ours["load_wall_s"], 1e-9)
+        lines.append(
+            f"CPU seconds during the gateway's {ours['load_wall_s']} s load (all processes, "
+            f"{cores:.2f} cores busy on average): "
+            + ", ".join(f"{k} {v}" for k, v in ours["cpu_s_by_process"].items())
+        )
+    if "journal_mean_ms" in ours:
+        lines.append(
+            "gateway journal write, mean ms (queue + group commit): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(ours["journal_mean_ms"].items()))
+        )
     return "\n".join(lines)
 
 
