@@ -11,7 +11,18 @@ first.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, text, union
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    and_,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    text,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ChargingSession, Transaction
@@ -34,7 +45,16 @@ def _transaction_over() -> ColumnElement[bool]:
 async def other_open_sessions(
     db: AsyncSession, id_tag: str, exclude_workflow_id: str | None = None
 ) -> int:
-    """Open sessions of the card, not counting ``exclude_workflow_id`` (the one being decided).
+    """Open sessions of the card, not counting ``exclude_workflow_id`` (the one being decided);
+    see :func:`open_sessions_count`."""
+    return int(
+        (await db.execute(select(open_sessions_count(id_tag, exclude_workflow_id)))).scalar_one()
+    )
+
+
+def open_sessions_count(id_tag: str, exclude_workflow_id: str | None = None) -> ScalarSelect[int]:
+    """The count of :func:`other_open_sessions` as a scalar subquery (to ask it in the same
+    statement as other facts about the card: one round trip).
 
     A session counts when its read model is open (pre-authorized or running) and none of its
     transactions is over in the journal (stopped, or closed by the platform: the workflow may not
@@ -65,8 +85,7 @@ async def other_open_sessions(
         not_(session_finished),
     )
     both = union(from_read_model, from_journal).subquery()
-    count = await db.execute(select(func.count(func.distinct(both.c.wid))).select_from(both))
-    return int(count.scalar_one())
+    return select(func.count(func.distinct(both.c.wid))).select_from(both).scalar_subquery()
 
 
-__all__ = ["OPEN_STATES", "lock_card", "other_open_sessions"]
+__all__ = ["OPEN_STATES", "lock_card", "open_sessions_count", "other_open_sessions"]

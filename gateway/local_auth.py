@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import exists, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from db.card_sessions import lock_card, other_open_sessions
+from db.card_sessions import lock_card, open_sessions_count
 from db.models import EvCard, UserMapping
 from domain.authorization import AuthorizationFacts, CardFacts
 from domain.authorization import decide as decide_card
@@ -47,24 +48,35 @@ async def decide(
     """``check_concurrency`` takes the card's lock (held until the caller's transaction ends) and
     counts its other open sessions, not counting ``exclude_workflow_id``."""
     if check_concurrency:
+        # Its own statement, before the count: a statement's snapshot is taken when it starts,
+        # so a count in the locking statement would not see what the previous holder committed.
         await lock_card(session, id_tag)
-    card = await session.get(EvCard, id_tag)
-    if card is None:
+    # Everything else in one round trip (this runs for every tap, start and stop).
+    parent_card = aliased(EvCard)
+    row = (
+        await session.execute(
+            select(
+                EvCard,
+                parent_card,
+                exists().where(UserMapping.id_tag == id_tag, UserMapping.is_active),
+                open_sessions_count(id_tag, exclude_workflow_id)
+                if check_concurrency
+                else literal(0),
+            )
+            # ev_cards.parent_id_tag is a foreign key: a parent that is referenced exists.
+            .outerjoin(parent_card, parent_card.id_tag == EvCard.parent_id_tag)
+            .where(EvCard.id_tag == id_tag)
+        )
+    ).first()
+    if row is None:
         return LocalDecision("Invalid", "unknown_card", known=False)
-    # ev_cards.parent_id_tag is a foreign key: a parent that is referenced exists.
-    parent = await session.get(EvCard, card.parent_id_tag) if card.parent_id_tag else None
-    mapping = await session.scalar(
-        select(UserMapping.id).where(UserMapping.id_tag == id_tag, UserMapping.is_active)
-    )
-    open_count = 0
-    if check_concurrency:
-        open_count = await other_open_sessions(session, id_tag, exclude_workflow_id)
+    card, parent, has_mapping, open_count = row
     decision = decide_card(
         AuthorizationFacts(
             card=CardFacts.model_validate(card),
             parent=CardFacts.model_validate(parent) if parent is not None else None,
-            has_active_mapping=mapping is not None,
-            other_open_sessions=open_count,
+            has_active_mapping=bool(has_mapping),
+            other_open_sessions=int(open_count),
         ),
         now,
     )
