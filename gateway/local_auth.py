@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, literal, select
+from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -31,6 +31,8 @@ class LocalDecision:
     known: bool
     parent_id_tag: str | None = None
     expiry_date: datetime | None = None
+    # The account the card is mapped to (active mapping), if any: a transaction's owner.
+    user_id: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -58,7 +60,10 @@ async def decide(
             select(
                 EvCard,
                 parent_card,
-                exists().where(UserMapping.id_tag == id_tag, UserMapping.is_active),
+                select(UserMapping.user_id)
+                .where(UserMapping.id_tag == id_tag, UserMapping.is_active)
+                .limit(1)
+                .scalar_subquery(),
                 open_sessions_count(id_tag, exclude_workflow_id)
                 if check_concurrency
                 else literal(0),
@@ -70,12 +75,12 @@ async def decide(
     ).first()
     if row is None:
         return LocalDecision("Invalid", "unknown_card", known=False)
-    card, parent, has_mapping, open_count = row
+    card, parent, user_id, open_count = row
     decision = decide_card(
         AuthorizationFacts(
             card=CardFacts.model_validate(card),
             parent=CardFacts.model_validate(parent) if parent is not None else None,
-            has_active_mapping=bool(has_mapping),
+            has_active_mapping=user_id is not None,
             other_open_sessions=int(open_count),
         ),
         now,
@@ -87,4 +92,5 @@ async def decide(
         known=True,
         parent_id_tag=card.parent_id_tag,
         expiry_date=card.expires_at if accepted else None,
+        user_id=user_id,
     )

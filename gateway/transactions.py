@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
-from db.models import OrphanStop, Transaction, UserMapping, session_intents
+from db.models import OrphanStop, Transaction, session_intents
 from domain.energy import MeterLimits
 from gateway import event_routes, intents, load_trigger
 from gateway.closures import close_for_new_transaction
@@ -120,9 +120,7 @@ async def start_transaction(
             status = tighter(status, intent.auth_status)
         if upstream_status is not None:
             status = tighter(status, upstream_status)
-        owner = await s.scalar(
-            select(UserMapping.user_id).where(UserMapping.id_tag == id_tag, UserMapping.is_active)
-        )
+        owner = decision.user_id
         tx_id = await s.scalar(
             pg_insert(Transaction)
             .values(
