@@ -5,6 +5,10 @@ samples are committed (nothing is acknowledged that a crash could lose), but whi
 commits the next messages queue up and go into the next transaction together, so under load one
 BEGIN/COMMIT serves many chargers. A batch that fails is retried one message per transaction, so
 one bad message only fails its own charger (which then gets InternalError and resends).
+
+A message whose charger stopped waiting before its batch formed (the journal guard's timeout
+answered it InternalError, or its connection closed) is not written: the charger resends it, and
+writing the abandoned copy as well only added work to a database that was already too slow.
 """
 
 from __future__ import annotations
@@ -76,6 +80,10 @@ class MeterValuesBatcher:
         while self._queue:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
+            # Awaiting a future cancels it with its waiter: nobody waits for these any more.
+            batch = [request for request in batch if not request.done.cancelled()]
+            if not batch:
+                continue
             try:
                 results = await self._commit(batch)
             except Exception as exc:

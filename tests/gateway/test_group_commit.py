@@ -104,3 +104,31 @@ async def test_batch_size_does_not_change_what_is_stored(
     )
     assert await _count(session_factory, prefix) == 5
     await batcher.close()
+
+
+async def test_a_message_nobody_waits_for_any_more_is_not_written(
+    session_factory: SessionFactory,
+) -> None:
+    """Its charger was answered InternalError (the journal guard's timeout) and resends it:
+    writing the abandoned copy too would only add work when the database is already slow."""
+    prefix = f"GC-{uuid.uuid4().hex[:6]}-"
+    batcher = MeterValuesBatcher(session_factory, lambda _tx, _boundary: False)
+
+    def record(i: int) -> asyncio.Task[int]:
+        return asyncio.create_task(
+            batcher.record(
+                charge_box_id=f"{prefix}{i}",
+                connector_id=1,
+                transaction_id=None,
+                samples=[_sample()],
+            )
+        )
+
+    kept, abandoned = record(0), record(1)
+    await asyncio.sleep(0)  # both are queued; the batch has not formed yet
+    abandoned.cancel()
+    assert await kept == 0
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    await batcher.close()
+    assert await _count(session_factory, prefix) == 1
