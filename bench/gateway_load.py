@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import psycopg
 
@@ -250,13 +251,12 @@ def _cpu_by_role(tmp: Path) -> dict[str, float]:
     for p in psutil.process_iter(["cmdline"]):
         if str(tmp) in " ".join(p.info["cmdline"] or []):
             procs.setdefault(p.pid, p)
-    for p in [me, *procs.values()]:
+    procs.pop(me.pid, None)
+    for p in procs.values():
         try:
             cmd = " ".join(p.cmdline())
             used = sum(p.cpu_times()[:2])
         except psutil.Error:
-            continue
-        if p.pid == me.pid:
             continue
         role = next(
             (
@@ -281,8 +281,6 @@ def _cpu_by_role(tmp: Path) -> dict[str, float]:
 def _journal_means(metrics_url: str) -> dict[str, float]:
     """Mean journal write per OCPP action, ms, from the gateway's /metrics (queue wait, the
     group commit and the commit itself: what a charger waits for besides the network)."""
-    import httpx
-
     text = httpx.get(metrics_url, timeout=10).text
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
