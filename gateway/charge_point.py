@@ -34,6 +34,7 @@ from gateway import firmware_status, journal, metering, transactions
 from gateway.authorize import Authorizer
 from gateway.frame_guard import FrameGuardedChargePoint
 from gateway.group_commit import MeterValuesBatcher
+from gateway.last_seen import LastSeenWriter
 from gateway.local_auth import decide
 from gateway.log_redaction import TagRedactor
 from gateway.meter import REFUSED_PROBLEMS, parse_samples
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 # Vendors whose DataTransfer messages we understand (none yet).
 KNOWN_VENDORS: frozenset[str] = frozenset()
-# last_seen_at is written at most this often per charger (first message always).
-TOUCH_INTERVAL_S = 5.0
 # WebSocket close code for a charger decommissioned while connected (policy violation).
 CLOSE_DECOMMISSIONED = 1008
 
@@ -108,6 +107,7 @@ class GatewayContext:
     authorizer: Authorizer
     throttle: metering.ProgressThrottle
     meter_values: MeterValuesBatcher
+    last_seen: LastSeenWriter
     wake_relay: Callable[[], None]
     clock: Callable[[], datetime]
     tags: TagRedactor
@@ -145,37 +145,18 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         self.ctx = ctx
         self.charge_box_id = charge_box_id
         self._background: set[asyncio.Task[None]] = set()
-        self._touched_at = 0.0
-        self._touch_task: asyncio.Task[None] | None = None
         # The last good register of each open transaction of this connection (MeterValues).
         self.open_transactions = OpenTransactions()
 
     # -- liveness ------------------------------------------------------------------------
 
     def on_frame(self) -> None:
-        """last_seen_at on every message, at most one UPDATE per ``TOUCH_INTERVAL_S``.
+        """Every message proves the charger alive: ``last_seen_at`` is written for all connected
+        chargers together, one statement per interval (:mod:`gateway.last_seen`)."""
+        self.ctx.last_seen.heard(self.charge_box_id, self.ctx.clock(), self._close_decommissioned)
 
-        The watchdog's silence limit is minutes to hours; a charger sending MeterValues every few
-        seconds must not cost an UPDATE each (it was a tenth of the gateway's CPU under load).
-        """
-        now = time.monotonic()
-        if now - self._touched_at < TOUCH_INTERVAL_S:
-            return
-        self._touched_at = now
-        if self._touch_task is None or self._touch_task.done():
-            self._touch_task = asyncio.create_task(self._touch_once())
-
-    async def _touch_once(self) -> None:
-        try:
-            active = await journal.touch(self.ctx.sf, self.charge_box_id, self.ctx.clock())
-        except Exception as exc:
-            self._touched_at = 0.0  # try again with the next message
-            log.warning("%s: last_seen_at not recorded: %r", self.id, exc)
-            return
-        if not active:
-            # Decommissioned while connected: the handshake would refuse it now, so does this.
-            log.warning("%s is decommissioned: closing its connection", self.id)
-            await self._connection.close(CLOSE_DECOMMISSIONED, "charger is decommissioned")
+    async def _close_decommissioned(self) -> None:
+        await self._connection.close(CLOSE_DECOMMISSIONED, "charger is decommissioned")
 
     def spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -183,7 +164,7 @@ class GatewayChargePoint(FrameGuardedChargePoint):
         task.add_done_callback(self._background.discard)
 
     async def close_background(self) -> None:
-        tasks = [*self._background, *([self._touch_task] if self._touch_task else [])]
+        tasks = [*self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -107,19 +107,6 @@ async def set_disconnected(sf: SessionFactory, charge_box_id: str, instance: str
         )
 
 
-async def touch(sf: SessionFactory, charge_box_id: str, now: datetime) -> bool:
-    """Record that the charger spoke; False when it has been decommissioned meanwhile (the
-    caller closes its connection)."""
-    async with sf.begin() as s:
-        decommissioned_at = await s.scalar(
-            update(Charger)
-            .where(Charger.charge_box_id == charge_box_id)
-            .values(last_seen_at=now)
-            .returning(Charger.decommissioned_at)
-        )
-    return decommissioned_at is None
-
-
 async def promote_password(
     sf: SessionFactory,
     charge_box_id: str,

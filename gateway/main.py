@@ -34,6 +34,7 @@ from gateway.authorize import DEFAULT_TAP_TTL, Authorizer
 from gateway.charge_point import GatewayContext
 from gateway.commands import ChargerCommands
 from gateway.group_commit import MeterValuesBatcher
+from gateway.last_seen import LastSeenWriter
 from gateway.log_redaction import TagRedactor, guard_library_logger
 from gateway.metering import ProgressThrottle
 from gateway.negotiation import SUPPORTED, select_subprotocol
@@ -98,6 +99,7 @@ class Gateway:
             ),
             throttle=throttle,
             meter_values=MeterValuesBatcher(self.sf, throttle, limits=limits),
+            last_seen=LastSeenWriter(self.sf),
             wake_relay=self.relay.wake,
             clock=clock,
             tags=tags,
@@ -163,6 +165,7 @@ class Gateway:
         self._subscriptions = _subscribers.subscribe_per_settings(self.settings)
         self.link.start()
         self.relay.start()
+        self.ctx.last_seen.start()
         self._worker_task = asyncio.create_task(self._run_worker(), name="gateway-worker")
         self._server = await serve(
             self.ocpp.handle,
@@ -202,6 +205,7 @@ class Gateway:
             await self._server.wait_closed()
         self.ocpp.close()
         await self.ctx.meter_values.close()
+        await self.ctx.last_seen.stop()
         await self.ctx.authorizer.close()
         await self.relay.stop(self._drain_timeout)
         if self._worker is not None:
