@@ -283,12 +283,20 @@ class ChargingSessionWorkflow(
             if row == self._persisted:
                 return
             try:
-                await workflow.execute_activity_method(
-                    SessionActivities.upsert_session_read_model,
-                    row,
-                    start_to_close_timeout=sup.DB_TIMEOUT,
-                    retry_policy=sup.DB_RETRY,
-                )
+                if workflow.patched(sup.READ_MODEL_LOCAL_PATCH):
+                    await workflow.execute_local_activity_method(
+                        SessionActivities.upsert_session_read_model,
+                        row,
+                        start_to_close_timeout=sup.DB_TIMEOUT,
+                        retry_policy=sup.DB_RETRY,
+                    )
+                else:
+                    await workflow.execute_activity_method(
+                        SessionActivities.upsert_session_read_model,
+                        row,
+                        start_to_close_timeout=sup.DB_TIMEOUT,
+                        retry_policy=sup.DB_RETRY,
+                    )
             except ActivityError as err:
                 if not self._data_error(err):
                     raise

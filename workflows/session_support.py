@@ -23,6 +23,11 @@ from workflows import messages as msg
 
 # The read model is written again when a signal changed the session during its write.
 READ_MODEL_CATCH_UP_PATCH = "session-read-model-catch-up-v1"
+# The read model is written by a local activity: it runs inside the workflow task that asked
+# for it, so a write costs Temporal one marker event instead of three events, an activity task
+# and a second workflow task. The write is idempotent (keyed by workflow id, serialised per
+# session), so a local activity's at-least-once re-run after a lost workflow task is harmless.
+READ_MODEL_LOCAL_PATCH = "session-read-model-local-v1"
 
 # PostgreSQL activities: retried until the database is back (a session must always finish);
 # each attempt is short.

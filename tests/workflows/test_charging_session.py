@@ -1,8 +1,15 @@
-"""ChargingSessionWorkflow against the real dev server and real PostgreSQL."""
+"""ChargingSessionWorkflow against the real dev server and real PostgreSQL.
+
+With ``POLARIS_RECORD_HISTORIES=1`` the tap-to-billed test also records
+``tests/histories/charging_session_v7.json`` (read-model writes as local activities, the
+``session-read-model-local-v1`` patch).
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 from datetime import UTC, datetime
 
 import pytest
@@ -35,6 +42,8 @@ TARIFF = TariffTerms(
 )
 
 Handle = WorkflowHandle[ChargingSessionWorkflow, SessionStatus]
+
+V7_HISTORY = Path(__file__).resolve().parent.parent / "histories" / "charging_session_v7.json"
 
 
 async def tap(
@@ -150,6 +159,8 @@ async def test_tap_to_billed_once(
         481,
         tx,
     )
+    if os.environ.get("POLARIS_RECORD_HISTORIES"):
+        V7_HISTORY.write_text((await handle.fetch_history()).to_json())
 
 
 async def _state_is(handle: Handle, state: str) -> SessionStatus | None:

@@ -21,6 +21,9 @@ it is recorded:
 - ``charging_session_v6``: with ``ocpp201-transaction-status-v1`` (the watchdog asks a 2.0.1
   station GetTransactionStatus and closes the transaction it no longer has),
   ``… tests/sessions/test_ocpp201_transaction_status.py -k no_longer``.
+- ``charging_session_v7``: with ``session-read-model-local-v1`` (every read-model write a local
+  activity: a tap to a billed session with a suspension and redelivered signals),
+  ``… tests/workflows/test_charging_session.py -k tap_to_billed``.
 - ``firmware_campaign_*``: ``… tests/firmware/test_campaign.py -k "threshold or operator"``.
 - ``idle_fee_v1``: statuses that never free the connector (one redelivered), the watch timer,
   the charger checked, the line recorded, ``… tests/idle_fee/test_workflow.py -k watch``.
@@ -53,7 +56,13 @@ from config.settings import Settings
 from config.temporal import DATA_CONVERTER
 from db.engine import SessionFactory
 from gateway.commands import ChargerCommands
-from worker import WORKFLOWS, activities_of, activity_name, worker_activities
+from worker import (
+    WORKFLOWS,
+    activities_of,
+    activity_name,
+    worker_activities,
+    workflow_runner,
+)
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 HISTORY_FILES = sorted(HISTORIES.glob("*.json"))
@@ -65,6 +74,7 @@ MARKERS: dict[str, str] = {
     "charging_session_v4": "record_session_closure",
     "charging_session_v5": "authorization_refused",
     "charging_session_v6": "send_charger_command",
+    "charging_session_v7": "core_local_activity",
     "firmware_campaign_threshold_v1": "EVENT_TYPE_TIMER_FIRED",
     "firmware_campaign_halt_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
     "idle_fee_v1": "idle_fee_charger_seen",
@@ -119,7 +129,11 @@ async def test_replay(path: Path) -> None:
     workflow_type = history_workflow_type(path)
     assert workflow_type in WORKFLOW_CLASSES, f"{workflow_type} is not registered in worker.py"
     history = WorkflowHistory.from_json(path.stem, text)
-    replayer = Replayer(workflows=[WORKFLOW_CLASSES[workflow_type]], data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=[WORKFLOW_CLASSES[workflow_type]],
+        data_converter=DATA_CONVERTER,
+        workflow_runner=workflow_runner(),  # the sandbox the worker runs them in
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
