@@ -31,10 +31,15 @@ from domain.session import OPEN_PHASES
 OPEN_STATES = sorted(phase.value for phase in OPEN_PHASES)
 
 
+def card_lock_key(id_tag: str) -> str:
+    """The advisory lock key of a card (``pg_advisory_xact_lock(hashtext(key))``)."""
+    return f"card:{id_tag}"
+
+
 async def lock_card(db: AsyncSession, id_tag: str) -> None:
     """Serialise every limit decision for this card until the caller's transaction ends."""
     await db.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"card:{id_tag}"}
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": card_lock_key(id_tag)}
     )
 
 

@@ -23,11 +23,16 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from config.settings import Settings
 from db.engine import SessionFactory
+from db.identity_models import SCAN_LOGIN, SCAN_REGISTER
 from db.models import AuditLog
 from gateway import intents
 from gateway.late_refusal import late_refusal
 from gateway.local_auth import LocalDecision, decide
-from gateway.scan_intercept import intercept_registration, record_login_tap
+from gateway.scan_intercept import (
+    intercept_registration,
+    lock_card_and_read_arms,
+    record_login_tap,
+)
 from gateway.temporal_link import TemporalLink
 from gateway.transactions import tighter
 from workflows.messages import (
@@ -86,19 +91,37 @@ class Authorizer:
 
     async def authorize(self, charge_box_id: str, id_tag: str) -> AuthOutcome:
         now = self._clock()
+        workflow_id = tap_workflow_id(charge_box_id, now, secrets.token_hex(8))
         async with self._sf() as s:
+            # The card's lock and whether anyone armed this charger, in one round trip.
+            armed = await lock_card_and_read_arms(s, id_tag, charge_box_id)
             # An operator's tap-to-add takes the tap: Blocked, no session.
-            if await intercept_registration(s, charge_box_id, id_tag):
+            if SCAN_REGISTER in armed and await intercept_registration(s, charge_box_id, id_tag):
                 return AuthOutcome("Blocked", "scan")
-            local = await decide(s, id_tag, now)
+            local = await decide(s, id_tag, now, locked=True)
             # A QR sign-in only records the tap; the answer below is what it would be anyway,
             # so arming a charger can never deny anyone a charge.
-            if local.accepted or local.status == "ConcurrentTx":
+            if SCAN_LOGIN in armed and (local.accepted or local.status == "ConcurrentTx"):
                 await record_login_tap(s, charge_box_id, id_tag)
+            if local.accepted:
+                # The tap is remembered in the decision's own transaction, with the local answer;
+                # the rare workflow answer that tightens it is written after the budget (below).
+                # The charger only sends its StartTransaction after it has been answered, so the
+                # start always reads the final status.
+                await intents.remember(
+                    s,
+                    workflow_id=workflow_id,
+                    charge_box_id=charge_box_id,
+                    id_tag=id_tag,
+                    origin="tap",
+                    auth_status=local.status,
+                    now=now,
+                    ttl=self._tap_ttl,
+                )
+                await s.commit()
         if not local.accepted:
             await self._audit(charge_box_id, id_tag, local.status, local.reason, "local")
             return AuthOutcome(local.status, "local", parent_id_tag=local.parent_id_tag)
-        workflow_id = tap_workflow_id(charge_box_id, now, secrets.token_hex(8))
         update = self._start_pre_authorize(workflow_id, charge_box_id, id_tag, local)
         answer = await self._within_budget(update, workflow_id)
         if answer is None:
@@ -110,18 +133,15 @@ class Authorizer:
             source = "workflow"
             parent = answer.parent_id_tag or local.parent_id_tag
             expiry = answer.expiry_date or local.expiry_date
-        async with self._sf.begin() as s:
-            await intents.remember(
-                s,
-                workflow_id=workflow_id,
-                charge_box_id=charge_box_id,
-                id_tag=id_tag,
-                origin="tap",
-                auth_status=status,
-                now=now,
-                ttl=self._tap_ttl,
-            )
-            if status != "Accepted":
+        if status != local.status:
+            async with self._sf.begin() as s:
+                await intents.set_status(
+                    s,
+                    workflow_id=workflow_id,
+                    charge_box_id=charge_box_id,
+                    id_tag=id_tag,
+                    auth_status=status,
+                )
                 reason = (answer.reason if answer else None) or "pre_authorization"
                 s.add(_audit_row(charge_box_id, id_tag, status, reason, source))
         if answer is None and update is not None:

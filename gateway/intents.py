@@ -46,6 +46,29 @@ async def remember(
     )
 
 
+async def set_status(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    charge_box_id: str,
+    id_tag: str,
+    auth_status: AuthorizationStatus,
+) -> None:
+    """The workflow's answer tightened a remembered tap's status (before the charger heard it)."""
+    t = session_intents
+    await session.execute(
+        update(t)
+        .where(
+            # The open-intent index finds the charger's and card's rows; the id picks the tap.
+            t.c.charge_box_id == charge_box_id,
+            t.c.id_tag == id_tag,
+            t.c.consumed_at.is_(None),
+            t.c.workflow_id == workflow_id,
+        )
+        .values(auth_status=auth_status)
+    )
+
+
 async def take(
     session: AsyncSession,
     *,

@@ -46,10 +46,12 @@ async def decide(
     *,
     check_concurrency: bool = True,
     exclude_workflow_id: str | None = None,
+    locked: bool = False,
 ) -> LocalDecision:
     """``check_concurrency`` takes the card's lock (held until the caller's transaction ends) and
-    counts its other open sessions, not counting ``exclude_workflow_id``."""
-    if check_concurrency:
+    counts its other open sessions, not counting ``exclude_workflow_id``. ``locked``: the caller
+    took the card's lock already, in an earlier statement of this transaction."""
+    if check_concurrency and not locked:
         # Its own statement, before the count: a statement's snapshot is taken when it starts,
         # so a count in the locking statement would not see what the previous holder committed.
         await lock_card(session, id_tag)

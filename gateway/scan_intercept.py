@@ -15,9 +15,10 @@ that arms and exchanges, and audited (``scan.tap``) in the same transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.card_sessions import card_lock_key
 from db.identity_models import SCAN_LOGIN, SCAN_REGISTER, ScanArm
 from db.models import AuditLog, Charger
 
@@ -64,6 +65,29 @@ async def _consume(
     )
     await session.commit()
     return str(arm_id)
+
+
+# The purposes of the charger's open arms, in the statement that takes the card's lock (so a tap
+# on a charger nobody armed, nearly every tap, costs no scan_arms write at all). Arms are timed
+# by the database clock, as in :func:`_consume`.
+_LOCK_AND_ARMS = text(
+    """
+    SELECT pg_advisory_xact_lock(hashtext(:key)),
+           ARRAY(SELECT DISTINCT purpose FROM scan_arms
+                 WHERE charge_box_id = :cb AND consumed_at IS NULL AND expires_at > now())
+    """
+)
+
+
+async def lock_card_and_read_arms(
+    session: AsyncSession, id_tag: str, charge_box_id: str
+) -> frozenset[str]:
+    """Take the card's advisory lock (:func:`db.card_sessions.lock_card`) and return the
+    purposes of the charger's open arms, in one round trip."""
+    row = (
+        await session.execute(_LOCK_AND_ARMS, {"key": card_lock_key(id_tag), "cb": charge_box_id})
+    ).one()
+    return frozenset(row[1] or ())
 
 
 async def intercept_registration(session: AsyncSession, charge_box_id: str, id_tag: str) -> bool:

@@ -32,6 +32,15 @@ async def _intent_workflow(sf: SessionFactory, cb: str, id_tag: str) -> str | No
         )
 
 
+async def _intent_status(sf: SessionFactory, cb: str, id_tag: str) -> str | None:
+    async with sf() as s:
+        return await s.scalar(
+            select(session_intents.c.auth_status).where(
+                session_intents.c.charge_box_id == cb, session_intents.c.id_tag == id_tag
+            )
+        )
+
+
 @pytest.mark.parametrize(
     ("card", "expected"),
     [
@@ -86,6 +95,13 @@ async def test_accepted_tap_starts_the_workflow_and_is_remembered(
     assert id_tag not in workflow_id  # opaque: the idTag never shows in Temporal or Lago
     handle = temporal_client.get_workflow_handle(workflow_id)
     assert await handle.query("origin") == "tap"
+    # The tap is remembered with the answer the charger got: the local one, or the workflow's
+    # when it tightened it (then audited as a refusal decided by the workflow).
+    assert await _intent_status(session_factory, cb, id_tag) == "Accepted"
+    assert await _intent_status(session_factory, cb, denied) == "Blocked"
+    async with session_factory() as s:
+        audit = (await s.execute(select(AuditLog).where(AuditLog.subject == denied))).scalar_one()
+    assert (audit.action, audit.details["decided_by"]) == ("authorize.rejected", "workflow")
 
 
 async def test_slow_workflow_answers_from_local_decision_within_budget(
