@@ -58,11 +58,10 @@ async def close_after_reboot(
     """A rebooted charger reports the connector free: close what we think runs there."""
     if status not in FREE_STATUSES:
         return 0
-    last_boot = await s.scalar(
-        select(Charger.last_boot_at).where(Charger.charge_box_id == charge_box_id)
+    # The charger's last boot inside the query (one round trip; no boot yet: nothing matches).
+    last_boot = (
+        select(Charger.last_boot_at).where(Charger.charge_box_id == charge_box_id).scalar_subquery()
     )
-    if last_boot is None:
-        return 0
     query = open_on_connector(charge_box_id, connector_id).where(Transaction.created_at < last_boot)
     rows = (await s.execute(query)).scalars().all()
     for row in rows:

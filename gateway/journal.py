@@ -69,14 +69,21 @@ async def audit_charger_connection(
 
 
 async def set_connected(
-    sf: SessionFactory, charge_box_id: str, instance: str, now: datetime
+    sf: SessionFactory,
+    charge_box_id: str,
+    instance: str,
+    now: datetime,
+    *,
+    ocpp_version: str | None = None,
 ) -> bool:
-    """Record the connection; True when an outbox row was queued with it (wake the relay)."""
+    """Record the connection (and the OCPP version it negotiated: informational, never read to
+    choose one); True when an outbox row was queued with it (wake the relay)."""
+    version = {} if ocpp_version is None else {"ocpp_version": ocpp_version}
     async with sf.begin() as s:
         await s.execute(
             update(Charger)
             .where(Charger.charge_box_id == charge_box_id)
-            .values(connected=True, gateway_instance=instance, last_seen_at=now)
+            .values(connected=True, gateway_instance=instance, last_seen_at=now, **version)
         )
         await record_event(
             s,

@@ -36,7 +36,6 @@ from gateway.charge_point import GatewayContext
 from gateway.handshake_limits import HandshakeGuard, Outcome, Ticket, client_address
 from gateway.negotiation import OCPP201, SUPPORTED, VERSION_OF, choose, offered_in
 from gateway.ocpp201.charge_point import GatewayChargePoint201
-from gateway.ocpp201.journal import record_version
 from gateway.passwords import verify_password
 from gateway.pending import PendingRecorder
 from gateway.registry import Admission, ChargerRegistry
@@ -389,9 +388,9 @@ class OcppServer:
                     charge_box_id,
                     self.ctx.settings.gateway_instance,
                     self.ctx.clock(),
+                    ocpp_version=VERSION_OF[protocol],
                 ):
                     self.ctx.wake_relay()
-            await record_version(self.ctx.sf, charge_box_id, VERSION_OF[protocol])
         except (SQLAlchemyError, OSError) as exc:
             log.error("%s: connection not recorded: %r", charge_box_id, exc)
         log.info("charger %s connected (%s)", charge_box_id, protocol)

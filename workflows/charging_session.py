@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sessions import (
@@ -297,7 +296,7 @@ class ChargingSessionWorkflow(
                         start_to_close_timeout=sup.DB_TIMEOUT,
                         retry_policy=sup.DB_RETRY,
                     )
-            except ActivityError as err:
+            except sup.ACTIVITY_FAILED as err:
                 if not self._data_error(err):
                     raise
             self._persisted = row

@@ -82,9 +82,9 @@ class SessionBillingMixin:
         if flag not in self._state.flags:
             self._state = self._state.model_copy(update={"flags": [*self._state.flags, flag]})
 
-    def _data_error(self, err: ActivityError) -> bool:
+    def _data_error(self, err: BaseException) -> bool:
         """A value PostgreSQL refused: flag the session and go on (True); anything else: False."""
-        cause = err.cause
+        cause = sup.failure_cause(err)
         if not isinstance(cause, ApplicationError) or cause.type != DATA_ERROR:
             return False
         if not workflow.patched(FLAGS_PATCH):
@@ -99,14 +99,15 @@ class SessionBillingMixin:
         if self._state.tariff is not None:
             return self._state.tariff  # the same terms for every line of a session
         try:
-            return await workflow.execute_activity_method(
+            return await sup.db_activity(
                 SessionActivities.load_tariff,
                 LoadTariffInput(charge_box_id=self._state.charge_box_id),
                 start_to_close_timeout=sup.DB_TIMEOUT,
                 retry_policy=sup.DB_RETRY,
             )
-        except ActivityError as err:
-            no_tariff = isinstance(err.cause, ApplicationError) and err.cause.type == "NoTariff"
+        except sup.ACTIVITY_FAILED as err:
+            cause = sup.failure_cause(err)
+            no_tariff = isinstance(cause, ApplicationError) and cause.type == "NoTariff"
             if not no_tariff and not self._data_error(err):
                 raise
             if no_tariff:
@@ -136,7 +137,7 @@ class SessionBillingMixin:
             occurred_at=line.occurred_at,
             lago_customer_external_id=self._state.billing_customer_id,
         )
-        await workflow.execute_activity_method(
+        await sup.db_activity(
             BillingActivities.record_billing_events,
             RecordBillingEventsInput(events=[record]),
             start_to_close_timeout=sup.DB_TIMEOUT,
@@ -169,7 +170,7 @@ class SessionBillingMixin:
             return
         try:
             event_id = await self._record(line)
-        except ActivityError as err:
+        except sup.ACTIVITY_FAILED as err:
             if not self._data_error(err):
                 raise
             # The line could not be stored: nothing is billed for it; an operator looks.
@@ -209,7 +210,7 @@ class SessionBillingMixin:
             return
         try:
             event_id = await self._record(line)
-        except ActivityError as err:
+        except sup.ACTIVITY_FAILED as err:
             if not self._data_error(err):
                 raise
             return

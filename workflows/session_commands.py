@@ -69,7 +69,7 @@ class SessionCommandsMixin:
             self._apply(RemoteStartRequested(at=workflow.now()))
 
     async def _authorize(self, id_tag: str, connector_id: int | None) -> msg.PreAuthorizeResult:
-        check = await workflow.execute_activity_method(
+        check = await sup.db_activity(
             SessionActivities.pre_authorize_card,
             PreAuthorizeCardInput(
                 workflow_id=workflow.info().workflow_id,

@@ -4,10 +4,14 @@ and the mapping from the gateway's messages to domain events. No I/O here either
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
+from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.sessions import SessionReadModel
 from domain.session import (
@@ -28,6 +32,12 @@ READ_MODEL_CATCH_UP_PATCH = "session-read-model-catch-up-v1"
 # and a second workflow task. The write is idempotent (keyed by workflow id, serialised per
 # session), so a local activity's at-least-once re-run after a lost workflow task is harmless.
 READ_MODEL_LOCAL_PATCH = "session-read-model-local-v1"
+# The session's other PostgreSQL-only activities run as local activities too: the card's
+# pre-authorization (the tap's update is then answered from one workflow task, which is what
+# the Authorize budget waits for), the tariff, and the billing line. Each is idempotent (the
+# decision excludes the session's own claim; the tariff is a read; the line is inserted on
+# conflict do nothing). Lago sends, charger commands and the watchdog's check stay activities.
+DB_LOCAL_PATCH = "session-db-activities-local-v1"
 
 # PostgreSQL activities: retried until the database is back (a session must always finish);
 # each attempt is short.
@@ -206,4 +216,34 @@ def status_of(
         flags=list(state.flags),
         lago_invoice_id=invoice.lago_invoice_id if invoice else None,
         invoice_number=invoice.invoice_number if invoice else None,
+    )
+
+
+_R = TypeVar("_R")
+
+# What a failed activity raises in the workflow: an activity, ActivityError with the activity's
+# own error as its cause; a local activity that failed for good, its ApplicationError itself.
+ACTIVITY_FAILED = (ActivityError, ApplicationError)
+
+
+def failure_cause(err: BaseException) -> BaseException | None:
+    """The activity's own error behind ``err`` (one of :data:`ACTIVITY_FAILED`)."""
+    return err.cause if isinstance(err, ActivityError) else err
+
+
+async def db_activity(
+    method: Callable[[Any, Any], Awaitable[_R]],
+    arg: Any,
+    *,
+    start_to_close_timeout: timedelta,
+    retry_policy: RetryPolicy,
+) -> _R:
+    """Run a session's PostgreSQL-only activity: a local activity from :data:`DB_LOCAL_PATCH`
+    on, the activity it always was in executions recorded before it."""
+    if workflow.patched(DB_LOCAL_PATCH):
+        return await workflow.execute_local_activity_method(
+            method, arg, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy
+        )
+    return await workflow.execute_activity_method(
+        method, arg, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy
     )

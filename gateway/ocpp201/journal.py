@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import SessionFactory
@@ -13,16 +13,6 @@ from db.events import record_event
 from db.models import AuditLog, Charger, Connector
 from db.ocpp201_models import Ocpp201DeviceVariable
 from domain.events import CHARGER_STATUS_CHANGED
-
-
-async def record_version(sf: SessionFactory, charge_box_id: str, version: str) -> None:
-    """The version this connection negotiated (informational: never read to choose one)."""
-    async with sf.begin() as s:
-        await s.execute(
-            update(Charger)
-            .where(Charger.charge_box_id == charge_box_id)
-            .values(ocpp_version=version)
-        )
 
 
 async def registration_status(sf: SessionFactory, charge_box_id: str) -> str:

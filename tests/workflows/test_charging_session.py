@@ -1,8 +1,10 @@
 """ChargingSessionWorkflow against the real dev server and real PostgreSQL.
 
 With ``POLARIS_RECORD_HISTORIES=1`` the tap-to-billed test also records
-``tests/histories/charging_session_v7.json`` (read-model writes as local activities, the
-``session-read-model-local-v1`` patch).
+``tests/histories/charging_session_v8.json`` (the card's pre-authorization, the tariff and the
+billing line as local activities, the ``session-db-activities-local-v1`` patch, besides the
+read-model writes of ``session-read-model-local-v1``). ``charging_session_v7.json``, recorded by
+the same test before that patch, is frozen.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ TARIFF = TariffTerms(
 
 Handle = WorkflowHandle[ChargingSessionWorkflow, SessionStatus]
 
-V7_HISTORY = Path(__file__).resolve().parent.parent / "histories" / "charging_session_v7.json"
+V8_HISTORY = Path(__file__).resolve().parent.parent / "histories" / "charging_session_v8.json"
 
 
 async def tap(
@@ -160,7 +162,7 @@ async def test_tap_to_billed_once(
         tx,
     )
     if os.environ.get("POLARIS_RECORD_HISTORIES"):
-        V7_HISTORY.write_text((await handle.fetch_history()).to_json())
+        V8_HISTORY.write_text((await handle.fetch_history()).to_json())
 
 
 async def _state_is(handle: Handle, state: str) -> SessionStatus | None:

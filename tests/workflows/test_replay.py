@@ -22,7 +22,10 @@ it is recorded:
   station GetTransactionStatus and closes the transaction it no longer has),
   ``… tests/sessions/test_ocpp201_transaction_status.py -k no_longer``.
 - ``charging_session_v7``: with ``session-read-model-local-v1`` (every read-model write a local
-  activity: a tap to a billed session with a suspension and redelivered signals),
+  activity: a tap to a billed session with a suspension and redelivered signals); recorded by
+  ``tests/workflows/test_charging_session.py -k tap_to_billed`` before the next patch, frozen.
+- ``charging_session_v8``: with ``session-db-activities-local-v1`` as well (pre-authorization,
+  tariff and billing line as local activities: the history schedules only Lago's activity),
   ``… tests/workflows/test_charging_session.py -k tap_to_billed``.
 - ``firmware_campaign_*``: ``… tests/firmware/test_campaign.py -k "threshold or operator"``.
 - ``idle_fee_v1``: statuses that never free the connector (one redelivered), the watch timer,
@@ -75,6 +78,7 @@ MARKERS: dict[str, str] = {
     "charging_session_v5": "authorization_refused",
     "charging_session_v6": "send_charger_command",
     "charging_session_v7": "core_local_activity",
+    "charging_session_v8": "core_local_activity",
     "firmware_campaign_threshold_v1": "EVENT_TYPE_TIMER_FIRED",
     "firmware_campaign_halt_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
     "idle_fee_v1": "idle_fee_charger_seen",
