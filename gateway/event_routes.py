@@ -75,7 +75,10 @@ class Route:
     is not running); ``signal_arg(row_id, payload)`` the signal's argument (``event_id`` = the row
     id, so a redelivery is recognised). ``may_restart``: a closed workflow id is started again
     for this kind; otherwise a closed workflow drops the row (delivered, with a note) — a late
-    status must never resurrect a finished workflow.
+    status must never resurrect a finished workflow. ``superseded_by``: kinds whose later row
+    makes a row of this kind pointless — when one of them already waits for the same workflow,
+    the row is marked delivered with a note instead of signalled (after an outage, a session's
+    queued meter progress is replaced by the newest progress or by its stop).
     """
 
     kind: str
@@ -84,6 +87,7 @@ class Route:
     start_input: Callable[[Payload, Settings], Any] = _generic_input
     signal_arg: Callable[[int, Payload], Any] = _plain_signal
     may_restart: bool = True
+    superseded_by: frozenset[str] = frozenset()
 
 
 _ROUTES: dict[str, Route] = {}
@@ -215,6 +219,11 @@ def _session_signal(model: type[BaseModel]) -> Callable[[int, Payload], Any]:
     return build
 
 
+# A session's meter progress only updates its latest register: a later progress row, or the
+# stop (which carries the final register), makes a waiting one pointless. Not a closure, which
+# bills up to the last register the session heard.
+_PROGRESS_SUPERSEDED_BY = frozenset({SIGNAL_METER_PROGRESS, SIGNAL_TRANSACTION_STOPPED})
+
 for _kind, _model, _restart in (
     (SIGNAL_TRANSACTION_STARTED, TransactionStarted, True),
     # A stop means something only to the run that saw its start (a fresh run in ``requested``
@@ -235,6 +244,9 @@ for _kind, _model, _restart in (
             start_input=_session_input,
             signal_arg=_session_signal(_model),
             may_restart=_restart,
+            superseded_by=_PROGRESS_SUPERSEDED_BY
+            if _kind == SIGNAL_METER_PROGRESS
+            else frozenset(),
         )
     )
 

@@ -20,6 +20,10 @@ after Temporal took a signal and before the row is marked — so a restarting ro
 one whose redelivery to a closed id is harmless: a ``transaction_started`` cannot be redelivered
 to a closed session, since its session's later rows (the stop) wait behind it.
 
+A route may name kinds that supersede it (``Route.superseded_by``): a session's meter progress
+is not signalled when a later progress or its stop already waits behind it (marked delivered with
+a note), so a backlog after an outage costs Temporal one signal per session, not one per sample.
+
 A kind with no route is never claimed: it was written by a newer gateway during a rolling
 upgrade, and this relay does not guess what it means (it would otherwise start a phantom
 workflow). The row waits — with its workflow's later rows behind it — for a gateway that knows
@@ -54,7 +58,11 @@ log = logging.getLogger(__name__)
 
 _CLAIM = text(
     """
-    SELECT o.id, o.workflow_id, o.kind, o.payload, o.attempts
+    SELECT o.id, o.workflow_id, o.kind, o.payload, o.attempts,
+           -- what already waits behind it (routes with ``superseded_by``); the pending index
+           ARRAY(SELECT DISTINCT n.kind FROM gateway_outbox n
+                 WHERE n.workflow_id = o.workflow_id AND n.delivered_at IS NULL AND n.id > o.id)
+             AS later_kinds
     FROM gateway_outbox o
     WHERE o.delivered_at IS NULL
       AND o.kind = ANY(:known)
@@ -180,6 +188,16 @@ class OutboxRelay:
             ).first()
             if row is None:
                 return False
+            route = event_routes.route_for(row.kind)
+            if route is not None and route.superseded_by & set(row.later_kinds or ()):
+                # A later row of the same workflow carries newer information: this one is not
+                # signalled (after an outage, a session's queued progress collapses into its
+                # newest progress or its stop).
+                await s.execute(
+                    _DELIVERED, {"id": row.id, "note": "superseded by a later row; not signalled"}
+                )
+                OUTBOX_DELIVERIES.labels(row.kind, "superseded").inc()
+                return True
             note: str | None = None
             try:
                 # The frame's trace (stored in the row) continues here and, through the Temporal

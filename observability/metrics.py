@@ -48,7 +48,8 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 OUTBOX_DELIVERIES = Counter(
     "polaris_gateway_outbox_deliveries_total",
-    "Outbox rows the relay handed to Temporal, by kind and result (delivered, dropped, failed).",
+    "Outbox rows the relay handed to Temporal, by kind and result (delivered, dropped, failed, "
+    "superseded: a later row of the same workflow made it pointless, not signalled).",
     ["kind", "result"],
 )
 COMMAND_ROUND_TRIP = Histogram(

@@ -9,12 +9,21 @@ from typing import Any
 from ocpp.v16 import call
 from sqlalchemy import select
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from db.engine import SessionFactory
 from db.models import GatewayOutbox, MeterSample, OrphanStop, Transaction
 from gateway.main import Gateway
+from gateway.outbox import enqueue
 from tests.gateway.conftest import charger_session, seed_card, seed_charger
 from tests.helpers import eventually, ocpp_ts
+from workflows.messages import (
+    ConnectorStatus,
+    MeterProgress,
+    SessionInput,
+    TransactionStarted,
+    TransactionStopped,
+)
 
 
 def sample(
@@ -127,8 +136,26 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
     kinds = [e[0] for e in events]
     assert kinds[0] == "transaction_started" and kinds[-1] == "transaction_stopped"
     assert "connector_status" in kinds
-    # One progress per batch (the latest register) plus every Transaction.Begin/End sample.
-    assert [e[2] for e in events if e[0] == "meter_progress"] == [1000, 2500, 4000]
+    # One progress row per batch (the latest register) plus every Transaction.Begin/End sample;
+    # a row the relay reaches after a later progress or the stop was queued is superseded (not
+    # signalled), so the session hears an increasing subsequence of them.
+    async with session_factory() as s:
+        outbox = (
+            await s.execute(
+                select(GatewayOutbox)
+                .where(GatewayOutbox.workflow_id == tx.workflow_id)
+                .order_by(GatewayOutbox.id)
+            )
+        ).scalars()
+        progress_rows = [r for r in outbox if r.kind == "meter_progress"]
+    assert [r.payload["signal"]["energy_register_wh"] for r in progress_rows] == [1000, 2500, 4000]
+    assert all(r.delivered_at is not None for r in progress_rows)
+    heard = {e[1]: e[2] for e in events if e[0] == "meter_progress"}
+    for r in progress_rows:
+        if r.id in heard:
+            assert heard[r.id] == r.payload["signal"]["energy_register_wh"]
+        else:
+            assert r.last_error == "superseded by a later row; not signalled"
     event_ids = [e[1] for e in events]
     assert event_ids == sorted(event_ids)  # outbox order per session
     async with session_factory() as s:
@@ -138,6 +165,96 @@ async def test_tap_start_meter_stop_reaches_the_workflow_in_order(
             )
         )
     assert pending is None
+
+
+async def test_queued_progress_is_superseded_by_later_progress_and_the_stop(
+    gateway: Gateway, session_factory: SessionFactory, temporal_client: Client
+) -> None:
+    """A backlog (the rows of an outage, written before the relay reaches them): the session
+    hears its start, no stale progress, and its stop; a closure is never skipped."""
+    cb = await seed_charger(session_factory)
+    workflow_id = f"session:{cb}:backlog"
+    start = SessionInput(charge_box_id=cb, connector_id=1, id_tag="BACKLOG", origin="charger")
+    now = datetime.now(UTC)
+    async with session_factory.begin() as s:
+        ids = [
+            await enqueue(
+                s,
+                workflow_id=workflow_id,
+                kind=kind,
+                start=start,
+                signal=signal,
+            )
+            for kind, signal in [
+                (
+                    "transaction_started",
+                    TransactionStarted(
+                        event_id=0,
+                        transaction_id=1,
+                        charge_box_id=cb,
+                        connector_id=1,
+                        id_tag="BACKLOG",
+                        meter_start_wh=0,
+                        started_at=now,
+                    ),
+                ),
+                (
+                    "meter_progress",
+                    MeterProgress(
+                        event_id=0, transaction_id=1, energy_register_wh=100, sampled_at=now
+                    ),
+                ),
+                (
+                    "meter_progress",
+                    MeterProgress(
+                        event_id=0, transaction_id=1, energy_register_wh=200, sampled_at=now
+                    ),
+                ),
+                (
+                    "connector_status",
+                    ConnectorStatus(event_id=0, connector_id=1, status="SuspendedEV", at=now),
+                ),
+                (
+                    "meter_progress",
+                    MeterProgress(
+                        event_id=0, transaction_id=1, energy_register_wh=300, sampled_at=now
+                    ),
+                ),
+                (
+                    "transaction_stopped",
+                    TransactionStopped(
+                        event_id=0, transaction_id=1, meter_stop_wh=400, stopped_at=now
+                    ),
+                ),
+            ]
+        ]
+    gateway.relay.wake()
+    handle = temporal_client.get_workflow_handle(workflow_id)
+
+    async def heard() -> list[list[object]]:
+        try:
+            events: list[list[object]] = await handle.query("events")
+        except RPCError as exc:  # not started yet
+            raise AssertionError(str(exc)) from exc
+        assert events and events[-1][0] == "transaction_stopped"
+        return events
+
+    events = await eventually(heard, timeout=20)
+    assert events == [
+        ["transaction_started", ids[0], 1],
+        ["connector_status", ids[3], "SuspendedEV"],
+        ["transaction_stopped", ids[5], 400],
+    ]
+    async with session_factory() as s:
+        result = await s.execute(
+            select(GatewayOutbox.id, GatewayOutbox.last_error).where(
+                GatewayOutbox.workflow_id == workflow_id
+            )
+        )
+        notes = {row_id: note for row_id, note in result}
+    superseded = "superseded by a later row; not signalled"
+    assert [notes[i] for i in ids] == [None, superseded, superseded, None, superseded, None]
+    await handle.signal("finish")
 
 
 async def test_resends_duplicates_orphans_and_stale_samples(
