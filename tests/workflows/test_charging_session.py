@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
