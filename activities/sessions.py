@@ -74,6 +74,14 @@ class PreAuthorizeCardResult(PreAuthorizeResult):
     lago_customer_external_id: str | None = None
 
 
+class ReadModelWritten(BaseModel):
+    """``upsert_session_read_model``'s result: the session state it was asked to write, and why
+    the session ended (a local activity's history records its result, never its input)."""
+
+    state: str
+    end_reason: str | None = None
+
+
 class SessionReadModel(SessionSummary):
     """One ``charging_sessions`` row (a ``lago_invoice_id`` of None never clears a link; the
     first ``user_id`` written is the session's owner for good)."""
@@ -187,8 +195,10 @@ class SessionActivities:
 
     @activity.defn(name=ACTIVITY_UPSERT_SESSION)
     @data_errors_are_final
-    async def upsert_session_read_model(self, input: SessionReadModel) -> None:
-        """Write the session's read model row (idempotent: keyed by workflow id)."""
+    async def upsert_session_read_model(self, input: SessionReadModel) -> ReadModelWritten:
+        """Write the session's read model row (idempotent: keyed by workflow id). Returns the
+        state written: a local activity's history records only its result, and the operator's
+        timeline (``services/timeline.py``) reads the session's states from it."""
         values = input.model_dump()
         if values.get("user_id") is None and values.get("id_tag"):
             # A session the workflow never pre-authorized (the charger skipped Authorize) still
@@ -245,6 +255,9 @@ class SessionActivities:
                 owner = after.user_id
                 if owner is not None and input.state in BILLED_STATES and input.transaction_id:
                     await notify_session_billed(db, owner, input)
+        # The workflow's state, as a scheduled activity's input showed it (also when the row
+        # kept a newer claim): the timeline's states are the session's own.
+        return ReadModelWritten(state=input.state, end_reason=input.end_reason)
 
     @activity.defn(name=ACTIVITY_CHECK_CHARGER_LIVENESS)
     async def check_charger_liveness(self, input: ChargerLivenessInput) -> ChargerLiveness:
@@ -551,6 +564,7 @@ __all__ = [
     "LoadTariffInput",
     "PreAuthorizeCardInput",
     "PreAuthorizeCardResult",
+    "ReadModelWritten",
     "RecordSessionIntentInput",
     "RecordSessionIntentResult",
     "SessionActivities",

@@ -31,6 +31,8 @@ from services.payload_summary import Redactor, decode_payloads, failure_text
 
 # The read model activity: its input is the session's state after each change.
 READ_MODEL_ACTIVITY = "upsert_session_read_model"
+# The marker the SDK records for each local activity (``workflow.execute_local_activity``).
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 ENTRY_KINDS = frozenset(
     {"workflow", "signal", "update", "activity", "timer", "child", "state", "marker", "task"}
 )
@@ -311,12 +313,36 @@ class _RunBuilder:
         self.close(self.open.get(a.initiated_event_id), event, "terminated")
 
     def _marker_recorded(self, event: HistoryEvent, a: Any) -> None:
+        if a.marker_name == LOCAL_ACTIVITY_MARKER:
+            self._local_activity(event, a)
+            return
         # Version markers (workflow.patched): which code path this execution took.
         if a.marker_name != "core_patch":
             return
         data = decode_payloads(a.details["patch-data"]) if "patch-data" in a.details else None
         patch = data.get("id") if isinstance(data, dict) else None
         self.add(event, "marker", str(patch or a.marker_name), "recorded")
+
+    def _local_activity(self, event: HistoryEvent, a: Any) -> None:
+        """A local activity ran inside a workflow task: its marker records what ran, its result
+        or its failure (never its input). The read model's write returns the state it wrote."""
+        data = decode_payloads(a.details["data"]) if "data" in a.details else None
+        meta = data if isinstance(data, dict) else {}
+        name = str(meta.get("activity_type") or "local activity")
+        result = decode_payloads(a.details["result"]) if "result" in a.details else None
+        self.redact.collect(result)
+        if name == READ_MODEL_ACTIVITY and isinstance(result, dict):
+            self._state(event, result)
+        failed = a.HasField("failure")
+        self.add(
+            event,
+            "activity",
+            name,
+            "failed" if failed else "completed",
+            attempt=meta.get("attempt"),
+            summary=None if failed else self.redact.value(result),
+            message=self.redact.text(failure_text(a.failure)) if failed else None,
+        )
 
 
 def build_timeline(

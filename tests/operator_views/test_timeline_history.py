@@ -77,6 +77,7 @@ def test_a_closed_session_reads_as_its_states_signals_activities_and_outcome() -
         "charging_session_v2.json",
         "charging_session_v3.json",
         "charging_session_v4.json",
+        "charging_session_v9.json",
     ],
 )
 def test_no_idtag_shows_only_its_fingerprint(name: str) -> None:
@@ -85,6 +86,30 @@ def test_no_idtag_shows_only_its_fingerprint(name: str) -> None:
     text = json.dumps(entries)
     assert tag not in text
     assert tag_fingerprint(tag, KEY) in text
+
+
+def test_local_activities_read_as_activities_and_the_read_model_writes_as_states() -> None:
+    """A session recorded with local activities (charging_session_v9): their markers are the
+    activities an operator reads, and the read model's results are the session's states."""
+    entries, _ = timeline("charging_session_v9.json")
+    states = [e["name"] for e in entries if e["kind"] == "state"]
+    assert states == [
+        "requested",
+        "pre_authorized",
+        "charging",
+        "suspended",
+        "charging",
+        "billed",
+        "closed",
+    ]
+    done = {(e["name"], e["status"]) for e in entries if e["kind"] == "activity"}
+    assert {
+        ("pre_authorize_card", "completed"),
+        ("load_tariff", "completed"),
+        ("record_billing_events", "completed"),
+        ("upsert_session_read_model", "completed"),
+    } <= done
+    assert ("lago_send_usage_events", "failed") in done  # an activity: no Lago customer here
 
 
 def test_free_text_and_emails_are_cleaned() -> None:

@@ -1,10 +1,11 @@
 """ChargingSessionWorkflow against the real dev server and real PostgreSQL.
 
 With ``POLARIS_RECORD_HISTORIES=1`` the tap-to-billed test also records
-``tests/histories/charging_session_v8.json`` (the card's pre-authorization, the tariff and the
-billing line as local activities, the ``session-db-activities-local-v1`` patch, besides the
-read-model writes of ``session-read-model-local-v1``). ``charging_session_v7.json``, recorded by
-the same test before that patch, is frozen.
+``tests/histories/charging_session_v9.json``: the card's pre-authorization, the tariff, the
+billing line and the read-model writes as local activities (patches
+``session-db-activities-local-v1`` and ``session-read-model-local-v1``), each read-model write's
+result naming the state it wrote (what the operator's timeline reads). ``charging_session_v7`` and
+``v8``, recorded by the same test before each of those changes, are frozen.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ TARIFF = TariffTerms(
 
 Handle = WorkflowHandle[ChargingSessionWorkflow, SessionStatus]
 
-V8_HISTORY = Path(__file__).resolve().parent.parent / "histories" / "charging_session_v8.json"
+V9_HISTORY = Path(__file__).resolve().parent.parent / "histories" / "charging_session_v9.json"
 
 
 async def tap(
@@ -162,7 +163,7 @@ async def test_tap_to_billed_once(
         tx,
     )
     if os.environ.get("POLARIS_RECORD_HISTORIES"):
-        V8_HISTORY.write_text((await handle.fetch_history()).to_json())
+        V9_HISTORY.write_text((await handle.fetch_history()).to_json())
 
 
 async def _state_is(handle: Handle, state: str) -> SessionStatus | None:

@@ -16,7 +16,12 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.sessions import ACTIVITY_UPSERT_SESSION, SessionActivities, SessionReadModel
+from activities.sessions import (
+    ACTIVITY_UPSERT_SESSION,
+    ReadModelWritten,
+    SessionActivities,
+    SessionReadModel,
+)
 from config.settings import Settings
 from db.engine import SessionFactory
 from tests.helpers import eventually
@@ -45,11 +50,11 @@ class HeldSessionActivities(SessionActivities):
         self._gate.set()
 
     @activity.defn(name=ACTIVITY_UPSERT_SESSION)
-    async def upsert_session_read_model(self, input: SessionReadModel) -> None:
+    async def upsert_session_read_model(self, input: SessionReadModel) -> ReadModelWritten:
         if self._held:
             self.entered.set()
             await self._gate.wait()
-        await super().upsert_session_read_model(input)
+        return await super().upsert_session_read_model(input)
 
 
 @pytest.fixture

@@ -25,7 +25,10 @@ it is recorded:
   activity: a tap to a billed session with a suspension and redelivered signals); recorded by
   ``tests/workflows/test_charging_session.py -k tap_to_billed`` before the next patch, frozen.
 - ``charging_session_v8``: with ``session-db-activities-local-v1`` as well (pre-authorization,
-  tariff and billing line as local activities: the history schedules only Lago's activity),
+  tariff and billing line as local activities: the history schedules only Lago's activity);
+  recorded by the same test before the next change, frozen.
+- ``charging_session_v9``: the same, with each read-model write's result naming the state it
+  wrote (the operator's timeline reads states from it),
   ``… tests/workflows/test_charging_session.py -k tap_to_billed``.
 - ``firmware_campaign_*``: ``… tests/firmware/test_campaign.py -k "threshold or operator"``.
 - ``idle_fee_v1``: statuses that never free the connector (one redelivered), the watch timer,
@@ -79,6 +82,7 @@ MARKERS: dict[str, str] = {
     "charging_session_v6": "send_charger_command",
     "charging_session_v7": "core_local_activity",
     "charging_session_v8": "core_local_activity",
+    "charging_session_v9": "core_local_activity",
     "firmware_campaign_threshold_v1": "EVENT_TYPE_TIMER_FIRED",
     "firmware_campaign_halt_v1": "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
     "idle_fee_v1": "idle_fee_charger_seen",
