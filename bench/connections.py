@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,11 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 # -- the orchestrator ---------------------------------------------------------------------------
 
 
+def _read_all(loader: subprocess.Popen[str]) -> str:
+    assert loader.stdout is not None
+    return loader.stdout.read()
+
+
 def _rss_kib(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss // 1024)
 
@@ -254,14 +260,15 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 assert loader.stdin is not None
                 loader.stdin.write("go\n")
                 loader.stdin.flush()
-            results = []
-            rss_peak = rss_connected
-            while any(loader.poll() is None for loader in loaders):
-                rss_peak = max(rss_peak, _rss_kib(gateway.pid))
-                time.sleep(1)
-            for loader in loaders:
-                assert loader.stdout is not None
-                results.append(json.loads(loader.stdout.read().strip().splitlines()[-1]))
+            # Each loader's summary (every latency it measured) is larger than a pipe holds:
+            # read them all while they run, or a loader blocks on its last print for ever.
+            with ThreadPoolExecutor(max_workers=len(loaders)) as pool:
+                outputs = [pool.submit(_read_all, loader) for loader in loaders]
+                rss_peak = rss_connected
+                while any(loader.poll() is None for loader in loaders):
+                    rss_peak = max(rss_peak, _rss_kib(gateway.pid))
+                    time.sleep(1)
+                results = [json.loads(o.result().strip().splitlines()[-1]) for o in outputs]
             elapsed = time.perf_counter() - started
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)

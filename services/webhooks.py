@@ -225,6 +225,15 @@ async def update_endpoint(
 async def delete_endpoint(ctx: ServiceContext, actor: Actor, endpoint_id: str) -> dict[str, Any]:
     """Gone with its delivery log; deliveries still retrying stop at their next attempt."""
     async with ctx.sessions() as db, db.begin():
+        # Its deliveries first, then the endpoint: the order the delivery activity locks them in
+        # (a delivery, then its endpoint). Locking the endpoint first and letting the cascade
+        # reach the deliveries deadlocked with an attempt being recorded (seen in a full run).
+        await db.execute(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(WebhookDelivery.id)
+            .with_for_update()
+        )
         ep = await _endpoint_or_404(db, endpoint_id, lock=True)
         out = endpoint_dict(ep)
         await db.delete(ep)
