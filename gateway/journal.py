@@ -74,16 +74,20 @@ async def set_connected(
     instance: str,
     now: datetime,
     *,
-    ocpp_version: str | None = None,
+    ocpp_version: str,
 ) -> bool:
     """Record the connection (and the OCPP version it negotiated: informational, never read to
     choose one); True when an outbox row was queued with it (wake the relay)."""
-    version = {} if ocpp_version is None else {"ocpp_version": ocpp_version}
     async with sf.begin() as s:
         await s.execute(
             update(Charger)
             .where(Charger.charge_box_id == charge_box_id)
-            .values(connected=True, gateway_instance=instance, last_seen_at=now, **version)
+            .values(
+                connected=True,
+                gateway_instance=instance,
+                last_seen_at=now,
+                ocpp_version=ocpp_version,
+            )
         )
         await record_event(
             s,

@@ -176,6 +176,10 @@ async def test_queued_progress_is_superseded_by_later_progress_and_the_stop(
     workflow_id = f"session:{cb}:backlog"
     start = SessionInput(charge_box_id=cb, connector_id=1, id_tag="BACKLOG", origin="charger")
     now = datetime.now(UTC)
+
+    def progress(wh: int) -> MeterProgress:
+        return MeterProgress(event_id=0, transaction_id=1, energy_register_wh=wh, sampled_at=now)
+
     async with session_factory.begin() as s:
         ids = [
             await enqueue(
@@ -198,28 +202,13 @@ async def test_queued_progress_is_superseded_by_later_progress_and_the_stop(
                         started_at=now,
                     ),
                 ),
-                (
-                    "meter_progress",
-                    MeterProgress(
-                        event_id=0, transaction_id=1, energy_register_wh=100, sampled_at=now
-                    ),
-                ),
-                (
-                    "meter_progress",
-                    MeterProgress(
-                        event_id=0, transaction_id=1, energy_register_wh=200, sampled_at=now
-                    ),
-                ),
+                ("meter_progress", progress(100)),
+                ("meter_progress", progress(200)),
                 (
                     "connector_status",
                     ConnectorStatus(event_id=0, connector_id=1, status="SuspendedEV", at=now),
                 ),
-                (
-                    "meter_progress",
-                    MeterProgress(
-                        event_id=0, transaction_id=1, energy_register_wh=300, sampled_at=now
-                    ),
-                ),
+                ("meter_progress", progress(300)),
                 (
                     "transaction_stopped",
                     TransactionStopped(
