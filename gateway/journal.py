@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from db.engine import SessionFactory
-from db.events import record_event
+from db.engine import SessionFactory, autocommit
+from db.events import EVENTS_CHANNEL, record_event
 from db.models import AuditLog, Charger, Connector, Transaction
 from domain.events import CHARGER_CONNECTED, CHARGER_STATUS_CHANGED
 from gateway import event_routes, load_trigger, local_list_trigger
@@ -68,54 +70,113 @@ async def audit_charger_connection(
         )
 
 
-async def set_connected(
+@dataclass(frozen=True)
+class Connected:
+    """A connection to record: when, and the OCPP version it negotiated (informational, never
+    read to choose one)."""
+
+    charge_box_id: str
+    at: datetime
+    ocpp_version: str
+
+
+# Connected rows take this gateway and the version; disconnected ones are only changed while the
+# charger is still this gateway's (it may already have reconnected to another). Rows are locked in
+# charger order, so two gateways' batches never deadlock.
+_WRITE_STATES = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS text[]), CAST(:connected AS boolean[]),
+            CAST(:ats AS timestamptz[]), CAST(:versions AS text[])
+        ) AS v(id, connected, at, version)
+    ), locked AS (
+        SELECT c.charge_box_id FROM chargers c JOIN v ON c.charge_box_id = v.id
+        ORDER BY c.charge_box_id
+        FOR UPDATE OF c
+    )
+    UPDATE chargers c SET
+        connected = v.connected,
+        gateway_instance = CASE WHEN v.connected THEN :instance ELSE c.gateway_instance END,
+        last_seen_at = CASE WHEN v.connected THEN GREATEST(c.last_seen_at, v.at)
+                            ELSE c.last_seen_at END,
+        ocpp_version = CASE WHEN v.connected THEN v.version ELSE c.ocpp_version END
+    FROM v JOIN locked ON locked.charge_box_id = v.id
+    WHERE c.charge_box_id = v.id AND (v.connected OR c.gateway_instance = :instance)
+    """
+)
+
+# One ``charger.connected`` event per connection, in order, and one NOTIFY for all of them (the
+# notification only wakes listeners, who read every row after the last id they saw).
+_CONNECTED_EVENTS = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:ats AS text[]))
+        WITH ORDINALITY AS v(id, at, n)
+    ), inserted AS (
+        INSERT INTO platform_events (type, payload, subject, charge_box_id, site_id)
+        SELECT :type,
+               jsonb_build_object('charge_box_id', v.id, 'gateway', CAST(:instance AS text),
+                                  'at', v.at),
+               v.id, v.id, c.site_id
+        FROM v LEFT JOIN chargers c ON c.charge_box_id = v.id
+        ORDER BY v.n
+        RETURNING id
+    )
+    SELECT pg_notify(:channel, CAST(max(id) AS text)) FROM inserted
+    """
+)
+
+
+async def write_connection_states(
     sf: SessionFactory,
-    charge_box_id: str,
     instance: str,
-    now: datetime,
     *,
-    ocpp_version: str,
+    connected: Sequence[Connected],
+    disconnected: Sequence[str],
+    events: Sequence[Connected],
 ) -> bool:
-    """Record the connection (and the OCPP version it negotiated: informational, never read to
-    choose one); True when an outbox row was queued with it (wake the relay)."""
+    """Record a batch of connections and disconnections in one transaction (one charger at most
+    once in ``connected`` + ``disconnected``: its last state); ``events``: every connection of
+    the batch, announced. True when an outbox row was queued (wake the relay)."""
+    states = [(c.charge_box_id, True, c.at, c.ocpp_version) for c in connected] + [
+        (charge_box_id, False, None, None) for charge_box_id in disconnected
+    ]
+    states.sort(key=lambda state: state[0])
     async with sf.begin() as s:
-        await s.execute(
-            update(Charger)
-            .where(Charger.charge_box_id == charge_box_id)
-            .values(
-                connected=True,
-                gateway_instance=instance,
-                last_seen_at=now,
-                ocpp_version=ocpp_version,
+        if states:
+            ids, flags, ats, versions = (list(column) for column in zip(*states, strict=True))
+            await s.execute(
+                _WRITE_STATES,
+                {
+                    "ids": ids,
+                    "connected": flags,
+                    "ats": ats,
+                    "versions": versions,
+                    "instance": instance,
+                },
             )
-        )
-        await record_event(
-            s,
-            CHARGER_CONNECTED,
-            {"charge_box_id": charge_box_id, "gateway": instance, "at": now.isoformat()},
-            subject=charge_box_id,
-            charge_box_id=charge_box_id,
-            site_id=_site_of(charge_box_id),
-        )
-        # A local-list sync (or ClearCache) that waited for this charger to come back.
-        queued = await local_list_trigger.enqueue_if_pending(s, charge_box_id)
-        # Its site's load plan counts it as reachable again.
-        return await load_trigger.enqueue_if_limited(s, charge_box_id, "connected") or queued
+        if events:
+            await s.execute(
+                _CONNECTED_EVENTS,
+                {
+                    "ids": [e.charge_box_id for e in events],
+                    "ats": [e.at.isoformat() for e in events],
+                    "type": CHARGER_CONNECTED,
+                    "instance": instance,
+                    "channel": EVENTS_CHANNEL,
+                },
+            )
+        ids_connected = sorted(c.charge_box_id for c in connected)
+        # A local-list sync (or ClearCache) that waited for these chargers to come back.
+        queued = await local_list_trigger.enqueue_many_if_pending(s, ids_connected)
+        # Their sites' load plans count them as reachable again.
+        return await load_trigger.enqueue_many_if_limited(s, ids_connected, "connected") or queued
 
 
 def _site_of(charge_box_id: str) -> ScalarSelect[int | None]:
     """The charger's site, resolved inside the event's own insert (no extra round trip)."""
     return select(Charger.site_id).where(Charger.charge_box_id == charge_box_id).scalar_subquery()
-
-
-async def set_disconnected(sf: SessionFactory, charge_box_id: str, instance: str) -> None:
-    # Only if the charger is still ours: it may already have reconnected to another gateway.
-    async with sf.begin() as s:
-        await s.execute(
-            update(Charger)
-            .where(Charger.charge_box_id == charge_box_id, Charger.gateway_instance == instance)
-            .values(connected=False)
-        )
 
 
 async def promote_password(
@@ -159,6 +220,22 @@ async def promote_password(
     return True
 
 
+# The boot, and a site-load row when the charger's site has a limit (a booted charger may have
+# lost its profiles: its TxDefaultProfile is sent again), in one statement.
+_RECORD_BOOT = text(
+    """
+    WITH booted AS (
+        UPDATE chargers SET vendor = :vendor, model = :model, serial_number = :serial_number,
+            firmware_version = :firmware_version, last_boot_at = :now,
+            last_seen_at = GREATEST(last_seen_at, :now), registration_status = 'Accepted'
+        WHERE charge_box_id = :charge_box_id
+        RETURNING charge_box_id, site_id
+    )
+    """
+    + load_trigger.enqueue_sql("booted c")
+)
+
+
 async def record_boot(
     sf: SessionFactory,
     charge_box_id: str,
@@ -169,23 +246,22 @@ async def record_boot(
     firmware_version: str | None,
     now: datetime,
 ) -> bool:
-    """Record the boot; True when an outbox row was queued with it (wake the relay)."""
-    async with sf.begin() as s:
-        await s.execute(
-            update(Charger)
-            .where(Charger.charge_box_id == charge_box_id)
-            .values(
-                vendor=vendor,
-                model=model,
-                serial_number=serial_number,
-                firmware_version=firmware_version,
-                last_boot_at=now,
-                last_seen_at=now,
-                registration_status="Accepted",
-            )
+    """Record the boot; True when an outbox row was queued with it (wake the relay). One
+    statement, so one round trip (autocommit)."""
+    async with autocommit(sf) as conn:
+        queued = await conn.execute(
+            _RECORD_BOOT,
+            {
+                "charge_box_id": charge_box_id,
+                "vendor": vendor,
+                "model": model,
+                "serial_number": serial_number,
+                "firmware_version": firmware_version,
+                "now": now,
+                **load_trigger.enqueue_params("booted"),
+            },
         )
-        # A booted charger may have lost its profiles: its TxDefaultProfile is sent again.
-        return await load_trigger.enqueue_if_limited(s, charge_box_id, "booted")
+        return queued.first() is not None
 
 
 async def record_status(

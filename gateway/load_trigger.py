@@ -19,9 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.meter import Sample
 from workflows.site_load_messages import SIGNAL_SITE_LOAD, SITE_LOAD_WORKFLOW
 
-# Generic relay shape: start this workflow type with this input, then signal ``kind``.
-_ENQUEUE = text(
-    """
+
+def enqueue_sql(chargers: str) -> str:
+    """The INSERT of one site-load outbox row per charger of ``chargers`` (a FROM item with
+    ``charge_box_id`` and ``site_id``, aliased ``c``) whose site has a limit, in charger order.
+    Parameters: ``:kind``, ``:workflow_type``, ``:reason``. Generic relay shape: start this
+    workflow type with this input, then signal ``kind``."""
+    return f"""
     INSERT INTO gateway_outbox (workflow_id, kind, payload, attempts)
     SELECT 'site-load:' || c.site_id, :kind,
            jsonb_build_object(
@@ -31,23 +35,40 @@ _ENQUEUE = text(
              'signal', jsonb_build_object(
                'reason', CAST(:reason AS text), 'charge_box_id', c.charge_box_id)),
            0
-    FROM chargers c JOIN site_load_limits l ON l.site_id = c.site_id
-    WHERE c.charge_box_id = :charge_box_id
+    FROM {chargers} JOIN site_load_limits l ON l.site_id = c.site_id
+    ORDER BY c.charge_box_id
     RETURNING id
     """
+
+
+def enqueue_params(reason: str) -> dict[str, str]:
+    return {"kind": SIGNAL_SITE_LOAD, "workflow_type": SITE_LOAD_WORKFLOW, "reason": reason}
+
+
+# For one charger or many at once (a batch of connections).
+_ENQUEUE = text(
+    enqueue_sql(
+        "(SELECT charge_box_id, site_id FROM chargers"
+        " WHERE charge_box_id = ANY(CAST(:charge_box_ids AS text[]))) c"
+    )
 )
 
 
 async def enqueue_if_limited(s: AsyncSession, charge_box_id: str, reason: str) -> bool:
-    """``reason``: started | stopped | connected. True when a row was added (wake the relay)."""
+    """``reason``: started | stopped | connected | booted | offered. True when a row was added
+    (wake the relay)."""
+    return await enqueue_many_if_limited(s, [charge_box_id], reason)
+
+
+async def enqueue_many_if_limited(
+    s: AsyncSession, charge_box_ids: Sequence[str], reason: str
+) -> bool:
+    """:func:`enqueue_if_limited` for many chargers in one statement."""
+    if not charge_box_ids:
+        return False
     row = await s.execute(
         _ENQUEUE,
-        {
-            "kind": SIGNAL_SITE_LOAD,
-            "workflow_type": SITE_LOAD_WORKFLOW,
-            "reason": reason,
-            "charge_box_id": charge_box_id,
-        },
+        {**enqueue_params(reason), "charge_box_ids": list(charge_box_ids)},
     )
     return row.first() is not None
 

@@ -9,7 +9,7 @@ no row, so connections of everyone else are untouched.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,33 +20,40 @@ from workflows.local_list_messages import (
     local_list_workflow_id,
 )
 
+# Generic relay shape: start this workflow type with this input, then signal ``kind``; for a
+# batch of connections, in charger order.
 _ENQUEUE = text(
     """
     INSERT INTO gateway_outbox (workflow_id, kind, payload, attempts)
-    SELECT :workflow_id, :kind, CAST(:payload AS jsonb), 0
+    SELECT CAST(:id_prefix AS text) || charge_box_id, :kind,
+           jsonb_build_object(
+             'workflow', jsonb_build_object(
+               'type', CAST(:workflow_type AS text),
+               'input', jsonb_build_object('charge_box_id', charge_box_id)),
+             'signal', jsonb_build_object('reason', 'connected')),
+           0
     FROM charger_local_lists
-    WHERE charge_box_id = :charge_box_id
+    WHERE charge_box_id = ANY(CAST(:charge_box_ids AS text[]))
       AND ((sync_requested > sync_done OR full_requested) AND supported IS DISTINCT FROM false
            OR clear_cache_requested > clear_cache_done)
+    ORDER BY charge_box_id
     RETURNING id
     """
 )
 
 
-async def enqueue_if_pending(s: AsyncSession, charge_box_id: str) -> bool:
-    """Insert the outbox row when the charger has local-list work waiting; True if it did."""
-    payload = {
-        # Generic relay shape: start this workflow type with this input, then signal ``kind``.
-        "workflow": {"type": LOCAL_LIST_SYNC_WORKFLOW, "input": {"charge_box_id": charge_box_id}},
-        "signal": {"reason": "connected"},
-    }
+async def enqueue_many_if_pending(s: AsyncSession, charge_box_ids: Sequence[str]) -> bool:
+    """Insert one outbox row per charger that has local-list work waiting; True if any."""
+    if not charge_box_ids:
+        return False
     row = await s.execute(
         _ENQUEUE,
         {
-            "workflow_id": local_list_workflow_id(charge_box_id),
+            # The workflow id is local_list_workflow_id(charge_box_id).
+            "id_prefix": local_list_workflow_id(""),
             "kind": SIGNAL_LOCAL_LIST_SYNC,
-            "payload": json.dumps(payload),
-            "charge_box_id": charge_box_id,
+            "workflow_type": LOCAL_LIST_SYNC_WORKFLOW,
+            "charge_box_ids": list(charge_box_ids),
         },
     )
     return row.first() is not None

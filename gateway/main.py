@@ -73,7 +73,9 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self._own_engine = engine is None
-        self.engine = engine or make_engine(settings.require_database_url())
+        # No pre-ping: a message on a connection PostgreSQL dropped gets InternalError (the
+        # charger resends it) instead of every message paying a round trip (db/engine.py).
+        self.engine = engine or make_engine(settings.require_database_url(), pre_ping=False)
         self.sf = make_session_factory(self.engine)
         self.link = TemporalLink(settings)
         self.relay = OutboxRelay(
@@ -203,7 +205,7 @@ class Gateway:
         if self._server is not None:
             self._server.close(close_connections=True)  # 1001 Going Away
             await self._server.wait_closed()
-        self.ocpp.close()
+        await self.ocpp.close()
         await self.ctx.meter_values.close()
         await self.ctx.last_seen.stop()
         await self.ctx.authorizer.close()

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import logging
 import math
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -30,9 +29,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from db.engine import autocommit
 from db.models import Charger
 from gateway import journal
 from gateway.charge_point import GatewayContext
+from gateway.connection_state import ConnectionStateWriter
 from gateway.handshake_limits import HandshakeGuard, Outcome, Ticket, client_address
 from gateway.negotiation import OCPP201, SUPPORTED, VERSION_OF, choose, offered_in
 from gateway.ocpp201.charge_point import GatewayChargePoint201
@@ -46,7 +47,6 @@ from observability.metrics import CHARGERS_CONNECTED, HANDSHAKE_FAILURES
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
-CONNECTION_WRITE_STRIPES = 64
 PATH_PREFIXES = ("/ocpp/", "/steve/websocket/CentralSystemService/")
 # Close code for a socket that lost the race against an authenticated connection.
 CLOSE_POLICY_VIOLATION = 1008
@@ -120,17 +120,16 @@ class OcppServer:
         self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
         # What serves a connection: GatewayChargePoint, or a SteVe relay (gateway/steve_relay.py).
         self.charge_point_class = charge_point_factory(ctx)
-        # Serialises a charger's connected/disconnected writes within this process (striped by
-        # charger id): a closing socket's "disconnected" never lands after the "connected" of
-        # the connection that replaced it.
-        self._connection_writes = [asyncio.Lock() for _ in range(CONNECTION_WRITE_STRIPES)]
+        # Connections and disconnections, written in the order they happen, many per
+        # transaction: a closing socket's "disconnected" never lands after the "connected" of the
+        # connection that replaced it (gateway/connection_state.py).
+        self.connection_states = ConnectionStateWriter(
+            ctx.sf, ctx.settings.gateway_instance, ctx.wake_relay
+        )
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.hash_pool.shutdown(wait=False, cancel_futures=True)
-
-    def _connection_write(self, charge_box_id: str) -> asyncio.Lock:
-        stripe = zlib.crc32(charge_box_id.encode()) % CONNECTION_WRITE_STRIPES
-        return self._connection_writes[stripe]
+        await self.connection_states.close()
 
     def _peer(self, connection: ServerConnection, request: Request) -> str | None:
         remote = connection.remote_address
@@ -189,7 +188,8 @@ class OcppServer:
     ) -> tuple[Response | None, Outcome]:
         settings = self.ctx.settings
         try:
-            async with asyncio.timeout(self.ctx.db_timeout_s), self.ctx.sf() as s:
+            # One statement: autocommit, one round trip.
+            async with asyncio.timeout(self.ctx.db_timeout_s), autocommit(self.ctx.sf) as s:
                 row = (
                     await s.execute(
                         select(
@@ -382,15 +382,9 @@ class OcppServer:
                 "charger.connection_replaced", charge_box_id, old.admission, admission
             )
         try:
-            async with self._connection_write(charge_box_id):
-                if await journal.set_connected(
-                    self.ctx.sf,
-                    charge_box_id,
-                    self.ctx.settings.gateway_instance,
-                    self.ctx.clock(),
-                    ocpp_version=VERSION_OF[protocol],
-                ):
-                    self.ctx.wake_relay()
+            await self.connection_states.connected(
+                charge_box_id, self.ctx.clock(), ocpp_version=VERSION_OF[protocol]
+            )
         except (SQLAlchemyError, OSError) as exc:
             log.error("%s: connection not recorded: %r", charge_box_id, exc)
         log.info("charger %s connected (%s)", charge_box_id, protocol)
@@ -402,15 +396,11 @@ class OcppServer:
         finally:
             CHARGERS_CONNECTED.dec()
             await cp.close_background()
-            if self.registry.remove(cp):
-                async with self._connection_write(charge_box_id):
-                    # The charger may have reconnected (here) while this socket was closing:
-                    # then the new connection's "connected" stands.
-                    if self.registry.get(charge_box_id) is None:
-                        try:
-                            await journal.set_disconnected(
-                                self.ctx.sf, charge_box_id, self.ctx.settings.gateway_instance
-                            )
-                        except (SQLAlchemyError, OSError) as exc:
-                            log.error("%s: disconnection not recorded: %r", charge_box_id, exc)
+            # The charger may have reconnected (here) while this socket was closing: then the
+            # new connection's "connected" stands (and is queued after this would have been).
+            if self.registry.remove(cp) and self.registry.get(charge_box_id) is None:
+                try:
+                    await self.connection_states.disconnected(charge_box_id)
+                except (SQLAlchemyError, OSError) as exc:
+                    log.error("%s: disconnection not recorded: %r", charge_box_id, exc)
             log.info("charger %s disconnected", charge_box_id)

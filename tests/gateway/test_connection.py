@@ -6,6 +6,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from ocpp.v16 import call
@@ -151,16 +152,19 @@ async def test_a_quick_reconnect_stays_connected_when_the_old_socket_closes_late
     charger heartbeats on a row that says it is gone and the watchdog closes its session as
     silent. The old handler's write is slowed here as a loaded machine slows it."""
     charge_box_id = await seed_charger(session_factory)
-    real = journal.set_disconnected
+    real = journal.write_connection_states
     writes: list[str] = []
 
-    async def slow_set_disconnected(*args: object, **kwargs: object) -> None:
+    async def slow_disconnections(*args: Any, **kwargs: Any) -> bool:
+        if not kwargs["disconnected"]:
+            return await real(*args, **kwargs)
         writes.append("started")
         await asyncio.sleep(1.5)
-        await real(*args, **kwargs)  # type: ignore[arg-type]
+        queued = await real(*args, **kwargs)
         writes.append("done")
+        return queued
 
-    monkeypatch.setattr(journal, "set_disconnected", slow_set_disconnected)
+    monkeypatch.setattr(journal, "write_connection_states", slow_disconnections)
     async with charger_session(gateway, charge_box_id) as cp:
         await cp.call(call.Heartbeat())
     # The old socket is closed; reconnect while its handler is still writing.
