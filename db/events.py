@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Text, cast, func, insert, select
+from sqlalchemy import Select, String, Text, cast, func, insert, literal, null, select, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import ScalarSelect
+from sqlalchemy.sql.selectable import CTE, ScalarSelect
 
 from db.models import PlatformEvent
 from domain.events import EVENT_TYPES
@@ -61,4 +62,40 @@ async def record_event(
     return event_id
 
 
-__all__ = ["EVENTS_CHANNEL", "record_event"]
+def recorded_with(
+    changed: CTE,
+    type: str,
+    payload: dict[str, Any],
+    *,
+    subject: str | None = None,
+    charge_box_id: str | None = None,
+    site_id: ScalarSelect[Any] | None = None,
+) -> Select[Any]:
+    """A change and its event in one statement: ``changed`` is a data-modifying CTE returning at
+    most one row (e.g. an upsert that may not apply); the SELECT returned yields that row with
+    the ``event_id`` of an event inserted and announced for it, or no row and no event."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r} (add it to domain/events.py)")
+    inserted = (
+        insert(PlatformEvent)
+        .from_select(
+            ["type", "payload", "subject", "charge_box_id", "site_id"],
+            select(
+                literal(type, String),
+                literal(payload, JSONB),
+                literal(subject, String),
+                literal(charge_box_id, String),
+                site_id if site_id is not None else null(),
+            ).select_from(changed),
+        )
+        .returning(PlatformEvent.id)
+        .cte("inserted")
+    )
+    return select(
+        *changed.c,
+        inserted.c.id.label("event_id"),
+        func.pg_notify(EVENTS_CHANNEL, cast(inserted.c.id, Text)),
+    ).select_from(changed.join(inserted, true()))
+
+
+__all__ = ["EVENTS_CHANNEL", "record_event", "recorded_with"]

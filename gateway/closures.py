@@ -13,9 +13,10 @@ outbox, and the audit log a ``session.closed`` row, all in the caller's transact
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditLog, Charger, Transaction
@@ -52,21 +53,42 @@ async def close_for_new_transaction(
     return len(rows)
 
 
-async def close_after_reboot(
-    s: AsyncSession, *, charge_box_id: str, connector_id: int, status: str, now: datetime
-) -> int:
-    """A rebooted charger reports the connector free: close what we think runs there."""
-    if status not in FREE_STATUSES:
-        return 0
-    # The charger's last boot inside the query (one round trip; no boot yet: nothing matches).
+@dataclass(frozen=True)
+class Running:
+    """An open transaction of a connector, and whether its journal row predates the charger's
+    last boot (the charger cannot still be running it)."""
+
+    transaction: Transaction
+    before_boot: bool
+
+
+async def open_since_boot(s: AsyncSession, charge_box_id: str, connector_id: int) -> list[Running]:
+    """The connector's open transactions, newest first, each with whether the charger booted
+    after it started (the last boot is read inside the query: one round trip)."""
     last_boot = (
         select(Charger.last_boot_at).where(Charger.charge_box_id == charge_box_id).scalar_subquery()
     )
-    query = open_on_connector(charge_box_id, connector_id).where(Transaction.created_at < last_boot)
-    rows = (await s.execute(query)).scalars().all()
-    for row in rows:
+    # No boot yet (NULL): nothing predates it.
+    before_boot = func.coalesce(Transaction.created_at < last_boot, False).label("before_boot")
+    query = (
+        open_on_connector(charge_box_id, connector_id)
+        .add_columns(before_boot)
+        .order_by(Transaction.id.desc())
+    )
+    return [Running(row[0], row[1]) for row in (await s.execute(query)).all()]
+
+
+async def close_after_reboot(
+    s: AsyncSession, running: list[Running], *, status: str, now: datetime
+) -> int:
+    """A rebooted charger reports the connector free: close what we think runs there (of
+    ``running``, what predates the boot). Returns how many."""
+    if status not in FREE_STATUSES:
+        return 0
+    rebooted = [r.transaction for r in running if r.before_boot]
+    for row in rebooted:
         await _close(s, row, CLOSED_CHARGER_REBOOTED, now)
-    return len(rows)
+    return len(rebooted)
 
 
 async def _close(s: AsyncSession, row: Transaction, reason: str, now: datetime) -> None:

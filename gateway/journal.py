@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from db.engine import SessionFactory, autocommit
-from db.events import EVENTS_CHANNEL, record_event
+from db.events import EVENTS_CHANNEL, recorded_with
 from db.models import AuditLog, Charger, Connector, Transaction
 from domain.events import CHARGER_CONNECTED, CHARGER_STATUS_CHANGED
 from gateway import event_routes, load_trigger, local_list_trigger
-from gateway.closures import close_after_reboot
+from gateway.closures import close_after_reboot, open_since_boot
 from gateway.outbox import enqueue
 from workflows.messages import SIGNAL_CONNECTOR_STATUS, ConnectorStatus, SessionInput
 
@@ -288,17 +288,20 @@ async def record_status(
         stmt = pg_insert(Connector).values(
             charge_box_id=charge_box_id, connector_id=connector_id, **values
         )
-        # A queued, older status never overwrites a newer one (nor is it announced).
-        applied = await s.scalar(
+        # A queued, older status never overwrites a newer one (nor is it announced). The upsert
+        # and its event are one statement.
+        changed = (
             stmt.on_conflict_do_update(
                 index_elements=[Connector.charge_box_id, Connector.connector_id],
                 set_={**values, "updated_at": func.now()},
                 where=(Connector.status_at.is_(None)) | (Connector.status_at <= status_at),
-            ).returning(Connector.connector_id)
+            )
+            .returning(Connector.connector_id)
+            .cte("changed")
         )
-        if applied is not None:
-            await record_event(
-                s,
+        await s.execute(
+            recorded_with(
+                changed,
                 CHARGER_STATUS_CHANGED,
                 {
                     "charge_box_id": charge_box_id,
@@ -313,25 +316,14 @@ async def record_status(
                 charge_box_id=charge_box_id,
                 site_id=_site_of(charge_box_id),
             )
+        )
         if connector_id == 0:
             return False
-        if await close_after_reboot(
-            s, charge_box_id=charge_box_id, connector_id=connector_id, status=status, now=now
-        ):
+        # What runs on the connector, and whether the charger rebooted since: one read.
+        running = await open_since_boot(s, charge_box_id, connector_id)
+        if await close_after_reboot(s, running, status=status, now=now):
             return True  # the session hears of it as a closure, not as a status
-        open_tx = (
-            await s.execute(
-                select(Transaction.id, Transaction.workflow_id, Transaction.id_tag)
-                .where(
-                    Transaction.charge_box_id == charge_box_id,
-                    Transaction.connector_id == connector_id,
-                    Transaction.stopped_at.is_(None),
-                    Transaction.closed_at.is_(None),
-                )
-                .order_by(Transaction.id.desc())
-                .limit(1)
-            )
-        ).first()
+        open_tx = running[0].transaction if running else None
         if open_tx is None:
             return await _publish_status_after_stop(
                 s,
