@@ -201,8 +201,13 @@ class Settings(BaseSettings):
     gateway_auth_backoff_max_s: float = Field(default=300.0, gt=0)
     # Threads that run scrypt for handshakes (~50 ms of CPU and 16 MiB each per check).
     gateway_auth_hash_workers: int = Field(default=2, ge=1)
-    # Handshakes being checked at once; past it the gateway answers 503.
+    # Handshakes being checked at once; past it a handshake waits for a slot (up to the queue's
+    # length and wait), else the gateway answers 503.
     gateway_max_pending_handshakes: int = Field(default=64, ge=1)
+    # Handshakes waiting for a slot, and for how long (keep it under the WebSocket open timeout,
+    # 10 s): a reconnect storm waits its turn instead of retrying (each retry costs a handshake).
+    gateway_handshake_queue: int = Field(default=4096, ge=0)
+    gateway_handshake_queue_wait_s: float = Field(default=5.0, ge=0, lt=10)
     # Refused unknown chargers kept for `polaris chargers pending` (docs/fleet.md): at most this
     # many ids, and one update per id per interval, so a flood of made-up ids stays bounded.
     gateway_pending_chargers_max: int = Field(default=1000, ge=1)
@@ -820,6 +825,8 @@ SETTING_READERS: dict[str, frozenset[Process]] = {
     "gateway_auth_backoff_max_s": _p("gateway"),
     "gateway_auth_hash_workers": _p("gateway"),
     "gateway_max_pending_handshakes": _p("gateway"),
+    "gateway_handshake_queue": _p("gateway"),
+    "gateway_handshake_queue_wait_s": _p("gateway"),
     "gateway_pending_chargers_max": _p("gateway"),
     "gateway_pending_charger_interval_s": _p("gateway"),
     "gateway_max_frame_bytes": _p("gateway"),

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import math
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -111,6 +113,8 @@ class OcppServer:
             max_workers=ctx.settings.gateway_auth_hash_workers, thread_name_prefix="gw-scrypt"
         )
         self.pending_handshakes = 0
+        # Handshakes waiting for one of those slots, first come first served.
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self.pending = PendingRecorder(
             ctx.sf,
             max_rows=ctx.settings.gateway_pending_chargers_max,
@@ -158,8 +162,8 @@ class OcppServer:
                 HTTPStatus.BAD_REQUEST, f"Subprotocol {' or '.join(SUPPORTED)} required\n"
             )
         peer = self._peer(connection, request)
-        # Admission and the cap are decided before the first await, so a burst of concurrent
-        # handshakes sees each other's reservations.
+        # Admission is decided before the first await, so a burst of concurrent handshakes sees
+        # each other's reservations (and the cap's slots are counted synchronously).
         ticket = self.guard.admit(
             peer,
             charge_box_id,
@@ -167,17 +171,63 @@ class OcppServer:
         )
         if not isinstance(ticket, Ticket):
             return _retry_later(connection, HTTPStatus.TOO_MANY_REQUESTS, ticket)
-        if self.pending_handshakes >= self.ctx.settings.gateway_max_pending_handshakes:
+        try:
+            slot = await self._take_slot()
+        except BaseException:
+            self.guard.settle(ticket, Outcome.NEUTRAL)
+            raise
+        if not slot:
             self.guard.settle(ticket, Outcome.NEUTRAL)
             return _retry_later(connection, HTTPStatus.SERVICE_UNAVAILABLE, 1)
-        self.pending_handshakes += 1
         outcome = Outcome.NEUTRAL
         try:
             answer, outcome = await self._check_charger(connection, request, charge_box_id, peer)
             return answer
         finally:
-            self.pending_handshakes -= 1
+            self._release_slot()
             self.guard.settle(ticket, outcome)
+
+    async def _take_slot(self) -> bool:
+        """One of the ``gateway_max_pending_handshakes`` slots, at once or after waiting in line
+        (at most ``gateway_handshake_queue`` wait, each at most ``…_queue_wait_s``); False: 503."""
+        settings = self.ctx.settings
+        if (
+            self.pending_handshakes < settings.gateway_max_pending_handshakes
+            and not self._slot_waiters
+        ):
+            self.pending_handshakes += 1
+            return True
+        if len(self._slot_waiters) >= settings.gateway_handshake_queue:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await asyncio.wait({waiter}, timeout=settings.gateway_handshake_queue_wait_s)
+        except asyncio.CancelledError:
+            # The handshake was abandoned while it waited: a slot already handed over goes on.
+            if waiter.done():
+                self._release_slot()
+            else:
+                self._drop_waiter(waiter)
+            raise
+        if waiter.done():
+            return True  # the slot was handed over (pending_handshakes counts it already)
+        self._drop_waiter(waiter)
+        return False
+
+    def _drop_waiter(self, waiter: asyncio.Future[None]) -> None:
+        waiter.cancel()
+        with contextlib.suppress(ValueError):
+            self._slot_waiters.remove(waiter)
+
+    def _release_slot(self) -> None:
+        """Hand the slot to the first handshake waiting for one, or free it."""
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.pending_handshakes -= 1
 
     async def _check_charger(
         self,

@@ -150,7 +150,7 @@ async def test_pending_handshakes_are_capped_with_503(
     first = await seed_charger(session_factory, password="pw-1")
     second = await seed_charger(session_factory, password="pw-2")
     async with limited_gateway(
-        gateway_max_pending_handshakes=1, gateway_auth_hash_workers=1
+        gateway_max_pending_handshakes=1, gateway_auth_hash_workers=1, gateway_handshake_queue=0
     ) as gateway:
         # Occupy the only hashing thread so the first handshake stays pending.
         release = threading.Event()
@@ -170,6 +170,69 @@ async def test_pending_handshakes_are_capped_with_503(
         assert gateway.ocpp.pending_handshakes == 0
         # The refused charger simply retries.
         assert await handshake_status(gateway, second, authorization=basic(second, "pw-2")) == 101
+
+
+async def test_past_the_cap_handshakes_wait_in_line_then_get_503(
+    limited_gateway: GatewayFactory, session_factory: SessionFactory
+) -> None:
+    """A reconnect storm waits its turn instead of retrying: past the cap a handshake waits for
+    a slot (first come first served); past the queue, or after the longest wait, it gets 503."""
+    ids = [await seed_charger(session_factory, password=f"pw-{i}") for i in range(4)]
+    async with limited_gateway(
+        gateway_max_pending_handshakes=1,
+        gateway_auth_hash_workers=1,
+        gateway_handshake_queue=2,
+        gateway_handshake_queue_wait_s=5,
+    ) as gateway:
+        release = threading.Event()
+        blocker = gateway.ocpp.hash_pool.submit(release.wait)
+        try:
+            checked = asyncio.create_task(
+                handshake_status(gateway, ids[0], authorization=basic(ids[0], "pw-0"))
+            )
+            await eventually(lambda: gateway.ocpp.pending_handshakes == 1)
+            waiting = [
+                asyncio.create_task(
+                    handshake_status(gateway, cb, authorization=basic(cb, f"pw-{i + 1}"))
+                )
+                for i, cb in enumerate(ids[1:3])
+            ]
+            await eventually(lambda: len(gateway.ocpp._slot_waiters) == 2)
+            # The line is full: the next one is refused at once.
+            assert await handshake_status(gateway, ids[3], authorization=basic(ids[3], "pw-3")) == (
+                503
+            )
+        finally:
+            release.set()
+        blocker.result(timeout=10)
+        # The slot passes down the line: everyone waiting gets in.
+        assert await checked == 101
+        assert await asyncio.gather(*waiting) == [101, 101]
+        assert gateway.ocpp.pending_handshakes == 0 and not gateway.ocpp._slot_waiters
+
+    async with limited_gateway(
+        gateway_max_pending_handshakes=1,
+        gateway_auth_hash_workers=1,
+        gateway_handshake_queue=2,
+        gateway_handshake_queue_wait_s=0.5,
+    ) as gateway:
+        release = threading.Event()
+        blocker = gateway.ocpp.hash_pool.submit(release.wait)
+        try:
+            checked = asyncio.create_task(
+                handshake_status(gateway, ids[0], authorization=basic(ids[0], "pw-0"))
+            )
+            await eventually(lambda: gateway.ocpp.pending_handshakes == 1)
+            # Waited its longest: 503, and it leaves the line.
+            assert await handshake_status(gateway, ids[1], authorization=basic(ids[1], "pw-1")) == (
+                503
+            )
+            assert not gateway.ocpp._slot_waiters
+        finally:
+            release.set()
+        blocker.result(timeout=10)
+        assert await checked == 101
+        assert gateway.ocpp.pending_handshakes == 0
 
 
 async def test_forwarded_addresses_count_only_from_trusted_proxies(
