@@ -23,14 +23,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import data_errors_are_final
-from db.card_sessions import lock_card, other_open_sessions
+from db.card_sessions import card_facts, lock_card
 from db.engine import SessionFactory
 from db.events import record_event
 from db.models import (
     Charger,
     ChargingSession,
     Connector,
-    EvCard,
     PlatformEvent,
     Tariff,
     TariffVersion,
@@ -160,28 +159,21 @@ class SessionActivities:
         """
         async with self._sessions() as db, db.begin():
             await lock_card(db, input.id_tag)
-            card = await db.get(EvCard, input.id_tag)
-            parent = (
-                await db.get(EvCard, card.parent_id_tag) if card and card.parent_id_tag else None
-            )
-            mapping = (
-                await db.execute(
-                    select(UserMapping).where(
-                        UserMapping.id_tag == input.id_tag, UserMapping.is_active.is_(True)
-                    )
-                )
-            ).scalar_one_or_none()
-            open_sessions = await other_open_sessions(db, input.id_tag, input.workflow_id)
+            # The card, its parent, its mapping and its other open sessions: one round trip.
+            facts = await card_facts(db, input.id_tag, exclude_workflow_id=input.workflow_id)
+            card = facts.card if facts else None
             decision = decide(
                 AuthorizationFacts(
                     card=CardFacts.model_validate(card) if card else None,
-                    parent=CardFacts.model_validate(parent) if parent else None,
-                    has_active_mapping=mapping is not None,
-                    other_open_sessions=open_sessions,
+                    parent=CardFacts.model_validate(facts.parent)
+                    if facts and facts.parent
+                    else None,
+                    has_active_mapping=facts is not None and facts.user_id is not None,
+                    other_open_sessions=facts.open_sessions if facts else 0,
                 ),
                 datetime.now(UTC),
             )
-            user_id = mapping.user_id if mapping else None
+            user_id = facts.user_id if facts else None
             if decision.status == "Accepted":
                 await _claim(db, input, user_id)
         return PreAuthorizeCardResult(
@@ -190,7 +182,7 @@ class SessionActivities:
             parent_id_tag=card.parent_id_tag if card else None,
             expiry_date=card.expires_at if card else None,
             user_id=user_id,
-            lago_customer_external_id=mapping.lago_customer_external_id if mapping else None,
+            lago_customer_external_id=facts.lago_customer_external_id if facts else None,
         )
 
     @activity.defn(name=ACTIVITY_UPSERT_SESSION)

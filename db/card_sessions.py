@@ -11,21 +11,26 @@ first.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     and_,
     exists,
     func,
+    literal,
     not_,
     or_,
     select,
     text,
+    true,
     union,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from db.models import ChargingSession, Transaction
+from db.models import ChargingSession, EvCard, Transaction, UserMapping
 from domain.session import OPEN_PHASES
 
 OPEN_STATES = sorted(phase.value for phase in OPEN_PHASES)
@@ -47,19 +52,10 @@ def _transaction_over() -> ColumnElement[bool]:
     return or_(Transaction.stopped_at.is_not(None), Transaction.closed_at.is_not(None))
 
 
-async def other_open_sessions(
-    db: AsyncSession, id_tag: str, exclude_workflow_id: str | None = None
-) -> int:
-    """Open sessions of the card, not counting ``exclude_workflow_id`` (the one being decided);
-    see :func:`open_sessions_count`."""
-    return int(
-        (await db.execute(select(open_sessions_count(id_tag, exclude_workflow_id)))).scalar_one()
-    )
-
-
 def open_sessions_count(id_tag: str, exclude_workflow_id: str | None = None) -> ScalarSelect[int]:
-    """The count of :func:`other_open_sessions` as a scalar subquery (to ask it in the same
-    statement as other facts about the card: one round trip).
+    """How many open sessions the card has, not counting ``exclude_workflow_id`` (the one being
+    decided), as a scalar subquery (asked in the same statement as the other facts about the
+    card, :func:`card_facts`: one round trip).
 
     A session counts when its read model is open (pre-authorized or running) and none of its
     transactions is over in the journal (stopped, or closed by the platform: the workflow may not
@@ -93,4 +89,60 @@ def open_sessions_count(id_tag: str, exclude_workflow_id: str | None = None) -> 
     return select(func.count(func.distinct(both.c.wid))).select_from(both).scalar_subquery()
 
 
-__all__ = ["OPEN_STATES", "lock_card", "open_sessions_count", "other_open_sessions"]
+class CardFactsRow(NamedTuple):
+    card: EvCard
+    parent: EvCard | None
+    # The active mapping's account and Lago customer, if the card is mapped.
+    user_id: str | None
+    lago_customer_external_id: str | None
+    # Other open sessions of the card (0 when not counted).
+    open_sessions: int
+
+
+async def card_facts(
+    db: AsyncSession,
+    id_tag: str,
+    *,
+    count_sessions: bool = True,
+    exclude_workflow_id: str | None = None,
+) -> CardFactsRow | None:
+    """Everything a limit decision reads about a card, in one round trip: the card, its parent,
+    its active mapping and (``count_sessions``) its other open sessions. None: unknown card.
+    Take :func:`lock_card` first, in its own statement: a statement's snapshot is taken when it
+    starts, so a count in the locking statement would not see what the previous holder
+    committed."""
+    parent_card = aliased(EvCard)
+    mapping = (
+        select(UserMapping.user_id, UserMapping.lago_customer_external_id)
+        .where(UserMapping.id_tag == id_tag, UserMapping.is_active)
+        .limit(1)
+        .subquery()
+    )
+    row = (
+        await db.execute(
+            select(
+                EvCard,
+                parent_card,
+                mapping.c.user_id,
+                mapping.c.lago_customer_external_id,
+                open_sessions_count(id_tag, exclude_workflow_id) if count_sessions else literal(0),
+            )
+            # ev_cards.parent_id_tag is a foreign key: a parent that is referenced exists.
+            .outerjoin(parent_card, parent_card.id_tag == EvCard.parent_id_tag)
+            .outerjoin(mapping, true())
+            .where(EvCard.id_tag == id_tag)
+        )
+    ).first()
+    if row is None:
+        return None
+    card, parent, user_id, lago_id, open_count = row
+    return CardFactsRow(card, parent, user_id, lago_id, int(open_count))
+
+
+__all__ = [
+    "OPEN_STATES",
+    "CardFactsRow",
+    "card_facts",
+    "lock_card",
+    "open_sessions_count",
+]

@@ -13,12 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from db.card_sessions import lock_card, open_sessions_count
-from db.models import EvCard, UserMapping
+from db.card_sessions import card_facts, lock_card
 from domain.authorization import AuthorizationFacts, CardFacts
 from domain.authorization import decide as decide_card
 from workflows.messages import AuthorizationStatus
@@ -56,34 +53,21 @@ async def decide(
         # so a count in the locking statement would not see what the previous holder committed.
         await lock_card(session, id_tag)
     # Everything else in one round trip (this runs for every tap, start and stop).
-    parent_card = aliased(EvCard)
-    row = (
-        await session.execute(
-            select(
-                EvCard,
-                parent_card,
-                select(UserMapping.user_id)
-                .where(UserMapping.id_tag == id_tag, UserMapping.is_active)
-                .limit(1)
-                .scalar_subquery(),
-                open_sessions_count(id_tag, exclude_workflow_id)
-                if check_concurrency
-                else literal(0),
-            )
-            # ev_cards.parent_id_tag is a foreign key: a parent that is referenced exists.
-            .outerjoin(parent_card, parent_card.id_tag == EvCard.parent_id_tag)
-            .where(EvCard.id_tag == id_tag)
-        )
-    ).first()
-    if row is None:
+    facts = await card_facts(
+        session,
+        id_tag,
+        count_sessions=check_concurrency,
+        exclude_workflow_id=exclude_workflow_id,
+    )
+    if facts is None:
         return LocalDecision("Invalid", "unknown_card", known=False)
-    card, parent, user_id, open_count = row
+    card, parent, user_id = facts.card, facts.parent, facts.user_id
     decision = decide_card(
         AuthorizationFacts(
             card=CardFacts.model_validate(card),
             parent=CardFacts.model_validate(parent) if parent is not None else None,
             has_active_mapping=user_id is not None,
-            other_open_sessions=int(open_count),
+            other_open_sessions=facts.open_sessions,
         ),
         now,
     )
