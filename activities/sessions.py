@@ -228,22 +228,40 @@ class SessionActivities:
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                 {"key": f"session-read-model:{input.workflow_id}"},
             )
+            # The row as it was (a CTE sees the statement's snapshot, taken before the upsert)
+            # and the session's last event, returned by the upsert itself: one round trip.
             before = (
-                await db.execute(
-                    select(
-                        ChargingSession.state,
-                        ChargingSession.energy_wh,
-                        ChargingSession.started_at,
-                    ).where(ChargingSession.workflow_id == input.workflow_id)
+                select(
+                    ChargingSession.state,
+                    ChargingSession.energy_wh,
+                    ChargingSession.started_at,
                 )
-            ).first()
+                .where(ChargingSession.workflow_id == input.workflow_id)
+                .cte("before")
+            )
+            last_event_at = (
+                select(PlatformEvent.occurred_at)
+                .where(
+                    PlatformEvent.charge_box_id == input.charge_box_id,
+                    PlatformEvent.subject == input.workflow_id,
+                )
+                .order_by(PlatformEvent.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
             after = (
                 await db.execute(
-                    statement.returning(*[getattr(ChargingSession, k) for k in _EVENT_COLUMNS])
+                    statement.add_cte(before).returning(
+                        *[getattr(ChargingSession, k) for k in _EVENT_COLUMNS],
+                        select(before.c.state).scalar_subquery().label("before_state"),
+                        select(before.c.energy_wh).scalar_subquery().label("before_energy_wh"),
+                        select(before.c.started_at).scalar_subquery().label("before_started_at"),
+                        last_event_at.label("last_event_at"),
+                    )
                 )
             ).first()
             if after is not None:
-                await _announce(db, before, after, self._progress_interval_s)
+                await _announce(db, after, self._progress_interval_s)
                 owner = after.user_id
                 if owner is not None and input.state in BILLED_STATES and input.transaction_id:
                     await notify_session_billed(db, owner, input)
@@ -448,24 +466,20 @@ _EVENT_COLUMNS = (
 )
 
 
-async def _announce(
-    db: AsyncSession, before: Any, after: Row[Any], progress_interval_s: float
-) -> None:
-    """Record the platform events the read model write made true (domain/session_events.py)."""
-    old = RowFacts(before.state, before.energy_wh, before.started_at) if before else None
+async def _announce(db: AsyncSession, after: Row[Any], progress_interval_s: float) -> None:
+    """Record the platform events the read model write made true (domain/session_events.py).
+    ``after``: the row written, with the row as it was (``before_*``, NULL when it is new) and
+    the session's last event time."""
+    old = (
+        RowFacts(after.before_state, after.before_energy_wh, after.before_started_at)
+        if after.before_state is not None
+        else None
+    )
     new = RowFacts(after.state, after.energy_wh, after.started_at)
     progress_due = True
     if old is not None and old.state == new.state and old.energy_wh != new.energy_wh:
         # Meter progress alone: throttled by the last event of this session.
-        last = await db.scalar(
-            select(PlatformEvent.occurred_at)
-            .where(
-                PlatformEvent.charge_box_id == after.charge_box_id,
-                PlatformEvent.subject == after.workflow_id,
-            )
-            .order_by(PlatformEvent.id.desc())
-            .limit(1)
-        )
+        last = after.last_event_at
         progress_due = (
             last is None or (datetime.now(UTC) - last).total_seconds() >= progress_interval_s
         )
