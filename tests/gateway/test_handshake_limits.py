@@ -172,65 +172,67 @@ async def test_pending_handshakes_are_capped_with_503(
         assert await handshake_status(gateway, second, authorization=basic(second, "pw-2")) == 101
 
 
+@asynccontextmanager
+async def _one_slot_taken(
+    limited_gateway: GatewayFactory, charge_box_id: str, password: str, *, wait_s: float
+) -> AsyncIterator[tuple[Gateway, asyncio.Task[int], Callable[[], None]]]:
+    """A gateway with one handshake slot and a line of two, its slot held by ``charge_box_id``'s
+    handshake (stuck in scrypt) until ``free()`` is called (at the latest when the block ends);
+    yields the gateway, that handshake and ``free``."""
+    async with limited_gateway(
+        gateway_max_pending_handshakes=1,
+        gateway_auth_hash_workers=1,
+        gateway_handshake_queue=2,
+        gateway_handshake_queue_wait_s=wait_s,
+    ) as gateway:
+        release = threading.Event()
+        blocker = gateway.ocpp.hash_pool.submit(release.wait)
+
+        def free() -> None:
+            release.set()
+            blocker.result(timeout=10)
+
+        try:
+            checked = asyncio.create_task(
+                handshake_status(
+                    gateway, charge_box_id, authorization=basic(charge_box_id, password)
+                )
+            )
+            await eventually(lambda: gateway.ocpp.pending_handshakes == 1)
+            yield gateway, checked, free
+        finally:
+            free()
+
+
 async def test_past_the_cap_handshakes_wait_in_line_then_get_503(
     limited_gateway: GatewayFactory, session_factory: SessionFactory
 ) -> None:
     """A reconnect storm waits its turn instead of retrying: past the cap a handshake waits for
     a slot (first come first served); past the queue, or after the longest wait, it gets 503."""
     ids = [await seed_charger(session_factory, password=f"pw-{i}") for i in range(4)]
-    async with limited_gateway(
-        gateway_max_pending_handshakes=1,
-        gateway_auth_hash_workers=1,
-        gateway_handshake_queue=2,
-        gateway_handshake_queue_wait_s=5,
-    ) as gateway:
-        release = threading.Event()
-        blocker = gateway.ocpp.hash_pool.submit(release.wait)
-        try:
-            checked = asyncio.create_task(
-                handshake_status(gateway, ids[0], authorization=basic(ids[0], "pw-0"))
+    async with _one_slot_taken(limited_gateway, ids[0], "pw-0", wait_s=5) as slot:
+        gateway, checked, free = slot
+        waiting = [
+            asyncio.create_task(
+                handshake_status(gateway, cb, authorization=basic(cb, f"pw-{i + 1}"))
             )
-            await eventually(lambda: gateway.ocpp.pending_handshakes == 1)
-            waiting = [
-                asyncio.create_task(
-                    handshake_status(gateway, cb, authorization=basic(cb, f"pw-{i + 1}"))
-                )
-                for i, cb in enumerate(ids[1:3])
-            ]
-            await eventually(lambda: len(gateway.ocpp._slot_waiters) == 2)
-            # The line is full: the next one is refused at once.
-            assert await handshake_status(gateway, ids[3], authorization=basic(ids[3], "pw-3")) == (
-                503
-            )
-        finally:
-            release.set()
-        blocker.result(timeout=10)
+            for i, cb in enumerate(ids[1:3])
+        ]
+        await eventually(lambda: len(gateway.ocpp._slot_waiters) == 2)
+        # The line is full: the next one is refused at once.
+        assert await handshake_status(gateway, ids[3], authorization=basic(ids[3], "pw-3")) == 503
+        free()
         # The slot passes down the line: everyone waiting gets in.
         assert await checked == 101
         assert await asyncio.gather(*waiting) == [101, 101]
         assert gateway.ocpp.pending_handshakes == 0 and not gateway.ocpp._slot_waiters
 
-    async with limited_gateway(
-        gateway_max_pending_handshakes=1,
-        gateway_auth_hash_workers=1,
-        gateway_handshake_queue=2,
-        gateway_handshake_queue_wait_s=0.5,
-    ) as gateway:
-        release = threading.Event()
-        blocker = gateway.ocpp.hash_pool.submit(release.wait)
-        try:
-            checked = asyncio.create_task(
-                handshake_status(gateway, ids[0], authorization=basic(ids[0], "pw-0"))
-            )
-            await eventually(lambda: gateway.ocpp.pending_handshakes == 1)
-            # Waited its longest: 503, and it leaves the line.
-            assert await handshake_status(gateway, ids[1], authorization=basic(ids[1], "pw-1")) == (
-                503
-            )
-            assert not gateway.ocpp._slot_waiters
-        finally:
-            release.set()
-        blocker.result(timeout=10)
+    async with _one_slot_taken(limited_gateway, ids[0], "pw-0", wait_s=0.5) as slot:
+        gateway, checked, free = slot
+        # Waited its longest: 503, and it leaves the line.
+        assert await handshake_status(gateway, ids[1], authorization=basic(ids[1], "pw-1")) == 503
+        assert not gateway.ocpp._slot_waiters
+        free()
         assert await checked == 101
         assert gateway.ocpp.pending_handshakes == 0
 
